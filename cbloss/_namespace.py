@@ -1,0 +1,40 @@
+"""Resolving the array namespace, once, outside any compiled region.
+
+``array_api_compat.array_namespace`` is called without ``api_version=`` on purpose: jax 0.10 rejects every
+version string but its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+
+def namespace_of(*arrays: Any) -> Any:
+    """The Array-API namespace of ``arrays``; NumPy (through array-api-compat) for Python scalars/lists."""
+    arrays = tuple(a for a in arrays if a is not None and not isinstance(a, (int, float, list, tuple)))
+    if not arrays:
+        return array_api_compat.array_namespace(np.empty(0))
+    return array_api_compat.array_namespace(*arrays)
+
+
+def is_array(x: Any) -> bool:
+    return array_api_compat.is_array_api_obj(x)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A host NumPy copy of a (small) array of any supported namespace."""
+    if isinstance(x, np.ndarray):
+        return x
+    if not is_array(x):
+        return np.asarray(x)
+    try:
+        return np.asarray(x)
+    except Exception:
+        pass
+    try:
+        return np.from_dlpack(array_api_compat.to_device(x, "cpu"))
+    except Exception:
+        return np.from_dlpack(x)

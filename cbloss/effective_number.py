@@ -1,0 +1,105 @@
+"""The effective number of samples (Cui et al., CVPR 2019, section 3).
+
+Each sample covers a unit volume of a feature space of total volume ``N``; a new sample overlaps the already
+covered volume ``E_{n-1}`` with probability ``E_{n-1} / N``. The expected covered volume after ``n`` samples is
+
+    E_1 = 1,   E_n = 1 + beta * E_{n-1},   beta = (N - 1) / N,
+
+whose closed form is ``E_n = (1 - beta**n) / (1 - beta) = sum_{j<n} beta**j``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._checks import check_beta, check_real
+from ._namespace import is_array, namespace_of, to_numpy
+
+__all__ = ["beta_from_volume", "effective_number", "effective_number_recursive"]
+
+
+def _as_float64(x: Any, name: str) -> tuple[Any, Any]:
+    """(xp, x as a float64 array of xp); Python scalars and lists become NumPy."""
+    xp = namespace_of(x) if is_array(x) else namespace_of()
+    if not is_array(x):
+        try:
+            x = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: must be real numbers, got {x!r}") from None
+        if x.dtype.kind not in "fiu":
+            raise TypeError(f"{name}: must be real numbers, got dtype {x.dtype}")
+    elif not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral")):
+        raise TypeError(f"{name}: must be real numbers, got dtype {x.dtype}")
+    return xp, xp.astype(x, xp.float64)
+
+
+def _check_counts(xp: Any, n: Any, name: str) -> None:
+    bad = ~(xp.isfinite(n) & (n >= 0))
+    if bool(xp.any(bad)):
+        values = to_numpy(n)[to_numpy(bad)]
+        raise ValueError(f"{name}: counts must be finite and >= 0, got {values.tolist()[:8]}")
+
+
+def effective_number(n: Any, beta: float) -> Any:
+    """Closed-form effective number ``E(n, beta) = (1 - beta**n) / (1 - beta)`` in float64.
+
+    Conventions: ``E(0, beta) = 0``; ``E(n, 0) = 1`` for ``n >= 1``; ``E(n, 1) = n`` exactly (the limit,
+    inverse-frequency weighting). ``n`` may be any non-negative real (array of any supported namespace, a
+    list or a scalar); the result is a float64 array of ``n``'s namespace (NumPy for lists and scalars).
+
+    Stability: ``1 - beta**n`` is evaluated as ``-expm1(n * log(beta))`` with ``log(beta) = log1p(-(1 - beta))``
+    for ``beta >= 1/2``, where ``1 - beta`` is exact in float64 (Sterbenz), so the result stays within a few
+    ulps of the exact value for ``beta = 1 - 1e-12`` and ``n`` up to 1e12; the naive formula loses every digit.
+    """
+    beta = check_beta(beta)
+    xp, n = _as_float64(n, "n")
+    _check_counts(xp, n, "n")
+    if beta == 1.0:
+        return n
+    one_minus_beta = 1.0 - beta  # exact for beta >= 1/2
+    # log(beta): log1p(-(1 - beta)) keeps the digits near beta = 1; below 1/2, log(beta) itself is exact-er.
+    log_beta = np.log1p(-one_minus_beta) if beta >= 0.5 else (np.log(beta) if beta > 0 else -np.inf)
+    # n = 0 would give 0 * -inf = nan at beta = 0; E(0, beta) = 0 for every beta.
+    positive = n > 0
+    exponent = xp.where(positive, n, xp.ones_like(n)) * float(log_beta)
+    covered = -xp.expm1(exponent) / one_minus_beta
+    return xp.where(positive, covered, xp.zeros_like(n))
+
+
+def effective_number_recursive(n: Any, beta: float) -> np.ndarray:
+    """The paper's recursion ``E_1 = 1, E_k = 1 + beta * E_{k-1}``, evaluated step by step (``E_0 = 0``).
+
+    A documented reference for the derivation, not for speed: it costs ``max(n)`` steps, so ``n`` must be
+    non-negative integers (at most 10**7). Returns a float64 NumPy array shaped like ``n``.
+    """
+    beta = check_beta(beta)
+    counts = np.asarray(to_numpy(n) if is_array(n) else n)
+    if counts.dtype.kind not in "iuf" or not np.all(np.isfinite(counts)):
+        raise TypeError(f"n: must be non-negative integers, got {counts!r}")
+    if np.any(counts < 0) or np.any(counts != np.floor(counts)):
+        raise ValueError(f"n: must be non-negative integers, got {counts.tolist()}")
+    steps = int(counts.max(initial=0))
+    if steps > 10**7:
+        raise ValueError(f"n: the recursion takes max(n) steps; {steps} is too many, use effective_number")
+    result = np.zeros(counts.shape, dtype=np.float64)
+    e = 0.0
+    for k in range(1, steps + 1):
+        e = 1.0 + beta * e
+        result[counts == k] = e
+    return result
+
+
+def beta_from_volume(volume: Any) -> Any:
+    """``beta = (N - 1) / N`` for a feature-space volume ``N >= 1`` (``N = inf`` gives ``beta = 1``).
+
+    Python scalars give a Python float; arrays give a float64 array of their namespace.
+    """
+    if not is_array(volume) and np.ndim(volume) == 0:
+        v = check_real("volume", volume, 1.0, np.inf)
+        return 1.0 if v == np.inf else (v - 1.0) / v
+    xp, v = _as_float64(volume, "volume")
+    if bool(xp.any(~(v >= 1.0))):
+        raise ValueError(f"volume: must be >= 1 (and not NaN), got {to_numpy(v).tolist()[:8]}")
+    return xp.where(xp.isinf(v), xp.ones_like(v), (v - 1.0) / v)

@@ -1,0 +1,449 @@
+"""The four class-balanced losses, their analytic gradients and the reductions, written once.
+
+Notation (per position): ``z`` the logits along the class axis (moved last), ``C`` classes, ``w`` the class
+weights (1 when ``weights`` is None). A position's target is a distribution ``t`` over the classes (one-hot for a
+hard label ``y``; after label smoothing ``t <- (1 - eps) t + eps / C``), and its loss is
+
+    loss = sum_c a_c * L_c(z),    a_c = t_c * w_c,    A = sum_c a_c,
+
+where ``L_c`` is the unweighted loss the position would have with hard label ``c``:
+
+    softmax        L_c = -log p_c,                             p = softmax(z)
+    sigmoid        L_c = sum_i  l(x_i),      l(x) = -log sigmoid(x)
+    focal          L_c = sum_i  (1 - sigmoid(x_i))**gamma * l(x_i)
+    softmax_focal  L_c = (1 - p_c)**gamma * (-log p_c)
+
+with ``x_i = z_i`` if ``i == c`` else ``-z_i``. For a hard label this is ``w_y * L_y``, the paper's CB loss.
+
+Everything is evaluated in log space so that values and gradients are finite for every finite logit and every
+gamma >= 0. With ``u = softplus(-x) = -log sigmoid(x)``, ``q = 1 - sigmoid(x) = -expm1(-u)`` (no cancellation):
+
+    sigmoid element   l = u,              dl/dx = -q
+    focal element     l = q**gamma * u,   dl/dx = -q**gamma * (gamma * exp(-u) * u + q)
+
+For the softmax focal loss ``p_c = sigmoid(x_c)`` with the margin ``x_c = z_c - logsumexp_{i != c} z_i``, so
+``-log p_c = u_c``, ``1 - p_c = q_c``, and its gradient is ``dL_c/dz_j = k_c * (p_j - [j == c])`` with
+``k_c = q_c**gamma * (1 + gamma * exp(-u_c) * u_c / q_c)`` (``u / q -> 1`` as ``q -> 0``). Gradients of the
+weighted sums follow by linearity:
+
+    softmax        grad = A * p - a
+    sigmoid/focal  grad_j = (A - a_j) * dl(-z_j)/dz_j + a_j * dl(z_j)/dz_j
+    softmax_focal  grad = p * sum_c a_c k_c - a * k
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+
+from ._checks import (
+    LOSSES,
+    REDUCTIONS,
+    check_choice,
+    check_gamma,
+    check_ignore_index,
+    check_label_smoothing,
+)
+from ._namespace import namespace_of, to_numpy
+from .primitives import Primitives
+
+__all__ = ["LossOptions", "class_balanced_loss", "class_balanced_loss_and_grad"]
+
+LossName = Literal["softmax", "sigmoid", "focal", "softmax_focal"]
+Reduction = Literal["none", "sum", "mean", "weighted_mean"]
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """The static configuration of a loss, validated once (hashable: usable as a jit static argument)."""
+
+    loss: str = "softmax"
+    gamma: float = 0.0
+    reduction: str = "mean"
+    label_smoothing: float = 0.0
+    ignore_index: int | None = None
+
+    @classmethod
+    def make(
+        cls,
+        loss: str = "softmax",
+        gamma: float | None = None,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        ignore_index: int | None = None,
+    ) -> LossOptions:
+        loss = check_choice("loss", loss, LOSSES)
+        return cls(
+            loss=loss,
+            gamma=check_gamma(gamma, loss),
+            reduction=check_choice("reduction", reduction, REDUCTIONS),
+            label_smoothing=check_label_smoothing(label_smoothing),
+            ignore_index=check_ignore_index(ignore_index),
+        )
+
+    @property
+    def kind(self) -> str:
+        """The loss actually evaluated: a focal loss with gamma = 0 *is* its non-focal loss, exactly."""
+        if self.gamma == 0.0:
+            return {"focal": "sigmoid", "softmax_focal": "softmax"}.get(self.loss, self.loss)
+        return self.loss
+
+
+class Terms(NamedTuple):
+    """Per-position pieces of a loss: ``value`` (P), ``grad`` = d value / d z (P, C) or None, and ``norm``
+    (P), each position's share of the ``mean``/``weighted_mean`` denominator (0 for ignored positions)."""
+
+    value: Any
+    grad: Any
+    norm: Any
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Elementwise pieces (x = the logit signed towards its target, see the module docstring)
+# ----------------------------------------------------------------------------------------------------------
+def _binary_terms(ops: Primitives, x: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
+    """(l(x), dl/dx) of the sigmoid (gamma = 0) or sigmoid-focal element loss."""
+    xp = ops.xp
+    u = ops.softplus(-x)  # -log sigmoid(x)
+    q = -xp.expm1(-u)  # 1 - sigmoid(x), exact near 0
+    if gamma == 0.0:
+        return u, (-q if with_grad else None)
+    modulation = xp.pow(q, gamma)
+    value = modulation * u
+    if not with_grad:
+        return value, None
+    # sigmoid(x) as exp(-u), not 1 - q: it keeps its relative digits where it is tiny.
+    return value, -modulation * (gamma * xp.exp(-u) * u + q)
+
+
+def _focal_slope(xp: Any, u: Any, q: Any, gamma: float) -> Any:
+    """``k = q**gamma * (1 + gamma * p * u / q)``, ``p = 1 - q = exp(-u)``, with ``u / q`` taken as 1 where
+    ``q = 0`` (its limit: ``u = -log(1 - q) ~ q``)."""
+    positive = q > 0
+    ratio = xp.where(positive, u / xp.where(positive, q, xp.ones_like(q)), xp.ones_like(q))
+    return xp.pow(q, gamma) * (1.0 + gamma * xp.exp(-u) * ratio)
+
+
+def _margin_terms(ops: Primitives, z: Any, log_rest: Any, gamma: float) -> tuple[Any, Any, Any]:
+    """(value, u, q) of the softmax focal loss from ``log_rest = log sum_{i != c} exp(z_i - M)`` and the
+    class logit shifted by the same ``M``: ``z`` here is ``z_c - M``."""
+    xp = ops.xp
+    u = ops.softplus(log_rest - z)  # -log p_c = softplus(-(margin))
+    q = -xp.expm1(-u)  # 1 - p_c
+    return xp.pow(q, gamma) * u, u, q
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Hard labels, no smoothing: only the label's column enters; no (P, C) target is formed for softmax.
+# ----------------------------------------------------------------------------------------------------------
+def _hard_terms(ops: Primitives, z: Any, labels: Any, alpha: Any, opts: LossOptions, with_grad: bool):
+    xp = ops.xp
+    kind = opts.kind
+    if kind == "softmax":
+        logp = ops.log_softmax(z)
+        value = -alpha * ops.take_label(logp, labels)
+        if not with_grad:
+            return value, None
+        grad = xp.exp(logp)
+        grad *= alpha[..., None]
+        return value, ops.add_at_label(grad, labels, -alpha)
+    if kind in ("sigmoid", "focal"):
+        mask = ops.label_mask(labels, z.shape[-1])
+        element, slope = _binary_terms(ops, xp.where(mask, z, -z), opts.gamma, with_grad)
+        value = alpha * xp.sum(element, axis=-1)
+        if not with_grad:
+            return value, None
+        return value, alpha[..., None] * xp.where(mask, slope, -slope)
+    # softmax_focal, gamma > 0
+    mask = ops.label_mask(labels, z.shape[-1])
+    m = xp.max(z, axis=-1, keepdims=True)
+    shifted = z - m
+    exp_shifted = xp.exp(shifted)
+    rest = xp.sum(xp.where(mask, xp.zeros_like(exp_shifted), exp_shifted), axis=-1)
+    label_logit = ops.take_label(shifted, labels)
+    element, u, q = _margin_terms(ops, label_logit, xp.log(rest), opts.gamma)
+    value = alpha * element
+    if not with_grad:
+        return value, None
+    slope = alpha * _focal_slope(xp, u, q, opts.gamma)
+    p = exp_shifted / xp.sum(exp_shifted, axis=-1, keepdims=True)
+    return value, ops.add_at_label(p * slope[..., None], labels, -slope)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A dense target coefficient a (P, C): soft targets, or hard labels with label smoothing.
+# ----------------------------------------------------------------------------------------------------------
+def _dense_terms(ops: Primitives, z: Any, a: Any, opts: LossOptions, with_grad: bool):
+    xp = ops.xp
+    kind = opts.kind
+    total = xp.sum(a, axis=-1, keepdims=True)  # A
+    if kind == "softmax":
+        logp = ops.log_softmax(z)
+        value = -xp.sum(a * logp, axis=-1)
+        return value, (total * xp.exp(logp) - a if with_grad else None)
+    if kind in ("sigmoid", "focal"):
+        pos, pos_slope = _binary_terms(ops, z, opts.gamma, with_grad)
+        neg, neg_slope = _binary_terms(ops, -z, opts.gamma, with_grad)
+        rest = total - a
+        value = xp.sum(rest * neg + a * pos, axis=-1)
+        return value, (a * pos_slope - rest * neg_slope if with_grad else None)
+    # softmax_focal: log sum_{i != c} exp(z_i - M) for every c. For c != argmax the subtraction T - e_c is
+    # well conditioned (T - e_c >= e_top = 1 >= e_c); for the top class it is summed directly.
+    num_classes = z.shape[-1]
+    m = xp.max(z, axis=-1, keepdims=True)
+    shifted = z - m
+    exp_shifted = xp.exp(shifted)
+    top = ops.label_mask(xp.argmax(z, axis=-1), num_classes)
+    everything = xp.sum(exp_shifted, axis=-1, keepdims=True)
+    rest_top = xp.sum(xp.where(top, xp.zeros_like(exp_shifted), exp_shifted), axis=-1, keepdims=True)
+    rest = xp.where(top, rest_top, everything - exp_shifted)
+    element, u, q = _margin_terms(ops, shifted, xp.log(rest), opts.gamma)
+    value = xp.sum(a * element, axis=-1)
+    if not with_grad:
+        return value, None
+    slope = a * _focal_slope(xp, u, q, opts.gamma)
+    p = exp_shifted / everything
+    return value, p * xp.sum(slope, axis=-1, keepdims=True) - slope
+
+
+def loss_terms(
+    ops: Primitives,
+    z: Any,
+    labels: Any,
+    weights: Any | None,
+    opts: LossOptions,
+    *,
+    soft: bool,
+    with_grad: bool = True,
+) -> Terms:
+    """Per-position value, gradient and denominator share. ``z`` is (P..., C) in the compute dtype with the
+    class axis last; ``labels`` integer (P...) or, with ``soft``, a (P..., C) distribution in the compute
+    dtype; ``weights`` (C,) in the compute dtype on ``z``'s device, or None. No value checks happen here
+    (this is the traced path); see :func:`class_balanced_loss` for the validated entry point."""
+    xp = ops.xp
+    eps = opts.label_smoothing
+    num_classes = z.shape[-1]
+    if soft:
+        a = labels if weights is None else labels * weights
+        norm = xp.sum(a, axis=-1) if opts.reduction == "weighted_mean" else None
+        if eps:
+            target = (1.0 - eps) * labels + eps / num_classes
+            a = target if weights is None else target * weights
+        value, grad = _dense_terms(ops, z, a, opts, with_grad)
+        if norm is None:
+            norm = xp.ones_like(value)
+        return Terms(value, grad, norm)
+
+    valid = None
+    if opts.ignore_index is not None:
+        valid = labels != opts.ignore_index
+        labels = xp.where(valid, labels, xp.zeros_like(labels))
+    if weights is None:
+        alpha = xp.ones(labels.shape, dtype=z.dtype, device=_device(z))
+    else:
+        alpha = ops.take_weights(weights, labels)
+    if valid is not None:
+        alpha = xp.where(valid, alpha, xp.zeros_like(alpha))
+    if opts.reduction == "weighted_mean":
+        norm = alpha
+    elif valid is not None:
+        norm = xp.astype(valid, z.dtype)
+    else:
+        norm = xp.ones(labels.shape, dtype=z.dtype, device=_device(z))
+    if eps:
+        onehot = xp.astype(ops.label_mask(labels, num_classes), z.dtype)
+        scale = 1.0 if valid is None else xp.astype(valid, z.dtype)[..., None]
+        target = ((1.0 - eps) * onehot + eps / num_classes) * scale
+        a = target if weights is None else target * weights
+        value, grad = _dense_terms(ops, z, a, opts, with_grad)
+    else:
+        value, grad = _hard_terms(ops, z, labels, alpha, opts, with_grad)
+    return Terms(value, grad, norm)
+
+
+def reduce_terms(xp: Any, terms: Terms, reduction: str, denominator: Any = None) -> tuple[Any, Any]:
+    """(loss, d loss / d z) for ``reduction``. ``none`` keeps per-position values and gradients.
+
+    ``denominator`` overrides ``sum(terms.norm)`` for the means (adapters pass the sum across data-parallel
+    replicas, so that every replica divides by the global count). A zero denominator gives loss 0.
+    """
+    value, grad, norm = terms
+    if reduction == "none":
+        return value, grad
+    loss = xp.sum(value)
+    if reduction == "sum":
+        return loss, grad
+    if denominator is None:
+        denominator = xp.sum(norm)
+    denominator = xp.where(denominator > 0, denominator, xp.ones_like(denominator))
+    return loss / denominator, (None if grad is None else grad / denominator)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Public, validated entry points
+# ----------------------------------------------------------------------------------------------------------
+def _device(x: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
+def compute_dtype(xp: Any, dtype: Any) -> Any:
+    """float16/bfloat16 compute in float32; float32/float64 as they are."""
+    if dtype in (xp.float32, xp.float64):
+        return dtype
+    return xp.float32
+
+
+def check_logits_and_labels(xp: Any, logits: Any, labels: Any, axis: int) -> tuple[int, bool]:
+    """Shapes and dtypes; returns (the class axis as a non-negative int, whether the labels are soft)."""
+    if not xp.isdtype(logits.dtype, "real floating"):
+        raise TypeError(f"logits: must be floating point, got dtype {logits.dtype}")
+    if logits.ndim == 0:
+        raise ValueError("logits: must have a class axis, got a 0-d array")
+    if not -logits.ndim <= axis < logits.ndim:
+        raise ValueError(f"axis: {axis} is out of range for logits of shape {tuple(logits.shape)}")
+    axis = axis % logits.ndim
+    if xp.isdtype(labels.dtype, "bool"):
+        raise TypeError("labels: must be integer class indices or floating soft targets, got bool")
+    soft = xp.isdtype(labels.dtype, "real floating")
+    if not soft and not xp.isdtype(labels.dtype, "integral"):
+        raise TypeError(f"labels: must be integer class indices or soft targets, got dtype {labels.dtype}")
+    expected = tuple(logits.shape) if soft else tuple(logits.shape[:axis] + logits.shape[axis + 1 :])
+    if tuple(labels.shape) != expected:
+        kind = "soft targets must have the logits' shape" if soft else "class indices must have the logits'"
+        kind += "" if soft else " shape without the class axis"
+        raise ValueError(f"labels: {kind} {expected}, got {tuple(labels.shape)}")
+    return axis, soft
+
+
+def check_label_values(
+    xp: Any, labels: Any, num_classes: int, soft: bool, ignore_index: int | None, given_dtype: Any = None
+) -> None:
+    """Eager value checks (they read the data, so they are skipped under jit/tf.function). Soft targets are
+    checked along the last axis; ``given_dtype``, the targets' dtype as the user gave them, sets the tolerance
+    of their sum: sqrt(eps) of float32/float64, 1e-2 for float16/bfloat16."""
+    if soft:
+        if bool(xp.any(~(labels >= 0))):
+            raise ValueError("labels: soft targets must be finite probabilities >= 0 (found negative or NaN)")
+        given_dtype = labels.dtype if given_dtype is None else given_dtype
+        if given_dtype == xp.float64:
+            tolerance = float(np.sqrt(np.finfo(np.float64).eps))
+        elif given_dtype == xp.float32:
+            tolerance = float(np.sqrt(np.finfo(np.float32).eps))
+        else:
+            tolerance = 1e-2
+        sums = xp.sum(labels, axis=-1)
+        if bool(xp.any(~(xp.abs(sums - 1.0) <= tolerance))):
+            worst = float(xp.max(xp.abs(sums - 1.0)))
+            raise ValueError(
+                "labels: soft targets must sum to 1 along the class axis (off by up to "
+                f"{worst:.3g}); multi-label (multi-hot) targets are not supported"
+            )
+        return
+    bad = (labels < 0) | (labels >= num_classes)
+    if ignore_index is not None:
+        bad = bad & (labels != ignore_index)
+    if bool(xp.any(bad)):
+        found = np.unique(to_numpy(labels)[to_numpy(bad)]).tolist()[:8]
+        raise ValueError(f"labels: class indices must be in [0, {num_classes}), got {found}")
+
+
+def prepare_weights(xp: Any, weights: Any, num_classes: int, dtype: Any, device: Any, validate: bool) -> Any:
+    """The (C,) weights as an array of ``xp`` in ``dtype`` on ``device``; None stays None."""
+    if weights is None:
+        return None
+    if isinstance(weights, np.ndarray) or not hasattr(weights, "shape"):
+        host = np.asarray(weights, dtype=np.float64)
+        if host.shape != (num_classes,):
+            raise ValueError(f"weights: expected {num_classes} class weights, got shape {host.shape}")
+        if validate and not (np.isfinite(host).all() and (host >= 0).all()):
+            raise ValueError(f"weights: must be finite and >= 0, got {host.tolist()}")
+        return xp.asarray(host, dtype=dtype, device=device)
+    if tuple(weights.shape) != (num_classes,):
+        raise ValueError(f"weights: expected {num_classes} class weights, got shape {tuple(weights.shape)}")
+    weights = xp.asarray(weights, device=device)
+    if validate and bool(xp.any(~(xp.isfinite(weights) & (weights >= 0)))):
+        raise ValueError("weights: must be finite and >= 0")
+    return xp.astype(weights, dtype)
+
+
+def _evaluate(logits, labels, weights, opts: LossOptions, axis: int, validate: bool, with_grad: bool):
+    xp = namespace_of(logits, labels)
+    axis, soft = check_logits_and_labels(xp, logits, labels, axis)
+    num_classes = logits.shape[axis]
+    dtype = compute_dtype(xp, logits.dtype)
+    w = prepare_weights(xp, weights, num_classes, dtype, _device(logits), validate)
+    last = logits.ndim - 1
+    z = xp.astype(logits, dtype)
+    if axis != last:
+        z = xp.moveaxis(z, axis, last)
+    given_dtype = labels.dtype
+    if soft:
+        labels = xp.astype(labels, dtype)
+        if axis != last:
+            labels = xp.moveaxis(labels, axis, last)
+    if validate:
+        check_label_values(xp, labels, num_classes, soft, opts.ignore_index, given_dtype)
+    # log(0) = -inf is intended (a class with no competitor); keep NumPy from warning about it.
+    with np.errstate(divide="ignore", under="ignore", over="ignore"):
+        terms = loss_terms(Primitives(xp), z, labels, w, opts, soft=soft, with_grad=with_grad)
+        loss, grad = reduce_terms(xp, terms, opts.reduction)
+    if grad is not None:
+        if axis != last:
+            grad = xp.moveaxis(grad, last, axis)
+        grad = xp.astype(grad, logits.dtype)
+    return loss, grad
+
+
+def class_balanced_loss(
+    logits: Any,
+    labels: Any,
+    weights: Any = None,
+    *,
+    loss: LossName = "softmax",
+    gamma: float | None = None,
+    reduction: Reduction = "mean",
+    axis: int = -1,
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = None,
+    validate: bool = True,
+) -> Any:
+    """Class-balanced loss of ``logits`` (any Array-API namespace; class axis ``axis``) against ``labels``.
+
+    ``labels``: integer class indices shaped like ``logits`` without the class axis (a scalar for an unbatched
+    ``(C,)`` input), or soft targets (probabilities, ``logits``' shape) for mixup/cutmix. ``weights``: the (C,)
+    class weights (for example :func:`cbloss.class_balanced_weights`), or None for unweighted.
+    ``loss``: ``"softmax"``, ``"sigmoid"``, ``"focal"`` (the paper's sigmoid focal) or ``"softmax_focal"``;
+    ``gamma`` (focal losses only, default 2.0). ``reduction``: ``"none"`` (per position), ``"sum"``,
+    ``"mean"`` (over counted positions) or ``"weighted_mean"`` (over the counted positions' weights, like
+    ``torch.nn.functional.cross_entropy(weight=...)``). ``label_smoothing`` mixes the target with the uniform
+    distribution; ``ignore_index`` drops positions with that label (hard labels only). ``validate=False``
+    skips the checks that read array values (for traced code). float16/bfloat16 logits are computed, and the
+    loss returned, in float32. See the module docstring for the formulas.
+    """
+    opts = LossOptions.make(loss, gamma, reduction, label_smoothing, ignore_index)
+    return _evaluate(logits, labels, weights, opts, axis, validate, with_grad=False)[0]
+
+
+def class_balanced_loss_and_grad(
+    logits: Any,
+    labels: Any,
+    weights: Any = None,
+    *,
+    loss: LossName = "softmax",
+    gamma: float | None = None,
+    reduction: Reduction = "mean",
+    axis: int = -1,
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = None,
+    validate: bool = True,
+) -> tuple[Any, Any]:
+    """``(loss, d loss / d logits)`` from the analytic gradient; same arguments as
+    :func:`class_balanced_loss`. The gradient has ``logits``' shape and dtype. With ``reduction="none"`` it
+    is the per-position gradient ``d loss[p] / d logits[p]`` (positions are independent, so a vector-Jacobian
+    product is ``cotangent[..., None] * grad``). Targets and weights are treated as constants."""
+    opts = LossOptions.make(loss, gamma, reduction, label_smoothing, ignore_index)
+    return _evaluate(logits, labels, weights, opts, axis, validate, with_grad=True)

@@ -1,0 +1,66 @@
+"""Named numeric pieces that the Array-API standard lacks, each defined once here.
+
+The loss engine (``cbloss.losses``) calls only these and standard functions. A backend may pass a subclass
+of :class:`Primitives` that replaces a piece with the framework's own fused kernel computing *exactly the
+same definition* (for example ``torch.log_softmax`` for :meth:`log_softmax`); the conformance suite checks
+every backend against the oracle, so a substitute that drifts is caught. No loss formula lives here.
+
+Everything works along the last axis; the engine moves the class axis there first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+
+class Primitives:
+    """Generic Array-API implementations; ``xp`` is the namespace of the arrays they receive."""
+
+    def __init__(self, xp: Any):
+        self.xp = xp
+
+    # -- log-space building blocks ---------------------------------------------------------------------
+    def logsumexp(self, x: Any) -> Any:
+        """``log(sum(exp(x), axis=-1, keepdims=True))``, shifted by the row maximum.
+
+        Rows of all ``-inf`` give ``-inf``, a ``+inf`` entry gives ``+inf``, NaN propagates.
+        """
+        xp = self.xp
+        m = xp.max(x, axis=-1, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+        return xp.log(xp.sum(xp.exp(x - m), axis=-1, keepdims=True)) + m
+
+    def log_softmax(self, x: Any) -> Any:
+        """``x - logsumexp(x)`` along the last axis."""
+        return x - self.logsumexp(x)
+
+    def softplus(self, x: Any) -> Any:
+        """``log(1 + exp(x))`` as ``max(x, 0) + log1p(exp(-|x|))``: no overflow, full float64 digits."""
+        xp = self.xp
+        return xp.where(x > 0, x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
+
+    # -- class-axis indexing ------------------------------------------------------------------------------
+    def take_label(self, x: Any, labels: Any) -> Any:
+        """``x[..., labels]`` position by position: ``x`` is (..., C), ``labels`` (...) integer."""
+        xp = self.xp
+        picked = xp.take_along_axis(x, labels[..., None], axis=x.ndim - 1)
+        return picked[..., 0]
+
+    def label_mask(self, labels: Any, num_classes: int) -> Any:
+        """Boolean (..., C): True at each position's label."""
+        xp = self.xp
+        classes = xp.arange(num_classes, dtype=labels.dtype, device=array_api_compat.device(labels))
+        return labels[..., None] == classes
+
+    def add_at_label(self, x: Any, labels: Any, values: Any) -> Any:
+        """``x`` with ``values[...]`` added at ``x[..., labels[...]]``; may reuse ``x``'s memory."""
+        xp = self.xp
+        return xp.where(self.label_mask(labels, x.shape[-1]), x + values[..., None], x)
+
+    def take_weights(self, weights: Any, labels: Any) -> Any:
+        """``weights[labels]`` for a (C,) weight vector and integer labels of any shape."""
+        xp = self.xp
+        flat = xp.reshape(labels, (-1,))
+        return xp.reshape(xp.take(weights, flat, axis=0), labels.shape)
