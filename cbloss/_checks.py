@@ -48,8 +48,7 @@ def check_gamma(gamma: float | None, loss: str) -> float:
     gamma = check_real("gamma", gamma, 0.0, math.inf)
     if loss not in FOCAL_LOSSES and gamma != 0.0:
         raise ValueError(
-            f"gamma: only the focal losses {list(FOCAL_LOSSES)} take gamma; got gamma={gamma} "
-            f"with loss={loss!r}"
+            f"gamma: only the focal losses {list(FOCAL_LOSSES)} take gamma; got gamma={gamma} with loss={loss!r}"
         )
     return gamma
 

@@ -86,9 +86,7 @@ def _count_batch(labels: Any, num_classes: int) -> np.ndarray:
     labels = labels.astype(np.int64, copy=False).ravel()
     out_of_range = (labels < 0) | (labels >= num_classes)
     if out_of_range.any():
-        raise ValueError(
-            f"labels: must be in [0, {num_classes}), got {np.unique(labels[out_of_range]).tolist()[:8]}"
-        )
+        raise ValueError(f"labels: must be in [0, {num_classes}), got {np.unique(labels[out_of_range]).tolist()[:8]}")
     return np.bincount(labels, minlength=num_classes)
 
 

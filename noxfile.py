@@ -1,0 +1,65 @@
+"""Sessions CI runs (the defaults): tests per backend and lint; `nox -s bench` runs the benchmarks.
+
+Every install uses constraints.txt, the exact versions CI tests (torch is pinned to the local CPU wheel;
+an unpinned torch would pull a multi-GB CUDA build). Virtualenvs are reused (`reuse_venv`) and pip's cache
+is kept, so a second run installs nothing new.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = "3.11"
+CONSTRAINTS = ("-c", "constraints.txt")
+# What each backend's tests install besides the package's `test` extra.
+BACKENDS = {
+    "numpy": [".[test]"],
+    "torch": [".[test,torch]"],
+    "jax": [".[test,jax]"],
+    "tensorflow": [".[test,tensorflow]"],
+}
+FRAMEWORK_TEST_DIRS = ["tests/torch", "tests/jax", "tests/tensorflow"]
+
+
+def _install(session: nox.Session, *requirements: str) -> None:
+    session.install(*CONSTRAINTS, *requirements)
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("backend", list(BACKENDS))
+def tests(session: nox.Session, backend: str) -> None:
+    """The conformance suite on `backend` and that backend's own tests.
+
+    tests(numpy) runs every framework-free test (core, oracle, properties, errors, CLI, demo) on numpy and
+    array_api_strict; tests(<framework>) runs the conformance suite on that framework and tests/<framework>.
+    CBLOSS_TEST_BACKEND tells tests/conftest.py which conformance backends to run.
+    """
+    _install(session, *BACKENDS[backend])
+    session.env["CBLOSS_TEST_BACKEND"] = backend
+    if backend == "numpy":
+        _install(session, ".[demo]")
+        ignores = [f"--ignore={d}" for d in FRAMEWORK_TEST_DIRS]
+        paths = ["tests", *ignores]
+    else:
+        paths = ["tests/test_conformance.py", f"tests/{backend}"]
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *paths, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    _install(session, "ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """The benchmark harness: `nox -s bench` (full) or `nox -s bench -- --quick` (CI's smoke run)."""
+    _install(session, ".[torch,jax,tensorflow,demo]")
+    session.env.setdefault("MALLOC_MMAP_THRESHOLD_", "33554432")
+    session.env.setdefault("MALLOC_TRIM_THRESHOLD_", "1073741824")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.backends import all_backends
+
+# nox's tests(<backend>) sessions set CBLOSS_TEST_BACKEND so that each session runs the conformance suite on
+# its own backend only (numpy's session covers numpy and array_api_strict); a plain `pytest` runs them all.
+_SELECTED = os.environ.get("CBLOSS_TEST_BACKEND")
+_GROUPS = {"numpy": {"numpy", "array_api_strict"}}
+BACKENDS = [b for b in all_backends() if _SELECTED is None or b.name in _GROUPS.get(_SELECTED, {_SELECTED})]
+
+
+@pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])
+def backend(request):
+    """Every backend of tests/backends; skipped, with the reason, where its framework is not installed."""
+    missing = request.param.missing()
+    if missing:
+        pytest.skip(f"backend {request.param.name}: {missing}")
+    return request.param
