@@ -53,6 +53,7 @@ __all__ = ["ClassBalancedLoss", "JaxPrimitives", "class_balanced_loss", "validat
 
 # The namespace, resolved once outside any compiled region (array-api-compat returns jax.numpy itself).
 xp = array_api_compat.array_namespace(jnp.zeros(0))
+_NP = array_api_compat.array_namespace(np.zeros(0))  # eager value checks run on host copies
 
 _MEANS = ("mean", "weighted_mean")
 
@@ -75,9 +76,11 @@ class JaxPrimitives(Primitives):
         return picked[..., 0]
 
     def take_weights(self, weights: Any, labels: Any) -> Any:
-        flat = jnp.reshape(labels, (-1,))
-        picked = jnp.take_along_axis(weights, flat, axis=0, mode="fill", wrap_negative_indices=False)
-        return jnp.reshape(picked, labels.shape)
+        # .at[].get with the labels' sharding: under an explicit-sharding mesh a gather from the replicated
+        # (C,) weights must be told that its output is sharded like the labels.
+        sharding = jax.typeof(labels).sharding
+        sharding = sharding if sharding.mesh.axis_names else None
+        return weights.at[labels].get(mode="fill", wrap_negative_indices=False, out_sharding=sharding)
 
 
 _OPS = JaxPrimitives(xp)
@@ -164,13 +167,16 @@ def validate_labels(
             "labels: validate_labels reads label values and cannot run on traced arrays (inside jit/vmap/grad); "
             "call it before the jitted step, or pass validate='checkify' and wrap the step in checkify.checkify"
         )
-    labels = jnp.asarray(labels)
+    # On a host copy: inside a trace even operations on concrete arrays are staged, so checks run in NumPy.
+    labels = np.asarray(labels)
     if soft is None:
-        soft = bool(xp.isdtype(labels.dtype, "real floating"))
-    given_dtype = labels.dtype
+        soft = bool(jnp.issubdtype(labels.dtype, jnp.floating))
     if soft:
-        labels = jnp.moveaxis(labels, axis, -1)
-    check_label_values(xp, labels, int(num_classes), soft, ignore_index, given_dtype)
+        given_dtype = labels.dtype  # sets the tolerance of the sums (float16/bfloat16: 1e-2)
+        labels = np.moveaxis(labels.astype(np.float64), axis, -1)
+        check_label_values(_NP, labels, int(num_classes), True, ignore_index, given_dtype)
+    else:
+        check_label_values(_NP, labels, int(num_classes), False, ignore_index)
 
 
 def class_balanced_loss(
@@ -221,8 +227,9 @@ def _evaluate(logits, labels, weights, opts: LossOptions, axis: int, axis_name: 
     if eager and not _is_traced(labels):
         validate_labels(labels, num_classes, ignore_index=opts.ignore_index, soft=soft, axis=axis)
     if weights is not None:
-        check_weights = eager and not _is_traced(weights)
-        weights = prepare_weights(xp, weights, num_classes, compute_dtype(xp, logits.dtype), None, check_weights)
+        if eager and not _is_traced(weights):
+            prepare_weights(_NP, np.asarray(weights, dtype=np.float64), num_classes, np.float64, None, True)
+        weights = prepare_weights(xp, weights, num_classes, compute_dtype(xp, logits.dtype), None, False)
     return _compiled(logits, labels, weights, opts, axis, soft, axis_name, validate == "checkify")
 
 
