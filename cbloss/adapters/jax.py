@@ -244,7 +244,7 @@ class ClassBalancedLoss:
     ``(logits, labels)`` is :func:`class_balanced_loss` with those weights.
     """
 
-    __slots__ = ("axis", "axis_name", "beta", "normalize", "options", "weights")
+    __slots__ = ("__weakref__", "axis", "axis_name", "beta", "normalize", "options", "weights")
 
     def __init__(
         self,

@@ -1,0 +1,357 @@
+"""cbloss.adapters.jax: transformations (jit, grad, value_and_grad, vmap), the ClassBalancedLoss pytree, an optax
+training step, label validation, dtypes, and parity with optax's own losses. The oracle comparison of every
+option lives in tests/test_conformance.py (the jax backend); here the reference is the NumPy core or optax."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cbloss
+
+jax = pytest.importorskip("jax", reason="jax is not installed")
+jnp = pytest.importorskip("jax.numpy")
+cj = pytest.importorskip("cbloss.adapters.jax")
+
+LOSSES = [("softmax", None), ("sigmoid", None), ("focal", 2.0), ("focal", 0.5), ("softmax_focal", 2.0)]
+REDUCTIONS = ["none", "sum", "mean", "weighted_mean"]
+
+
+def data(n=6, c=5, seed=0, batch=()):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0.0, 3.0, (*batch, n, c))
+    y = rng.integers(0, c, (*batch, n))
+    w = rng.uniform(0.25, 3.0, c)
+    return z, y, w
+
+
+def core(z, y, w, **options):
+    """The NumPy core's (loss, gradient), float64."""
+    return cbloss.class_balanced_loss_and_grad(z, y, w, **options)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize(("loss", "gamma"), LOSSES)
+def test_jit_value_and_grad_equal_core(loss, gamma, reduction):
+    z, y, w = data()
+    y[2] = -100
+    options = {"loss": loss, "gamma": gamma, "reduction": reduction, "ignore_index": -100, "label_smoothing": 0.05}
+    want, want_grad = core(z, y, w, **options)
+
+    def f(logits, labels, weights):
+        value = cj.class_balanced_loss(logits, labels, weights, **options)
+        return jnp.sum(value), value
+
+    (_, value), grad = jax.jit(jax.value_and_grad(f, has_aux=True))(jnp.asarray(z), jnp.asarray(y), jnp.asarray(w))
+    np.testing.assert_allclose(np.asarray(value), want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-12, atol=1e-14)
+    # jax.grad alone, and the forward-only call, agree
+    g2 = jax.grad(lambda q: jnp.sum(cj.class_balanced_loss(q, jnp.asarray(y), w, **options)))(jnp.asarray(z))
+    np.testing.assert_allclose(np.asarray(g2), want_grad, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(cj.class_balanced_loss(z, y, w, **options)), want, rtol=1e-12, atol=1e-14)
+
+
+def test_forward_only_does_not_compute_the_gradient(monkeypatch):
+    """The custom_vjp's primal path asks the core for values only; the gradient is built only under grad."""
+    calls = []
+    original = cj.loss_terms
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["with_grad"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cj, "loss_terms", spy)
+    z, y, w = data(n=11, c=7)  # a shape no other test compiles, so nothing is cached
+    cj.class_balanced_loss(jnp.asarray(z), jnp.asarray(y), w, loss="focal")
+    assert calls == [False]
+    calls.clear()
+    jax.grad(lambda q: cj.class_balanced_loss(q, jnp.asarray(y), w, loss="focal"))(jnp.asarray(z))
+    assert True in calls
+
+
+@pytest.mark.parametrize(("loss", "gamma"), LOSSES)
+def test_vmap_equals_per_problem_core(loss, gamma):
+    z, y, w = data(batch=(3,))
+    f = jax.vmap(lambda q, t: cj.class_balanced_loss(q, t, w, loss=loss, gamma=gamma, reduction="weighted_mean"))
+    values = jax.jit(f)(jnp.asarray(z), jnp.asarray(y))
+    grads = jax.jacrev(lambda q: jnp.sum(f(q, jnp.asarray(y))))(jnp.asarray(z))
+    for b in range(3):
+        want, want_grad = core(z[b], y[b], w, loss=loss, gamma=gamma, reduction="weighted_mean")
+        np.testing.assert_allclose(float(values[b]), want, rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(grads[b]), want_grad, rtol=1e-12, atol=1e-15)
+
+
+def test_vmap_with_axis_name_normalises_over_the_mapped_axis():
+    """vmap(..., axis_name=) psums the mean's denominator like shard_map: the shares sum to the whole mean."""
+    z, y, w = data(n=8)
+    z[3] *= 5
+    y[5] = -1
+    want, want_grad = core(z, y, w, reduction="weighted_mean", ignore_index=-1)
+
+    def share(q, t):
+        return cj.class_balanced_loss(q, t, w, reduction="weighted_mean", ignore_index=-1, axis_name="b")
+
+    f = jax.vmap(share, axis_name="b")
+    zb, yb = jnp.asarray(z).reshape(4, 2, 5), jnp.asarray(y).reshape(4, 2)
+    np.testing.assert_allclose(float(jnp.sum(f(zb, yb))), want, rtol=1e-12)
+    grad = jax.grad(lambda q: jnp.sum(f(q, yb)))(zb)
+    np.testing.assert_allclose(np.asarray(grad).reshape(8, 5), want_grad, rtol=1e-12, atol=1e-16)
+
+
+def test_class_axis_and_soft_targets():
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(2, 5, 3))  # class axis 1
+    t = rng.dirichlet(np.ones(5), size=(2, 3))  # (2, 3, 5): class axis last
+    w = rng.uniform(0.5, 2.0, 5)
+    for loss in ("softmax", "focal", "softmax_focal"):
+        want, want_grad = core(np.moveaxis(z, 1, -1), t, w, loss=loss, label_smoothing=0.1)
+        value, grad = jax.value_and_grad(
+            lambda q, loss=loss: cj.class_balanced_loss(
+                q, jnp.moveaxis(jnp.asarray(t), -1, 1), w, loss=loss, axis=1, label_smoothing=0.1
+            )
+        )(jnp.asarray(z))
+        np.testing.assert_allclose(float(value), want, rtol=1e-12)
+        np.testing.assert_allclose(np.moveaxis(np.asarray(grad), 1, -1), want_grad, rtol=1e-12, atol=1e-16)
+
+
+def test_unbatched_input():
+    z, _, w = data()
+    want, want_grad = core(z[0], np.asarray(3), w, loss="focal")
+    value, grad = jax.value_and_grad(lambda q: cj.class_balanced_loss(q, jnp.asarray(3), w, loss="focal"))(
+        jnp.asarray(z[0])
+    )
+    np.testing.assert_allclose(float(value), want, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Parity with optax (an independent implementation) where the definitions coincide
+# ----------------------------------------------------------------------------------------------------------
+def test_parity_with_optax():
+    optax = pytest.importorskip("optax")
+    z, y, _ = data(n=9, c=6)
+    z, y = jnp.asarray(z), jnp.asarray(y)
+    onehot = jax.nn.one_hot(y, 6, dtype=z.dtype)
+    pairs = [
+        (
+            lambda q: cj.class_balanced_loss(q, y),
+            lambda q: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(q, y)),
+        ),
+        # optax averages the binary terms over N * C, the "mean" convention over positions is N: a factor C
+        (
+            lambda q: cj.class_balanced_loss(q, y, loss="sigmoid") / 6,
+            lambda q: jnp.mean(optax.sigmoid_binary_cross_entropy(q, onehot)),
+        ),
+        (
+            lambda q: cj.class_balanced_loss(q, y, loss="focal", gamma=2.0, reduction="sum"),
+            lambda q: jnp.sum(optax.sigmoid_focal_loss(q, onehot, alpha=None, gamma=2.0)),
+        ),
+    ]
+    for ours, theirs in pairs:
+        np.testing.assert_allclose(float(ours(z)), float(theirs(z)), rtol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(jax.grad(ours)(z)), np.asarray(jax.grad(theirs)(z)), rtol=1e-9, atol=1e-14
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# ClassBalancedLoss: immutable pytree, jit, optax
+# ----------------------------------------------------------------------------------------------------------
+def test_class_balanced_loss_holds_core_weights_and_is_a_pytree():
+    counts = [500, 120, 40, 9, 3]
+    module = cj.ClassBalancedLoss(counts, 0.99, loss="focal", gamma=1.5, reduction="weighted_mean")
+    assert isinstance(module.weights, jax.Array)
+    np.testing.assert_allclose(np.asarray(module.weights), cbloss.class_balanced_weights(counts, 0.99), rtol=1e-15)
+    leaves, treedef = jax.tree_util.tree_flatten(module)
+    assert len(leaves) == 1 and leaves[0] is module.weights
+    again = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert again.options == module.options and again.axis == module.axis and again.beta == 0.99
+    with pytest.raises(AttributeError, match="immutable"):
+        module.weights = None
+    z, y, _ = data(c=5)
+    want, want_grad = core(z, y, cbloss.class_balanced_weights(counts, 0.99), loss="focal", gamma=1.5,
+                           reduction="weighted_mean")  # fmt: skip
+    # as a jit argument (the weights traced), and closed over
+    as_argument = jax.jit(jax.value_and_grad(lambda q, m, t: m(q, t)), static_argnums=())(jnp.asarray(z), module, y)
+    closed_over = jax.jit(jax.value_and_grad(lambda q: module(q, jnp.asarray(y))))(jnp.asarray(z))
+    for value, grad in (as_argument, closed_over):
+        np.testing.assert_allclose(float(value), want, rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-12, atol=1e-16)
+    # a pytree map transforms the weights only ("weighted_mean" is scale-free; "mean" scales with the weights)
+    doubled = jax.tree_util.tree_map(lambda a: 2 * a, module)
+    np.testing.assert_allclose(float(doubled(z, y)), float(module(z, y)), rtol=1e-12)
+    mean = cj.ClassBalancedLoss(counts, 0.99, loss="focal", gamma=1.5)
+    doubled = jax.tree_util.tree_map(lambda a: 2 * a, mean)
+    np.testing.assert_allclose(float(doubled(z, y)), 2 * float(mean(z, y)), rtol=1e-12)
+    assert "ClassBalancedLoss(num_classes=5" in repr(module)
+
+
+def test_from_weights_and_unweighted():
+    z, y, w = data()
+    np.testing.assert_allclose(float(cj.ClassBalancedLoss.from_weights(w)(z, y)), core(z, y, w)[0], rtol=1e-12)
+    unweighted = cj.ClassBalancedLoss.from_weights(None, loss="sigmoid")
+    assert unweighted.num_classes is None and jax.tree_util.tree_leaves(unweighted) == []
+    np.testing.assert_allclose(float(jax.jit(unweighted)(z, y)), core(z, y, None, loss="sigmoid")[0], rtol=1e-12)
+    with pytest.raises(ValueError, match="weights"):
+        cj.ClassBalancedLoss.from_weights([1.0, -1.0])
+    with pytest.raises(ValueError, match="weights"):
+        cj.class_balanced_loss(z, y, w[:3])
+
+
+def test_optax_training_step_decreases_the_loss():
+    optax = pytest.importorskip("optax")
+    rng = np.random.default_rng(0)
+    counts = np.array([400, 100, 25, 8])
+    centers = rng.normal(0, 2.0, (4, 3))
+    labels = np.repeat(np.arange(4), counts)
+    x = centers[labels] + rng.normal(0, 1.0, (labels.size, 3))
+    x, labels = jnp.asarray(x, jnp.float32), jnp.asarray(labels)
+    loss_fn = cj.ClassBalancedLoss(counts, 0.999, loss="focal", gamma=2.0)
+    params = {"W": jnp.zeros((3, 4), jnp.float32), "b": jnp.zeros((4,), jnp.float32)}
+    optimizer = optax.adam(0.05)
+    state = optimizer.init(params)
+
+    @jax.jit
+    def step(params, state, loss_fn, x, y):
+        loss, grads = jax.value_and_grad(lambda p: loss_fn(x @ p["W"] + p["b"], y))(params)
+        updates, state = optimizer.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    losses = []
+    for _ in range(50):
+        params, state, loss = step(params, state, loss_fn, x, labels)
+        losses.append(float(loss))
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.5 * losses[0]
+    assert loss.dtype == jnp.float32
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Label validation
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [-1, 5, 99])
+def test_eager_calls_validate_labels(bad):
+    z, y, w = data()
+    y[1] = bad
+    with pytest.raises(ValueError, match=r"labels: class indices must be in \[0, 5\)"):
+        cj.class_balanced_loss(jnp.asarray(z), jnp.asarray(y), w)
+    with pytest.raises(ValueError, match="labels"):
+        cj.validate_labels(y, 5)
+    with pytest.raises(ValueError, match="labels"):
+        cj.ClassBalancedLoss.from_weights(w)(z, y)
+    # constant labels closed over by a traced function are still concrete: checked while tracing
+    constant = jnp.asarray(y)
+    with pytest.raises(ValueError, match="labels"):
+        jax.jit(lambda q: cj.class_balanced_loss(q, constant))(jnp.asarray(z))
+    cj.validate_labels(y, 5, ignore_index=bad)  # an ignored label is fine
+
+
+@pytest.mark.parametrize(("loss", "gamma"), LOSSES)
+@pytest.mark.parametrize("bad", [-1, 5])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_out_of_range_labels_under_jit_give_nan_never_a_wrapped_class(loss, gamma, bad, weighted):
+    z, y, w = data()
+    y[1] = bad
+    w = w if weighted else None
+    f = jax.jit(lambda q, t: cj.class_balanced_loss(q, t, w, loss=loss, gamma=gamma, reduction="none"))
+    values = np.asarray(f(jnp.asarray(z), jnp.asarray(y)))
+    assert np.isnan(values[1])
+    others = np.delete(np.arange(6), 1)
+    np.testing.assert_allclose(values[others], core(z[others], y[others], w, loss=loss, gamma=gamma,
+                                                    reduction="none")[0], rtol=1e-12)  # fmt: skip
+    grad = jax.grad(lambda q, t: jnp.sum(f(q, t)))(jnp.asarray(z), jnp.asarray(y))
+    assert np.isnan(np.asarray(grad)[1]).all()
+    mean = jax.jit(lambda q, t: cj.class_balanced_loss(q, t, w, loss=loss, gamma=gamma))(jnp.asarray(z), jnp.asarray(y))
+    assert np.isnan(float(mean))
+
+
+def test_validate_modes():
+    from jax.experimental import checkify
+
+    z, y, w = data()
+    y[4] = 7
+    z, y = jnp.asarray(z), jnp.asarray(y)
+    with pytest.raises(TypeError, match="validate=True"):
+        jax.jit(lambda q, t: cj.class_balanced_loss(q, t, validate=True))(z, y)
+    with pytest.raises(TypeError, match="labels"):
+        jax.jit(lambda t: cj.validate_labels(t, 5))(y)
+    with pytest.raises(ValueError, match="validate"):
+        cj.class_balanced_loss(z, y, validate="sometimes")
+    assert np.isnan(float(cj.class_balanced_loss(z, y, validate=False)))
+    checked = checkify.checkify(jax.jit(lambda q, t: cj.class_balanced_loss(q, t, w, validate="checkify")))
+    err, _ = checked(z, y)
+    with pytest.raises(checkify.JaxRuntimeError, match=r"labels: class indices must be in \[0, 5\), got 7"):
+        err.throw()
+    err, value = checked(z, jnp.where(y == 7, 0, y))
+    err.throw()  # no error for valid labels
+    assert np.isfinite(float(value))
+
+
+def test_soft_target_validation():
+    z, _, _ = data()
+    t = np.full((6, 5), 0.3)
+    with pytest.raises(ValueError, match="labels: soft targets must sum to 1"):
+        cj.class_balanced_loss(jnp.asarray(z), jnp.asarray(t))
+    t[0] = [-0.5, 0.5, 0.5, 0.25, 0.25]
+    with pytest.raises(ValueError, match="labels: soft targets"):
+        cj.validate_labels(t, 5)
+
+
+def test_shape_and_type_errors_name_the_argument():
+    z, y, _ = data()
+    with pytest.raises(ValueError, match="labels"):
+        cj.class_balanced_loss(jnp.asarray(z), jnp.asarray(y[:3]))
+    with pytest.raises(TypeError, match="logits"):
+        cj.class_balanced_loss(jnp.asarray(y), jnp.asarray(y))
+    with pytest.raises(ValueError, match="loss"):
+        cj.class_balanced_loss(jnp.asarray(z), jnp.asarray(y), loss="hinge")
+    with pytest.raises(ValueError, match="gamma"):
+        cj.ClassBalancedLoss([1, 2, 3], 0.9, loss="focal", gamma=-1.0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Dtypes
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize(("loss", "gamma"), LOSSES)
+def test_low_precision_computes_in_float32(dtype, loss, gamma):
+    z, y, w = data()
+    low = jnp.asarray(z, dtype)
+    exact = np.asarray(low.astype(jnp.float32), dtype=np.float64)  # the rounded logits, exactly
+    want, want_grad = core(exact.astype(np.float32), y, w, loss=loss, gamma=gamma)
+    value, grad = jax.jit(jax.value_and_grad(lambda q: cj.class_balanced_loss(q, jnp.asarray(y), w, loss=loss,
+                                                                             gamma=gamma)))(low)  # fmt: skip
+    assert value.dtype == jnp.float32 and grad.dtype == jnp.dtype(dtype)
+    np.testing.assert_allclose(float(value), want, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(grad.astype(jnp.float32)), want_grad, rtol=2.0**-7, atol=1e-6)
+
+
+def test_float32_and_float64():
+    z, y, w = data()
+    for dtype, rtol in (("float32", 1e-5), ("float64", 1e-13)):
+        value, grad = jax.jit(jax.value_and_grad(lambda q: cj.class_balanced_loss(q, jnp.asarray(y), w)))(
+            jnp.asarray(z, dtype)
+        )
+        assert value.dtype == grad.dtype == jnp.dtype(dtype)
+        want, want_grad = core(z, y, w)
+        np.testing.assert_allclose(float(value), want, rtol=rtol)
+        np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=rtol, atol=rtol * 1e-2)
+
+
+def test_extreme_logits_stay_finite():
+    z = jnp.asarray([[1e4, -1e4, 0.0], [-1e4, 1e4, 3.0]], jnp.float32)
+    y = jnp.asarray([1, 1])
+    for loss, gamma in [*LOSSES, ("focal", 0.25), ("softmax_focal", 0.25)]:
+        value, grad = jax.jit(jax.value_and_grad(lambda q, loss=loss, gamma=gamma: cj.class_balanced_loss(
+            q, y, loss=loss, gamma=gamma)))(z)  # fmt: skip
+        assert np.isfinite(float(value)) and np.isfinite(np.asarray(grad)).all(), loss
+
+
+def test_import_cbloss_does_not_import_jax():
+    import subprocess
+    import sys
+
+    code = "import sys, cbloss; assert 'jax' not in sys.modules, 'import cbloss imported jax'"
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(cbloss.__file__).parents[1])
+    )
