@@ -142,11 +142,10 @@ def _hard_terms(ops: Primitives, z: Any, labels: Any, alpha: Any, opts: LossOpti
     xp = ops.xp
     kind = opts.kind
     if kind == "softmax":
-        logp = ops.log_softmax(z)
-        value = -alpha * ops.take_label(logp, labels)
         if not with_grad:
-            return value, None
-        grad = xp.exp(logp)
+            return -alpha * ops.take_label(ops.log_softmax(z), labels), None
+        logp, grad = ops.log_softmax_and_softmax(z)
+        value = -alpha * ops.take_label(logp, labels)
         grad *= alpha[..., None]
         return value, ops.add_at_label(grad, labels, -alpha)
     if kind in ("sigmoid", "focal"):
@@ -180,9 +179,10 @@ def _dense_terms(ops: Primitives, z: Any, a: Any, opts: LossOptions, with_grad: 
     kind = opts.kind
     total = xp.sum(a, axis=-1, keepdims=True)  # A
     if kind == "softmax":
-        logp = ops.log_softmax(z)
-        value = -xp.sum(a * logp, axis=-1)
-        return value, (total * xp.exp(logp) - a if with_grad else None)
+        if not with_grad:
+            return -xp.sum(a * ops.log_softmax(z), axis=-1), None
+        logp, p = ops.log_softmax_and_softmax(z)
+        return -xp.sum(a * logp, axis=-1), total * p - a
     if kind in ("sigmoid", "focal"):
         pos, pos_slope = _binary_terms(ops, z, opts.gamma, with_grad)
         neg, neg_slope = _binary_terms(ops, -z, opts.gamma, with_grad)

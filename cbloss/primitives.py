@@ -36,6 +36,13 @@ class Primitives:
         """``x - logsumexp(x)`` along the last axis."""
         return x - self.logsumexp(x)
 
+    def log_softmax_and_softmax(self, x: Any) -> tuple[Any, Any]:
+        """``(log_softmax(x), softmax(x))`` along the last axis, the softmax as ``exp(log_softmax(x))``; a
+        fresh array the caller may overwrite. A backend may form both from one pass of ``exp`` (the softmax
+        as ``exp(x - max) / sum``), which is what a compiled gradient of a softmax loss costs."""
+        logp = self.log_softmax(x)
+        return logp, self.xp.exp(logp)
+
     def softplus(self, x: Any) -> Any:
         """``log(1 + exp(x))`` as ``max(x, 0) + log1p(exp(-|x|))``: no overflow, full float64 digits."""
         xp = self.xp
