@@ -68,6 +68,14 @@ class JaxPrimitives(Primitives):
     def log_softmax(self, x: Any) -> Any:
         return jax.nn.log_softmax(x, axis=-1)
 
+    def log_softmax_and_softmax(self, x: Any) -> tuple[Any, Any]:
+        # One exp pass: the softmax as exp(x - max) / sum rather than exp(log_softmax(x)) (a second pass).
+        m = jnp.max(x, axis=-1, keepdims=True)
+        m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))  # as the generic logsumexp: -inf rows stay -inf
+        unnormalized = jnp.exp(x - m)
+        total = jnp.sum(unnormalized, axis=-1, keepdims=True)
+        return x - (m + jnp.log(total)), unnormalized / total
+
     def softplus(self, x: Any) -> Any:
         return jax.nn.softplus(x)  # logaddexp(x, 0) = max(x, 0) + log1p(exp(-|x|))
 
