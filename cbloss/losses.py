@@ -161,7 +161,7 @@ def _hard_terms(ops: Primitives, z: Any, labels: Any, alpha: Any, opts: LossOpti
     shifted = z - m
     exp_shifted = xp.exp(shifted)
     rest = xp.sum(xp.where(mask, xp.zeros_like(exp_shifted), exp_shifted), axis=-1)
-    label_logit = ops.take_label(shifted, labels)
+    label_logit = ops.take_label(z, labels) - m[..., 0]  # (z - m)[y], exactly, without indexing z - m
     element, u, q = _margin_terms(ops, label_logit, xp.log(rest), opts.gamma)
     value = alpha * element
     if not with_grad:
