@@ -209,9 +209,7 @@ def _evaluate(
         except ValueError as error:
             raise ValueError(str(error).replace("labels:", "target:")) from None
     if torch.is_grad_enabled() and input.requires_grad:
-        return _ClassBalancedFunction.apply(
-            input, target, w, opts, soft, class_dim, global_normalizer, process_group
-        )
+        return _ClassBalancedFunction.apply(input, target, w, opts, soft, class_dim, global_normalizer, process_group)
     # No gradient wanted (evaluation, torch.no_grad): the value alone, without the (N, C) gradient.
     z, labels = _to_compute(input, target, soft, class_dim)
     terms = loss_terms(_OPS, z, labels, w, opts, soft=soft, with_grad=False)
