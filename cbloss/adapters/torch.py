@@ -196,8 +196,6 @@ def _evaluate(
         # The core names its arguments logits/labels; PyTorch users pass input/target.
         message = str(error).replace("logits", "input").replace("labels:", "target:")
         raise type(error)(message) from None
-    if soft and opts.ignore_index is not None:
-        raise ValueError("ignore_index: applies to class-index targets, not to probability targets")
     num_classes = input.shape[class_dim]
     dtype = compute_dtype(_xp, input.dtype)
     eager = not _is_compiling() and input.device.type != "meta"
