@@ -170,6 +170,21 @@ class _ClassBalancedFunction(torch.autograd.Function):
         return grad, None, None, None, None, None, None, None
 
 
+def _check_target_values(target, num_classes: int, soft: bool, ignore_index, class_dim: int) -> None:
+    """Eager label checks (one device sync). Class indices all in range pass with a single ``aminmax``; any
+    other case (ignore_index present, an error, probability targets) goes through the core's checks, which
+    also write the message."""
+    if not soft and target.numel():
+        low, high = torch.stack(torch.aminmax(target)).tolist()
+        if low >= 0 and high < num_classes:
+            return
+    labels = target.movedim(class_dim, -1) if soft and class_dim != target.ndim - 1 else target
+    try:
+        check_label_values(_xp, labels, num_classes, soft, ignore_index, target.dtype)
+    except ValueError as error:
+        raise ValueError(str(error).replace("labels:", "target:")) from None
+
+
 def _evaluate(
     input: torch.Tensor,
     target: torch.Tensor,
@@ -199,13 +214,14 @@ def _evaluate(
     num_classes = input.shape[class_dim]
     dtype = compute_dtype(_xp, input.dtype)
     eager = not _is_compiling() and input.device.type != "meta"
-    w = prepare_weights(_xp, weight, num_classes, dtype, input.device, validate and validate_weight and eager)
+    if validate_weight:
+        w = prepare_weights(_xp, weight, num_classes, dtype, input.device, validate and eager)
+    else:  # the module's weights: checked when they were made, already in the compute dtype on the device
+        w = weight
+        if w is not None and tuple(w.shape) != (num_classes,):
+            raise ValueError(f"weights: expected {num_classes} class weights, got shape {tuple(w.shape)}")
     if validate and eager:
-        labels = target.movedim(class_dim, -1) if soft and class_dim != input.ndim - 1 else target
-        try:
-            check_label_values(_xp, labels, num_classes, soft, opts.ignore_index, target.dtype)
-        except ValueError as error:
-            raise ValueError(str(error).replace("labels:", "target:")) from None
+        _check_target_values(target, num_classes, soft, opts.ignore_index, class_dim)
     if torch.is_grad_enabled() and input.requires_grad:
         return _ClassBalancedFunction.apply(input, target, w, opts, soft, class_dim, global_normalizer, process_group)
     # No gradient wanted (evaluation, torch.no_grad): the value alone, without the (N, C) gradient.
@@ -372,14 +388,32 @@ class ClassBalancedLoss(torch.nn.Module):
     def num_classes(self) -> int | None:
         return None if self.weight is None else int(self.weight.shape[0])
 
+    def _compute_weight(self, input: torch.Tensor) -> torch.Tensor | None:
+        """The weights in ``input``'s compute dtype on its device, cached between calls (the cache follows the
+        buffer: a new tensor, an in-place change, a device or dtype of ``input``)."""
+        weight = self.weight
+        if weight is None:
+            return None
+        dtype = compute_dtype(_xp, input.dtype)
+        if _is_compiling():
+            return weight.to(device=input.device, dtype=dtype)
+        key = (id(weight), weight._version, weight.device, dtype, input.device)
+        cached = self.__dict__.get("_weight_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, weight.to(device=input.device, dtype=dtype))
+            self.__dict__["_weight_cache"] = cached
+        return cached[1]
+
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not isinstance(input, torch.Tensor):
+            raise TypeError(f"input: must be a torch.Tensor, got {type(input).__name__}")
         return _evaluate(
             input,
             target,
-            self.weight,
+            self._compute_weight(input),
             self.options,
             validate=self.validate,
-            validate_weight=False,  # checked once, when the weights were made
+            validate_weight=False,
             global_normalizer=self.global_normalizer,
             process_group=self.process_group,
         )
