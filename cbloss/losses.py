@@ -103,19 +103,25 @@ class Terms(NamedTuple):
 # ----------------------------------------------------------------------------------------------------------
 # Elementwise pieces (x = the logit signed towards its target, see the module docstring)
 # ----------------------------------------------------------------------------------------------------------
-def _binary_terms(ops: Primitives, x: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
-    """(l(x), dl/dx) of the sigmoid (gamma = 0) or sigmoid-focal element loss."""
+def _binary_terms(ops: Primitives, y: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
+    """(l(x), dl/dy) of the sigmoid (gamma = 0) or sigmoid-focal element loss at ``x = -y``; the callers
+    form ``y = -x`` directly (one pass fewer), and the slope is taken with respect to ``y`` (= -dl/dx)."""
     xp = ops.xp
-    u = ops.softplus(-x)  # -log sigmoid(x)
-    q = -xp.expm1(-u)  # 1 - sigmoid(x), exact near 0
+    u, q = ops.softplus_and_sigmoid(y)  # u = -log sigmoid(x), q = sigmoid(y) = 1 - sigmoid(x), exact near 0
     if gamma == 0.0:
-        return u, (-q if with_grad else None)
+        return u, (q if with_grad else None)
     modulation = xp.pow(q, gamma)
     value = modulation * u
     if not with_grad:
         return value, None
-    # sigmoid(x) as exp(-u), not 1 - q: it keeps its relative digits where it is tiny.
-    return value, -modulation * (gamma * xp.exp(-u) * u + q)
+    # sigmoid(x) as exp(-u), not 1 - q: it keeps its relative digits where it is tiny. In-place updates of
+    # the temporary (rebinding on immutable arrays): dl/dy = q**gamma * (gamma * exp(-u) * u + q).
+    slope = xp.exp(-u)
+    slope *= u
+    slope *= gamma
+    slope += q
+    slope *= modulation
+    return value, slope
 
 
 def _focal_slope(xp: Any, u: Any, q: Any, gamma: float) -> Any:
@@ -150,26 +156,29 @@ def _hard_terms(ops: Primitives, z: Any, labels: Any, alpha: Any, opts: LossOpti
         grad *= alpha[..., None]
         return value, ops.add_at_label(grad, labels, -alpha)
     if kind in ("sigmoid", "focal"):
-        mask = ops.label_mask(labels, z.shape[-1])
-        element, slope = _binary_terms(ops, xp.where(mask, z, -z), opts.gamma, with_grad)
+        # x_i = z_i at the label, -z_i elsewhere; y = -x. d value / dz = -dl/dy at the label, dl/dy elsewhere.
+        element, slope = _binary_terms(ops, ops.negate_at_label(z, labels), opts.gamma, with_grad)
         value = alpha * xp.sum(element, axis=-1)
         if not with_grad:
             return value, None
-        return value, alpha[..., None] * xp.where(mask, slope, -slope)
+        grad = ops.negate_at_label(slope, labels, reuse=True)
+        grad *= alpha[..., None]
+        return value, grad
     # softmax_focal, gamma > 0
-    mask = ops.label_mask(labels, z.shape[-1])
     m = xp.max(z, axis=-1, keepdims=True)
     shifted = z - m
     exp_shifted = xp.exp(shifted)
-    rest = xp.sum(xp.where(mask, xp.zeros_like(exp_shifted), exp_shifted), axis=-1)
+    rest = ops.sum_except_label(exp_shifted, labels)
     label_logit = ops.take_label(shifted, labels)
     element, u, q = _margin_terms(ops, label_logit, xp.log(rest), opts.gamma)
     value = alpha * element
     if not with_grad:
         return value, None
     slope = alpha * _focal_slope(xp, u, q, opts.gamma)
-    p = exp_shifted / xp.sum(exp_shifted, axis=-1, keepdims=True)
-    return value, ops.add_at_label(p * slope[..., None], labels, -slope)
+    p = exp_shifted  # the temporary becomes softmax(z), then its gradient, in place
+    p /= xp.sum(exp_shifted, axis=-1, keepdims=True)
+    p *= slope[..., None]
+    return value, ops.add_at_label(p, labels, -slope)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -184,11 +193,12 @@ def _dense_terms(ops: Primitives, z: Any, a: Any, opts: LossOptions, with_grad: 
         value = -xp.sum(a * logp, axis=-1)
         return value, (total * xp.exp(logp) - a if with_grad else None)
     if kind in ("sigmoid", "focal"):
-        pos, pos_slope = _binary_terms(ops, z, opts.gamma, with_grad)
-        neg, neg_slope = _binary_terms(ops, -z, opts.gamma, with_grad)
+        # pos: x = z (y = -z, d/dz = -d/dy); neg: x = -z (y = z, d/dz = d/dy).
+        pos, pos_slope = _binary_terms(ops, -z, opts.gamma, with_grad)
+        neg, neg_slope = _binary_terms(ops, z, opts.gamma, with_grad)
         rest = total - a
         value = xp.sum(rest * neg + a * pos, axis=-1)
-        return value, (a * pos_slope - rest * neg_slope if with_grad else None)
+        return value, (rest * neg_slope - a * pos_slope if with_grad else None)
     # softmax_focal: log sum_{i != c} exp(z_i - M) for every c. For c != argmax the subtraction T - e_c is
     # well conditioned (T - e_c >= e_top = 1 >= e_c); for the top class it is summed directly.
     num_classes = z.shape[-1]

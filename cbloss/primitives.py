@@ -41,6 +41,12 @@ class Primitives:
         xp = self.xp
         return xp.where(x > 0, x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
 
+    def softplus_and_sigmoid(self, x: Any) -> tuple[Any, Any]:
+        """``(softplus(x), sigmoid(x))``: ``sigmoid(x) = 1 - exp(-softplus(x))``, taken as
+        ``-expm1(-softplus(x))`` (exact where it is tiny). Elementwise, any shape."""
+        u = self.softplus(x)
+        return u, -self.xp.expm1(-u)
+
     # -- class-axis indexing ------------------------------------------------------------------------------
     def take_label(self, x: Any, labels: Any) -> Any:
         """``x[..., labels]`` position by position: ``x`` is (..., C), ``labels`` (...) integer."""
@@ -58,6 +64,17 @@ class Primitives:
         """``x`` with ``values[...]`` added at ``x[..., labels[...]]``; may reuse ``x``'s memory."""
         xp = self.xp
         return xp.where(self.label_mask(labels, x.shape[-1]), x + values[..., None], x)
+
+    def negate_at_label(self, x: Any, labels: Any, *, reuse: bool = False) -> Any:
+        """``x`` with ``x[..., labels]`` negated, position by position: ``where(label_mask, -x, x)``. With
+        ``reuse=True`` the caller hands over a temporary and the result may reuse its memory."""
+        return self.xp.where(self.label_mask(labels, x.shape[-1]), -x, x)
+
+    def sum_except_label(self, x: Any, labels: Any) -> Any:
+        """``sum_{c != label} x[..., c]`` (P...), summed directly (no ``total - x[label]`` cancellation)."""
+        xp = self.xp
+        mask = self.label_mask(labels, x.shape[-1])
+        return xp.sum(xp.where(mask, xp.zeros_like(x), x), axis=-1)
 
     def take_weights(self, weights: Any, labels: Any) -> Any:
         """``weights[labels]`` for a (C,) weight vector and integer labels of any shape."""
