@@ -76,6 +76,18 @@ class TorchPrimitives(Primitives):
     def softplus(self, x: torch.Tensor) -> torch.Tensor:
         return F.softplus(x, beta=1.0, threshold=_SOFTPLUS_THRESHOLD)
 
+    def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.softplus(x), torch.sigmoid(x)
+
+    def negate_at_label(self, x: torch.Tensor, labels: torch.Tensor, *, reuse: bool = False) -> torch.Tensor:
+        index = labels.unsqueeze(-1)
+        picked = torch.gather(x, -1, index)
+        out = x if reuse else x.clone()
+        return out.scatter_(-1, index, picked.neg_())
+
+    def sum_except_label(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return x.clone().scatter_(-1, labels.unsqueeze(-1), 0.0).sum(dim=-1)
+
     def take_label(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return torch.gather(x, -1, labels.unsqueeze(-1)).squeeze(-1)
 
