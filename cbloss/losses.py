@@ -150,11 +150,7 @@ def _hard_terms(ops: Primitives, z: Any, labels: Any, alpha: Any, opts: LossOpti
     if kind == "softmax":
         logp = ops.log_softmax(z)
         value = -alpha * ops.take_label(logp, labels)
-        if not with_grad:
-            return value, None
-        grad = xp.exp(logp)
-        grad *= alpha[..., None]
-        return value, ops.add_at_label(grad, labels, -alpha)
+        return value, (ops.softmax_label_grad(logp, labels, alpha) if with_grad else None)
     if kind in ("sigmoid", "focal"):
         # x_i = z_i at the label, -z_i elsewhere; y = -x. d value / dz = -dl/dy at the label, dl/dy elsewhere.
         element, slope = _binary_terms(ops, ops.negate_at_label(z, labels), opts.gamma, with_grad)

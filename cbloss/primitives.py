@@ -41,6 +41,14 @@ class Primitives:
         xp = self.xp
         return xp.where(x > 0, x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
 
+    def softmax_label_grad(self, log_probs: Any, labels: Any, scale: Any) -> Any:
+        """``scale[..., None] * (exp(log_probs) - onehot(labels))``: the gradient of ``-scale * log_probs[label]``
+        with respect to the logits, for ``log_probs = log_softmax(logits)`` (what a fused softmax
+        cross-entropy's backward computes). ``scale`` (P...), ``labels`` (P...) integer."""
+        grad = self.xp.exp(log_probs)
+        grad *= scale[..., None]
+        return self.add_at_label(grad, labels, -scale)
+
     def softplus_and_sigmoid(self, x: Any) -> tuple[Any, Any]:
         """``(softplus(x), sigmoid(x))``: ``sigmoid(x) = 1 - exp(-softplus(x))``, taken as
         ``-expm1(-softplus(x))`` (exact where it is tiny). Elementwise, any shape."""
