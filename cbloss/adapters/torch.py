@@ -63,6 +63,17 @@ _DOUBLE_BACKWARD = (
 )
 
 
+def _class_dim_layout(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(x, -1)``, or ``(x.movedim(-1, 1), 1)`` when ``x`` is the class-last view of a contiguous
+    ``(N, C, d1, ...)`` tensor: PyTorch's softmax kernels along dim 1 of that layout are ~2.5x faster than along
+    a strided last dim (which they copy first)."""
+    if x.ndim > 2 and x.stride(-1) != 1:
+        original = x.movedim(-1, 1)
+        if original.is_contiguous():
+            return original, 1
+    return x, -1
+
+
 class TorchPrimitives(Primitives):
     """PyTorch's fused kernels for the core's named pieces, each computing exactly the generic definition
     along the last axis (checked by the conformance suite against the float64 oracle)."""
@@ -71,7 +82,16 @@ class TorchPrimitives(Primitives):
         return torch.logsumexp(x, dim=-1, keepdim=True)
 
     def log_softmax(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(x, dim=-1)
+        x, dim = _class_dim_layout(x)
+        return torch.log_softmax(x, dim=dim).movedim(dim, -1)
+
+    def softmax_label_grad(self, log_probs: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        # PyTorch's fused log_softmax backward: seed - exp(log_probs) * sum(seed) with seed = -scale at the label.
+        index = labels.unsqueeze(-1)
+        seed = torch.zeros_like(log_probs).scatter_(-1, index, scale.neg().unsqueeze(-1).to(log_probs.dtype))
+        seed, dim = _class_dim_layout(seed)
+        log_probs = log_probs.movedim(-1, dim)
+        return torch._log_softmax_backward_data(seed, log_probs, dim, log_probs.dtype).movedim(dim, -1)
 
     def softplus(self, x: torch.Tensor) -> torch.Tensor:
         return F.softplus(x, beta=1.0, threshold=_SOFTPLUS_THRESHOLD)
