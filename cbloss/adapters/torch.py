@@ -83,18 +83,23 @@ class TorchPrimitives(Primitives):
 
     def log_softmax(self, x: torch.Tensor) -> torch.Tensor:
         x, dim = _class_dim_layout(x)
-        return torch.log_softmax(x, dim=dim).movedim(dim, -1)
+        out = torch.log_softmax(x, dim=dim)
+        return out if dim == -1 else out.movedim(dim, -1)
 
     def softmax_label_grad(self, log_probs: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         # PyTorch's fused log_softmax backward: seed - exp(log_probs) * sum(seed) with seed = -scale at the label.
         index = labels.unsqueeze(-1)
         seed = torch.zeros_like(log_probs).scatter_(-1, index, scale.neg().unsqueeze(-1).to(log_probs.dtype))
         seed, dim = _class_dim_layout(seed)
-        log_probs = log_probs.movedim(-1, dim)
+        if dim != -1:
+            log_probs = log_probs.movedim(-1, dim)
         # On the CPU the kernel reduces each row of `seed` before writing it, so it may write in place (checked
         # bit for bit against the out-of-place result in the tests): one (N, C) temporary fewer.
-        out = seed if seed.device.type == "cpu" and not _is_compiling() else None
-        return torch._log_softmax_backward_data(seed, log_probs, dim, log_probs.dtype, out=out).movedim(dim, -1)
+        if seed.device.type == "cpu" and not _is_compiling():
+            grad = torch._log_softmax_backward_data(seed, log_probs, dim, log_probs.dtype, out=seed)
+        else:
+            grad = torch._log_softmax_backward_data(seed, log_probs, dim, log_probs.dtype)
+        return grad if dim == -1 else grad.movedim(dim, -1)
 
     def softplus(self, x: torch.Tensor) -> torch.Tensor:
         return F.softplus(x, beta=1.0, threshold=_SOFTPLUS_THRESHOLD)
@@ -210,8 +215,8 @@ def _check_target_values(target, num_classes: int, soft: bool, ignore_index, cla
     other case (ignore_index present, an error, probability targets) goes through the core's checks, which
     also write the message."""
     if not soft and target.numel():
-        low, high = torch.stack(torch.aminmax(target)).tolist()
-        if low >= 0 and high < num_classes:
+        low, high = torch.aminmax(target)
+        if low.item() >= 0 and high.item() < num_classes:
             return
     labels = target.movedim(class_dim, -1) if soft and class_dim != target.ndim - 1 else target
     try:
