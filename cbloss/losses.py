@@ -33,6 +33,7 @@ weighted sums follow by linearity:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -144,13 +145,18 @@ def _margin_terms(ops: Primitives, z: Any, log_rest: Any, gamma: float) -> tuple
 # ----------------------------------------------------------------------------------------------------------
 # Hard labels, no smoothing: only the label's column enters; no (P, C) target is formed for softmax.
 # ----------------------------------------------------------------------------------------------------------
-def _hard_terms(ops: Primitives, z: Any, labels: Any, alpha: Any, opts: LossOptions, with_grad: bool):
+def _hard_terms(
+    ops: Primitives, z: Any, labels: Any, alpha: Any, opts: LossOptions, with_grad: bool, grad_alpha: Any = None
+):
+    """``grad_alpha``: the per-position coefficient of the gradient, ``alpha`` times the caller's gradient scale
+    (``alpha`` itself when None), so that the scale costs no (P, C) pass."""
     xp = ops.xp
     kind = opts.kind
+    grad_alpha = alpha if grad_alpha is None else grad_alpha
     if kind == "softmax":
         logp = ops.log_softmax(z)
         value = -alpha * ops.take_label(logp, labels)
-        return value, (ops.softmax_label_grad(logp, labels, alpha) if with_grad else None)
+        return value, (ops.softmax_label_grad(logp, labels, grad_alpha) if with_grad else None)
     if kind in ("sigmoid", "focal"):
         # x_i = z_i at the label, -z_i elsewhere; y = -x. d value / dz = -dl/dy at the label, dl/dy elsewhere.
         element, slope = _binary_terms(ops, ops.negate_at_label(z, labels), opts.gamma, with_grad)
@@ -158,7 +164,7 @@ def _hard_terms(ops: Primitives, z: Any, labels: Any, alpha: Any, opts: LossOpti
         if not with_grad:
             return value, None
         grad = ops.negate_at_label(slope, labels, reuse=True)
-        grad *= alpha[..., None]
+        grad *= grad_alpha[..., None]
         return value, grad
     # softmax_focal, gamma > 0
     m = xp.max(z, axis=-1, keepdims=True)
@@ -170,7 +176,7 @@ def _hard_terms(ops: Primitives, z: Any, labels: Any, alpha: Any, opts: LossOpti
     value = alpha * element
     if not with_grad:
         return value, None
-    slope = alpha * _focal_slope(xp, u, q, opts.gamma)
+    slope = grad_alpha * _focal_slope(xp, u, q, opts.gamma)
     p = exp_shifted  # the temporary becomes softmax(z), then its gradient, in place
     p /= xp.sum(exp_shifted, axis=-1, keepdims=True)
     p *= slope[..., None]
@@ -223,23 +229,32 @@ def loss_terms(
     *,
     soft: bool,
     with_grad: bool = True,
+    grad_scale: Callable[[Any], Any] | None = None,
 ) -> Terms:
     """Per-position value, gradient and denominator share. ``z`` is (P..., C) in the compute dtype with the
     class axis last; ``labels`` integer (P...) or, with ``soft``, a (P..., C) distribution in the compute
     dtype; ``weights`` (C,) in the compute dtype on ``z``'s device, or None. No value checks happen here
-    (this is the traced path); see :func:`class_balanced_loss` for the validated entry point."""
+    (this is the traced path); see :func:`class_balanced_loss` for the validated entry point.
+
+    ``grad_scale``: None, or a function of ``norm`` (the denominator shares) returning a scalar that the
+    returned gradient is multiplied by, folded into the per-position coefficients for hard labels (no extra
+    (P, C) pass). An adapter passes the reduction's factor (``reduce_terms`` of a unit gradient), so that
+    the gradient comes out reduced."""
     xp = ops.xp
     eps = opts.label_smoothing
     num_classes = z.shape[-1]
     if soft:
         a = labels if weights is None else labels * weights
-        norm = xp.sum(a, axis=-1) if opts.reduction == "weighted_mean" else None
+        if opts.reduction == "weighted_mean":
+            norm = xp.sum(a, axis=-1)
+        else:
+            norm = xp.ones(labels.shape[:-1], dtype=z.dtype, device=_device(z))
         if eps:
             target = (1.0 - eps) * labels + eps / num_classes
             a = target if weights is None else target * weights
         value, grad = _dense_terms(ops, z, a, opts, with_grad)
-        if norm is None:
-            norm = xp.ones_like(value)
+        if grad is not None and grad_scale is not None:
+            grad *= grad_scale(norm)
         return Terms(value, grad, norm)
 
     valid = None
@@ -264,8 +279,11 @@ def loss_terms(
         target = ((1.0 - eps) * onehot + eps / num_classes) * scale
         a = target if weights is None else target * weights
         value, grad = _dense_terms(ops, z, a, opts, with_grad)
+        if grad is not None and grad_scale is not None:
+            grad *= grad_scale(norm)
     else:
-        value, grad = _hard_terms(ops, z, labels, alpha, opts, with_grad)
+        grad_alpha = alpha * grad_scale(norm) if with_grad and grad_scale is not None else None
+        value, grad = _hard_terms(ops, z, labels, alpha, opts, with_grad, grad_alpha)
     return Terms(value, grad, norm)
 
 
