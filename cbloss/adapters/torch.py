@@ -156,37 +156,43 @@ def _to_compute(input: torch.Tensor, target: torch.Tensor, soft: bool, class_dim
     return z, labels
 
 
-def _denominator(terms: Terms, opts: LossOptions, global_normalizer: bool, group: Any):
-    """None (``reduce_terms`` sums the local shares), or, with ``global_normalizer``, the shares summed over
-    the process group and divided by its size: DDP averages the replicas' gradients, so dividing each
-    replica's sum by ``global / world_size`` makes that average the gradient of the concatenated batch."""
-    if not global_normalizer or opts.reduction not in ("mean", "weighted_mean"):
+def _denominator(norm: torch.Tensor, opts: LossOptions, global_normalizer: bool, group: Any):
+    """The means' denominator: the sum of the local shares ``norm``, or, with ``global_normalizer``, the
+    shares summed over the process group and divided by its size: DDP averages the replicas' gradients, so
+    dividing each replica's sum by ``global / world_size`` makes that average the gradient of the concatenated
+    batch. None for the other reductions."""
+    if opts.reduction not in ("mean", "weighted_mean"):
         return None
+    total = _xp.sum(norm)
+    if not global_normalizer:
+        return total
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
-        return None
-    total = _xp.sum(terms.norm)
+        return total
     dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
     return total / dist.get_world_size(group)
 
 
 class _ClassBalancedFunction(torch.autograd.Function):
-    """Forward: the loss and its analytic gradient from the core; backward: the saved gradient times
-    ``grad_output``. Only ``input`` gets a gradient (targets and weights are constants)."""
+    """Forward: the loss and its analytic gradient from the core, already reduced; backward: the saved
+    gradient times ``grad_output``. Only ``input`` gets a gradient (targets and weights are constants)."""
 
     @staticmethod
     def forward(ctx, input, labels, weight, opts, soft, class_dim, global_normalizer, group):
         z, labels = _to_compute(input, labels, soft, class_dim)
-        terms = loss_terms(_OPS, z, labels, weight, opts, soft=soft, with_grad=True)
-        denominator = _denominator(terms, opts, global_normalizer, group)
-        # The reductions are linear in the gradient: reducing a unit gradient gives the factor (1, or
-        # 1 / denominator) that the backward pass folds into grad_output, so no scaled (N, C) copy is made here.
-        loss, scale = reduce_terms(_xp, Terms(terms.value, 1.0, terms.norm), opts.reduction, denominator)
-        if isinstance(scale, torch.Tensor):
-            ctx.save_for_backward(terms.grad, scale)
-        else:
-            ctx.save_for_backward(terms.grad)
+        denominator = None
+
+        def reduction_factor(norm):
+            # The reductions are linear in the gradient: reducing a unit gradient gives the factor (1, or
+            # 1 / denominator, 0 for a zero denominator) that the core folds into the per-position coefficients.
+            nonlocal denominator
+            denominator = _denominator(norm, opts, global_normalizer, group)
+            return reduce_terms(_xp, Terms(norm, 1.0, norm), opts.reduction, denominator)[1]
+
+        terms = loss_terms(_OPS, z, labels, weight, opts, soft=soft, with_grad=True, grad_scale=reduction_factor)
+        loss, _ = reduce_terms(_xp, Terms(terms.value, None, terms.norm), opts.reduction, denominator)
+        ctx.save_for_backward(terms.grad)
         ctx.class_dim = class_dim
         ctx.input_dtype = input.dtype
         ctx.per_position = opts.reduction == "none"
@@ -196,18 +202,29 @@ class _ClassBalancedFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         if torch.is_grad_enabled():
             raise RuntimeError(_DOUBLE_BACKWARD)
-        saved = ctx.saved_tensors
-        grad = saved[0]
-        factor = grad_output.unsqueeze(-1) if ctx.per_position else grad_output
-        if len(saved) > 1:
-            factor = factor * saved[1]
-        grad = grad * factor.to(grad.dtype)
+        (grad,) = ctx.saved_tensors
+        if ctx.per_position:
+            grad = grad * grad_output.unsqueeze(-1).to(grad.dtype)
+        elif not _is_one(grad_output):
+            grad = grad * grad_output.to(grad.dtype)
         last = grad.ndim - 1
         if ctx.class_dim != last:
             grad = grad.movedim(last, ctx.class_dim)
         if grad.dtype != ctx.input_dtype:
             grad = grad.to(ctx.input_dtype)
         return grad, None, None, None, None, None, None, None
+
+
+def _is_one(grad_output: torch.Tensor) -> bool:
+    """Whether the incoming gradient is the 1.0 that ``loss.backward()`` seeds, checked only where reading it is
+    free (a CPU scalar, eager): then the saved gradient is returned as it is, without a multiplication pass.
+    (Autograd hands a tensor that is still referenced elsewhere to a leaf's ``.grad`` as a copy.)"""
+    return (
+        grad_output.device.type == "cpu"
+        and grad_output.numel() == 1
+        and not _is_compiling()
+        and bool(grad_output.reshape(()) == 1.0)
+    )
 
 
 def _check_target_values(target, num_classes: int, soft: bool, ignore_index, class_dim: int) -> None:
@@ -267,7 +284,7 @@ def _evaluate(
     # No gradient wanted (evaluation, torch.no_grad): the value alone, without the (N, C) gradient.
     z, labels = _to_compute(input, target, soft, class_dim)
     terms = loss_terms(_OPS, z, labels, w, opts, soft=soft, with_grad=False)
-    denominator = _denominator(terms, opts, global_normalizer, process_group)
+    denominator = _denominator(terms.norm, opts, global_normalizer, process_group)
     return reduce_terms(_xp, terms, opts.reduction, denominator)[0]
 
 
