@@ -88,9 +88,9 @@ class TorchPrimitives(Primitives):
 
     def softmax_label_grad(self, log_probs: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         # PyTorch's fused log_softmax backward: seed - exp(log_probs) * sum(seed) with seed = -scale at the label.
-        index = labels.unsqueeze(-1)
-        seed = torch.zeros_like(log_probs).scatter_(-1, index, scale.neg().unsqueeze(-1).to(log_probs.dtype))
-        seed, dim = _class_dim_layout(seed)
+        seed, dim = _class_dim_layout(torch.zeros_like(log_probs))
+        index = labels.unsqueeze(dim)
+        seed.scatter_(dim, index, scale.neg().unsqueeze(dim).to(seed.dtype))
         if dim != -1:
             log_probs = log_probs.movedim(-1, dim)
         # On the CPU the kernel reduces each row of `seed` before writing it, so it may write in place (checked
@@ -107,21 +107,28 @@ class TorchPrimitives(Primitives):
     def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.softplus(x), torch.sigmoid(x)
 
+    # Indexing along the class dim: on the class-last view of a dense (N, C, d...) tensor, gather/scatter run
+    # along dim 1 of the original layout, where neighbouring positions are neighbours in memory.
     def negate_at_label(self, x: torch.Tensor, labels: torch.Tensor, *, reuse: bool = False) -> torch.Tensor:
-        index = labels.unsqueeze(-1)
-        picked = torch.gather(x, -1, index)
         out = x if reuse else x.clone()
-        return out.scatter_(-1, index, picked.neg_())
+        view, dim = _class_dim_layout(out)
+        index = labels.unsqueeze(dim)
+        view.scatter_(dim, index, torch.gather(view, dim, index).neg_())
+        return out
 
     def sum_except_label(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return x.clone().scatter_(-1, labels.unsqueeze(-1), 0.0).sum(dim=-1)
+        view, dim = _class_dim_layout(x.clone())
+        return view.scatter_(dim, labels.unsqueeze(dim), 0.0).sum(dim=dim)
 
     def take_label(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.gather(x, -1, labels.unsqueeze(-1)).squeeze(-1)
+        view, dim = _class_dim_layout(x)
+        return torch.gather(view, dim, labels.unsqueeze(dim)).squeeze(dim)
 
     def add_at_label(self, x: torch.Tensor, labels: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         # In place: the engine hands over a temporary it no longer reads (the docstring's "may reuse").
-        return x.scatter_add_(-1, labels.unsqueeze(-1), values.unsqueeze(-1).to(x.dtype))
+        view, dim = _class_dim_layout(x)
+        view.scatter_add_(dim, labels.unsqueeze(dim), values.unsqueeze(dim).to(x.dtype))
+        return x
 
     def take_weights(self, weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return weights[labels]
