@@ -17,14 +17,15 @@ def _layouts():
     g = torch.Generator().manual_seed(0)
     flat = torch.randn(7, 6, generator=g, dtype=torch.float64) * 30
     dense = (torch.randn(2, 6, 3, 4, generator=g, dtype=torch.float64) * 30).movedim(1, -1)
-    return {"NxC": flat, "NCHW-view": dense}
+    few_classes = torch.randn(300, 10, generator=g, dtype=torch.float64) * 30  # log_softmax transposes these
+    return {"NxC": flat, "NCHW-view": dense, "NxC-few-classes": few_classes}
 
 
-@pytest.mark.parametrize("layout", ["NxC", "NCHW-view"])
+@pytest.mark.parametrize("layout", ["NxC", "NCHW-view", "NxC-few-classes"])
 def test_fused_primitives_match_the_generic_definitions(layout):
     x = _layouts()[layout]
     g = torch.Generator().manual_seed(1)
-    labels = torch.randint(0, 6, x.shape[:-1], generator=g)
+    labels = torch.randint(0, x.shape[-1], x.shape[:-1], generator=g)
     scale = torch.rand(x.shape[:-1], generator=g, dtype=torch.float64)
     close = dict(rtol=1e-14, atol=1e-300)
     torch.testing.assert_close(FUSED.logsumexp(x), GENERIC.logsumexp(x), **close)
@@ -65,3 +66,21 @@ def test_softplus_keeps_float64_digits_above_pytorchs_default_threshold():
     x = torch.tensor([20.5, 25.0, 30.0, 36.0], dtype=torch.float64)
     exact = x + torch.log1p(torch.exp(-x))
     torch.testing.assert_close(FUSED.softplus(x), exact, rtol=2e-16, atol=0)
+
+
+@pytest.mark.parametrize("loss", ["softmax", "softmax_focal"])
+def test_transposed_few_classes_path_matches_the_numpy_core(loss):
+    """(N, C) with few classes and many rows goes through the transposed layout: values and gradients."""
+    import numpy as np
+
+    import cbloss
+    from cbloss.adapters.torch import class_balanced_loss
+
+    rng = np.random.default_rng(3)
+    z, y, w = rng.normal(size=(600, 10)) * 4, rng.integers(0, 10, 600), rng.uniform(0.5, 2, 10)
+    expected, expected_grad = cbloss.class_balanced_loss_and_grad(z, y, w, loss=loss, axis=1)
+    x = torch.tensor(z, requires_grad=True)
+    got = class_balanced_loss(x, torch.tensor(y), torch.tensor(w), loss=loss)
+    got.backward()
+    np.testing.assert_allclose(got.item(), expected, rtol=1e-13)
+    np.testing.assert_allclose(x.grad.numpy(), expected_grad, rtol=1e-12, atol=1e-17)
