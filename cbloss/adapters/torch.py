@@ -269,7 +269,7 @@ def _is_one(grad_output: torch.Tensor) -> bool:
         grad_output.device.type == "cpu"
         and grad_output.numel() == 1
         and not _is_compiling()
-        and bool(grad_output.reshape(()) == 1.0)
+        and grad_output.item() == 1.0
     )
 
 
