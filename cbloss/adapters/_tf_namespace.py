@@ -36,14 +36,17 @@ def _axes(axis: Any, ndim: int) -> Any:
     return _axis(axis, ndim)
 
 
-def _shape(shape: Any) -> Any:
-    """A shape for ``tf.fill``/``tf.reshape``: ints, or the dynamic tensor where a dimension is unknown."""
+def _shape(shape: Any, fill: bool = False) -> Any:
+    """A shape for ``tf.reshape`` (one unknown dimension becomes -1) or, with ``fill``, for ``tf.ones``
+    (every dimension known); a dynamic ``tf.shape`` tensor passes through."""
     if isinstance(shape, tf.Tensor):
         return shape
     if isinstance(shape, int):
         return [shape]
     dims = list(shape.as_list() if isinstance(shape, tf.TensorShape) else shape)
     unknown = [i for i, d in enumerate(dims) if d is None]
+    if fill and unknown:
+        raise ValueError(f"shape {tuple(dims)}: unknown dimensions; pass a tf.shape tensor instead")
     if len(unknown) > 1:
         raise ValueError(f"shape {tuple(dims)}: more than one unknown dimension; pass a tf.shape tensor instead")
     return [-1 if d is None else int(d) for d in dims]
@@ -124,12 +127,12 @@ class TensorFlowNamespace:
     @staticmethod
     def ones(shape: Any, *, dtype: Any = None, device: Any = None) -> tf.Tensor:
         with _Device(device):
-            return tf.ones(_shape(shape), dtype=dtype or tf.float32)
+            return tf.ones(_shape(shape, fill=True), dtype=dtype or tf.float32)
 
     @staticmethod
     def zeros(shape: Any, *, dtype: Any = None, device: Any = None) -> tf.Tensor:
         with _Device(device):
-            return tf.zeros(_shape(shape), dtype=dtype or tf.float32)
+            return tf.zeros(_shape(shape, fill=True), dtype=dtype or tf.float32)
 
     @staticmethod
     def ones_like(x: tf.Tensor, /, *, dtype: Any = None, device: Any = None) -> tf.Tensor:
