@@ -277,8 +277,12 @@ def reduce_terms(xp: Any, terms: Terms, reduction: str, denominator: Any = None)
         return loss, grad
     if denominator is None:
         denominator = xp.sum(norm)
-    denominator = xp.where(denominator > 0, denominator, xp.ones_like(denominator))
-    return loss / denominator, (None if grad is None else grad / denominator)
+    # A zero denominator gives 0 (times the numerator, so that a NaN still propagates), also where label
+    # smoothing makes the numerator non-zero while every counted position weighs 0.
+    positive = denominator > 0
+    safe = xp.where(positive, denominator, xp.ones_like(denominator))
+    loss = xp.where(positive, loss / safe, loss * 0)
+    return loss, (None if grad is None else xp.where(positive, grad / safe, grad * 0))
 
 
 # ----------------------------------------------------------------------------------------------------------
