@@ -54,7 +54,7 @@ def cases(shapes: list[tuple[int, ...]], quick: bool) -> list[Case]:
         counts = np.maximum(1, (1000 * np.exp(-np.arange(num_classes) / max(1, num_classes / 5)))).astype(int)
         weights = tf.constant(cbloss.class_balanced_weights(counts, 0.999), tf.float32)
 
-        def make_candidate(options: dict, jit: bool):
+        def make_candidate(options: dict, jit: bool, weights=weights):
             @tf.function(jit_compile=jit)
             def step(z, y):
                 with tf.GradientTape() as tape:
@@ -89,8 +89,8 @@ def cases(shapes: list[tuple[int, ...]], quick: bool) -> list[Case]:
                         name=name,
                         baseline_name=BASELINE_NAMES[kind],
                         shape=shape,
-                        candidate=lambda f=candidate: f(logits, labels)[1],
-                        baseline=lambda f=baseline: f(logits, labels, onehot)[1],
+                        candidate=lambda f=candidate, z=logits, y=labels: f(z, y)[1],
+                        baseline=lambda f=baseline, z=logits, y=labels, t=onehot: f(z, y, t)[1],
                         target=target,
                         mode=mode,
                     )
