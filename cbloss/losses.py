@@ -248,7 +248,7 @@ def loss_terms(
         if opts.reduction == "weighted_mean":
             norm = xp.sum(a, axis=-1)
         else:
-            norm = xp.ones(labels.shape[:-1], dtype=z.dtype, device=_device(z))
+            norm = xp.ones_like(labels[..., 0])
         if eps:
             target = (1.0 - eps) * labels + eps / num_classes
             a = target if weights is None else target * weights
@@ -262,7 +262,7 @@ def loss_terms(
         valid = labels != opts.ignore_index
         labels = xp.where(valid, labels, xp.zeros_like(labels))
     if weights is None:
-        alpha = xp.ones(labels.shape, dtype=z.dtype, device=_device(z))
+        alpha = xp.ones_like(labels, dtype=z.dtype)
     else:
         alpha = ops.take_weights(weights, labels)
     if valid is not None:
@@ -272,7 +272,7 @@ def loss_terms(
     elif valid is not None:
         norm = xp.astype(valid, z.dtype)
     else:
-        norm = xp.ones(labels.shape, dtype=z.dtype, device=_device(z))
+        norm = xp.ones_like(labels, dtype=z.dtype)
     if eps:
         onehot = xp.astype(ops.label_mask(labels, num_classes), z.dtype)
         scale = 1.0 if valid is None else xp.astype(valid, z.dtype)[..., None]
