@@ -150,3 +150,17 @@ def test_compile_fullgraph_dynamic_no_recompile():
                 torch.testing.assert_close(x.grad, reference.grad)
     assert counters["stats"]["unique_graphs"] == 1
     assert not counters["graph_break"]
+
+
+def test_weight_cache_follows_the_buffer_and_class_count_is_checked():
+    crit = ClassBalancedLoss(COUNTS, 0.99, reduction="sum")
+    x = torch.randn(6, 5)
+    y = torch.randint(0, 5, (6,))
+    before = crit(x, y)
+    with torch.no_grad():
+        crit.weight.mul_(2.0)  # in place: the cached float32 copy must be refreshed
+    torch.testing.assert_close(crit(x, y), 2 * before)
+    crit.load_state_dict({"weight": torch.ones(5, dtype=torch.float64)})
+    torch.testing.assert_close(crit(x, y), F.cross_entropy(x, y, reduction="sum"))
+    with pytest.raises(ValueError, match=r"^weights"):
+        crit(torch.randn(6, 4), torch.randint(0, 4, (6,)))
