@@ -98,6 +98,31 @@ def collect(frameworks: list[str], quick: bool) -> list[Case]:
     return cases
 
 
+def collect_memory(frameworks: list[str], quick: bool) -> list[dict]:
+    """Peak-memory rows from the framework modules that define ``memory(shapes, quick) -> list[dict]`` (each
+    row: framework, loss, baseline, shape, candidate/baseline peak bytes, ratio, meets_target)."""
+    shapes = QUICK_SHAPES if quick else SHAPES
+    rows: list[dict] = []
+    for name in frameworks:
+        try:
+            module = importlib.import_module(f"benchmarks.bench_{name}")
+        except ModuleNotFoundError:
+            continue
+        if hasattr(module, "memory"):
+            rows.extend(module.memory(shapes, quick))
+    return rows
+
+
+def memory_table(rows: list[dict]) -> str:
+    head = f"{'framework':10} {'peak memory of':18} {'vs':34} {'shape':18} {'ratio':>6}  ok"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        shape = "x".join(map(str, r["shape"]))
+        ok = "yes" if r["meets_target"] else "NO"
+        lines.append(f"{r['framework']:10} {r['loss']:18} {r['baseline']:34} {shape:18} {r['ratio']:6.2f}  {ok}")
+    return "\n".join(lines)
+
+
 def table(results: list[dict]) -> str:
     head = f"{'framework':10} {'mode':12} {'loss':18} {'vs':34} {'shape':18} {'ratio':>6} {'target':>6}  ok"
     lines = [head, "-" * len(head)]
@@ -142,9 +167,12 @@ def run(frameworks: list[str], quick: bool, repeats: int, warmup: int, out: Path
         r = results[-1]
         print(f"  {r['framework']:10} {r['mode']:12} {r['loss']:18} {r['shape']} ratio {r['ratio']:.2f}", flush=True)
     print(table(results))
+    memory = collect_memory(frameworks, quick)
+    if memory:
+        print(memory_table(memory))
     out.mkdir(parents=True, exist_ok=True)
     meta = {"python": platform.python_version(), "machine": platform.machine(), "quick": quick, "repeats": repeats}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results, "memory": memory}, indent=2))
     if results:
         plot(results, out / "ratios.png")
     print(f"wrote {out / 'results.json'} and {out / 'ratios.png'}")

@@ -33,6 +33,7 @@ weighted sums follow by linearity:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -103,19 +104,25 @@ class Terms(NamedTuple):
 # ----------------------------------------------------------------------------------------------------------
 # Elementwise pieces (x = the logit signed towards its target, see the module docstring)
 # ----------------------------------------------------------------------------------------------------------
-def _binary_terms(ops: Primitives, x: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
-    """(l(x), dl/dx) of the sigmoid (gamma = 0) or sigmoid-focal element loss."""
+def _binary_terms(ops: Primitives, y: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
+    """(l(x), dl/dy) of the sigmoid (gamma = 0) or sigmoid-focal element loss at ``x = -y``; the callers
+    form ``y = -x`` directly (one pass fewer), and the slope is taken with respect to ``y`` (= -dl/dx)."""
     xp = ops.xp
-    u = ops.softplus(-x)  # -log sigmoid(x)
-    q = -xp.expm1(-u)  # 1 - sigmoid(x), exact near 0
+    u, q = ops.softplus_and_sigmoid(y)  # u = -log sigmoid(x), q = sigmoid(y) = 1 - sigmoid(x), exact near 0
     if gamma == 0.0:
-        return u, (-q if with_grad else None)
+        return u, (q if with_grad else None)
     modulation = xp.pow(q, gamma)
     value = modulation * u
     if not with_grad:
         return value, None
-    # sigmoid(x) as exp(-u), not 1 - q: it keeps its relative digits where it is tiny.
-    return value, -modulation * (gamma * xp.exp(-u) * u + q)
+    # sigmoid(x) as exp(-u), not 1 - q: it keeps its relative digits where it is tiny. In-place updates of
+    # the temporary (rebinding on immutable arrays): dl/dy = q**gamma * (gamma * exp(-u) * u + q).
+    slope = xp.exp(-u)
+    slope *= u
+    slope *= gamma
+    slope += q
+    slope *= modulation
+    return value, slope
 
 
 def _focal_slope(xp: Any, u: Any, q: Any, gamma: float) -> Any:
@@ -138,37 +145,42 @@ def _margin_terms(ops: Primitives, z: Any, log_rest: Any, gamma: float) -> tuple
 # ----------------------------------------------------------------------------------------------------------
 # Hard labels, no smoothing: only the label's column enters; no (P, C) target is formed for softmax.
 # ----------------------------------------------------------------------------------------------------------
-def _hard_terms(ops: Primitives, z: Any, labels: Any, alpha: Any, opts: LossOptions, with_grad: bool):
+def _hard_terms(
+    ops: Primitives, z: Any, labels: Any, alpha: Any, opts: LossOptions, with_grad: bool, grad_alpha: Any = None
+):
+    """``grad_alpha``: the per-position coefficient of the gradient, ``alpha`` times the caller's gradient scale
+    (``alpha`` itself when None), so that the scale costs no (P, C) pass."""
     xp = ops.xp
     kind = opts.kind
+    grad_alpha = alpha if grad_alpha is None else grad_alpha
     if kind == "softmax":
-        if not with_grad:
-            return -alpha * ops.take_label(ops.log_softmax(z), labels), None
-        logp, grad = ops.log_softmax_and_softmax(z)
+        logp = ops.log_softmax(z)
         value = -alpha * ops.take_label(logp, labels)
-        grad *= alpha[..., None]
-        return value, ops.add_at_label(grad, labels, -alpha)
+        return value, (ops.softmax_label_grad(logp, labels, grad_alpha) if with_grad else None)
     if kind in ("sigmoid", "focal"):
-        mask = ops.label_mask(labels, z.shape[-1])
-        element, slope = _binary_terms(ops, xp.where(mask, z, -z), opts.gamma, with_grad)
+        # x_i = z_i at the label, -z_i elsewhere; y = -x. d value / dz = -dl/dy at the label, dl/dy elsewhere.
+        element, slope = _binary_terms(ops, ops.negate_at_label(z, labels), opts.gamma, with_grad)
         value = alpha * xp.sum(element, axis=-1)
         if not with_grad:
             return value, None
-        return value, alpha[..., None] * xp.where(mask, slope, -slope)
+        grad = ops.negate_at_label(slope, labels, reuse=True)
+        grad *= grad_alpha[..., None]
+        return value, grad
     # softmax_focal, gamma > 0
-    mask = ops.label_mask(labels, z.shape[-1])
     m = xp.max(z, axis=-1, keepdims=True)
     shifted = z - m
     exp_shifted = xp.exp(shifted)
-    rest = xp.sum(xp.where(mask, xp.zeros_like(exp_shifted), exp_shifted), axis=-1)
+    rest = ops.sum_except_label(exp_shifted, labels)
     label_logit = ops.take_label(z, labels) - m[..., 0]  # (z - m)[y], exactly, without indexing z - m
     element, u, q = _margin_terms(ops, label_logit, xp.log(rest), opts.gamma)
     value = alpha * element
     if not with_grad:
         return value, None
-    slope = alpha * _focal_slope(xp, u, q, opts.gamma)
-    p = exp_shifted / xp.sum(exp_shifted, axis=-1, keepdims=True)
-    return value, ops.add_at_label(p * slope[..., None], labels, -slope)
+    slope = grad_alpha * _focal_slope(xp, u, q, opts.gamma)
+    p = exp_shifted  # the temporary becomes softmax(z), then its gradient, in place
+    p /= xp.sum(exp_shifted, axis=-1, keepdims=True)
+    p *= slope[..., None]
+    return value, ops.add_at_label(p, labels, -slope)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -179,16 +191,16 @@ def _dense_terms(ops: Primitives, z: Any, a: Any, opts: LossOptions, with_grad: 
     kind = opts.kind
     total = xp.sum(a, axis=-1, keepdims=True)  # A
     if kind == "softmax":
-        if not with_grad:
-            return -xp.sum(a * ops.log_softmax(z), axis=-1), None
-        logp, p = ops.log_softmax_and_softmax(z)
-        return -xp.sum(a * logp, axis=-1), total * p - a
+        logp = ops.log_softmax(z)
+        value = -xp.sum(a * logp, axis=-1)
+        return value, (total * xp.exp(logp) - a if with_grad else None)
     if kind in ("sigmoid", "focal"):
-        pos, pos_slope = _binary_terms(ops, z, opts.gamma, with_grad)
-        neg, neg_slope = _binary_terms(ops, -z, opts.gamma, with_grad)
+        # pos: x = z (y = -z, d/dz = -d/dy); neg: x = -z (y = z, d/dz = d/dy).
+        pos, pos_slope = _binary_terms(ops, -z, opts.gamma, with_grad)
+        neg, neg_slope = _binary_terms(ops, z, opts.gamma, with_grad)
         rest = total - a
         value = xp.sum(rest * neg + a * pos, axis=-1)
-        return value, (a * pos_slope - rest * neg_slope if with_grad else None)
+        return value, (rest * neg_slope - a * pos_slope if with_grad else None)
     # softmax_focal: log sum_{i != c} exp(z_i - M) for every c. For c != argmax the subtraction T - e_c is
     # well conditioned (T - e_c >= e_top = 1 >= e_c); for the top class it is summed directly.
     num_classes = z.shape[-1]
@@ -217,23 +229,32 @@ def loss_terms(
     *,
     soft: bool,
     with_grad: bool = True,
+    grad_scale: Callable[[Any], Any] | None = None,
 ) -> Terms:
     """Per-position value, gradient and denominator share. ``z`` is (P..., C) in the compute dtype with the
     class axis last; ``labels`` integer (P...) or, with ``soft``, a (P..., C) distribution in the compute
     dtype; ``weights`` (C,) in the compute dtype on ``z``'s device, or None. No value checks happen here
-    (this is the traced path); see :func:`class_balanced_loss` for the validated entry point."""
+    (this is the traced path); see :func:`class_balanced_loss` for the validated entry point.
+
+    ``grad_scale``: None, or a function of ``norm`` (the denominator shares) returning a scalar that the
+    returned gradient is multiplied by, folded into the per-position coefficients for hard labels (no extra
+    (P, C) pass). An adapter passes the reduction's factor (``reduce_terms`` of a unit gradient), so that
+    the gradient comes out reduced."""
     xp = ops.xp
     eps = opts.label_smoothing
     num_classes = z.shape[-1]
     if soft:
         a = labels if weights is None else labels * weights
-        norm = xp.sum(a, axis=-1) if opts.reduction == "weighted_mean" else None
+        if opts.reduction == "weighted_mean":
+            norm = xp.sum(a, axis=-1)
+        else:
+            norm = xp.ones_like(labels[..., 0])
         if eps:
             target = (1.0 - eps) * labels + eps / num_classes
             a = target if weights is None else target * weights
         value, grad = _dense_terms(ops, z, a, opts, with_grad)
-        if norm is None:
-            norm = xp.ones_like(value)
+        if grad is not None and grad_scale is not None:
+            grad *= grad_scale(norm)
         return Terms(value, grad, norm)
 
     valid = None
@@ -241,7 +262,7 @@ def loss_terms(
         valid = labels != opts.ignore_index
         labels = xp.where(valid, labels, xp.zeros_like(labels))
     if weights is None:
-        alpha = xp.ones(labels.shape, dtype=z.dtype, device=_device(z))
+        alpha = xp.ones_like(labels, dtype=z.dtype)
     else:
         alpha = ops.take_weights(weights, labels)
     if valid is not None:
@@ -251,15 +272,18 @@ def loss_terms(
     elif valid is not None:
         norm = xp.astype(valid, z.dtype)
     else:
-        norm = xp.ones(labels.shape, dtype=z.dtype, device=_device(z))
+        norm = xp.ones_like(labels, dtype=z.dtype)
     if eps:
         onehot = xp.astype(ops.label_mask(labels, num_classes), z.dtype)
         scale = 1.0 if valid is None else xp.astype(valid, z.dtype)[..., None]
         target = ((1.0 - eps) * onehot + eps / num_classes) * scale
         a = target if weights is None else target * weights
         value, grad = _dense_terms(ops, z, a, opts, with_grad)
+        if grad is not None and grad_scale is not None:
+            grad *= grad_scale(norm)
     else:
-        value, grad = _hard_terms(ops, z, labels, alpha, opts, with_grad)
+        grad_alpha = alpha * grad_scale(norm) if with_grad and grad_scale is not None else None
+        value, grad = _hard_terms(ops, z, labels, alpha, opts, with_grad, grad_alpha)
     return Terms(value, grad, norm)
 
 
@@ -277,8 +301,12 @@ def reduce_terms(xp: Any, terms: Terms, reduction: str, denominator: Any = None)
         return loss, grad
     if denominator is None:
         denominator = xp.sum(norm)
-    denominator = xp.where(denominator > 0, denominator, xp.ones_like(denominator))
-    return loss / denominator, (None if grad is None else grad / denominator)
+    # A zero denominator gives 0 (times the numerator, so that a NaN still propagates), also where label
+    # smoothing makes the numerator non-zero while every counted position weighs 0.
+    positive = denominator > 0
+    safe = xp.where(positive, denominator, xp.ones_like(denominator))
+    loss = xp.where(positive, loss / safe, loss * 0)
+    return loss, (None if grad is None else xp.where(positive, grad / safe, grad * 0))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -36,17 +36,24 @@ class Primitives:
         """``x - logsumexp(x)`` along the last axis."""
         return x - self.logsumexp(x)
 
-    def log_softmax_and_softmax(self, x: Any) -> tuple[Any, Any]:
-        """``(log_softmax(x), softmax(x))`` along the last axis, the softmax as ``exp(log_softmax(x))``; a
-        fresh array the caller may overwrite. A backend may form both from one pass of ``exp`` (the softmax
-        as ``exp(x - max) / sum``), which is what a compiled gradient of a softmax loss costs."""
-        logp = self.log_softmax(x)
-        return logp, self.xp.exp(logp)
-
     def softplus(self, x: Any) -> Any:
         """``log(1 + exp(x))`` as ``max(x, 0) + log1p(exp(-|x|))``: no overflow, full float64 digits."""
         xp = self.xp
         return xp.where(x > 0, x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
+
+    def softmax_label_grad(self, log_probs: Any, labels: Any, scale: Any) -> Any:
+        """``scale[..., None] * (exp(log_probs) - onehot(labels))``: the gradient of ``-scale * log_probs[label]``
+        with respect to the logits, for ``log_probs = log_softmax(logits)`` (what a fused softmax
+        cross-entropy's backward computes). ``scale`` (P...), ``labels`` (P...) integer."""
+        grad = self.xp.exp(log_probs)
+        grad *= scale[..., None]
+        return self.add_at_label(grad, labels, -scale)
+
+    def softplus_and_sigmoid(self, x: Any) -> tuple[Any, Any]:
+        """``(softplus(x), sigmoid(x))``: ``sigmoid(x) = 1 - exp(-softplus(x))``, taken as
+        ``-expm1(-softplus(x))`` (exact where it is tiny). Elementwise, any shape."""
+        u = self.softplus(x)
+        return u, -self.xp.expm1(-u)
 
     # -- class-axis indexing ------------------------------------------------------------------------------
     def take_label(self, x: Any, labels: Any) -> Any:
@@ -65,6 +72,17 @@ class Primitives:
         """``x`` with ``values[...]`` added at ``x[..., labels[...]]``; may reuse ``x``'s memory."""
         xp = self.xp
         return xp.where(self.label_mask(labels, x.shape[-1]), x + values[..., None], x)
+
+    def negate_at_label(self, x: Any, labels: Any, *, reuse: bool = False) -> Any:
+        """``x`` with ``x[..., labels]`` negated, position by position: ``where(label_mask, -x, x)``. With
+        ``reuse=True`` the caller hands over a temporary and the result may reuse its memory."""
+        return self.xp.where(self.label_mask(labels, x.shape[-1]), -x, x)
+
+    def sum_except_label(self, x: Any, labels: Any) -> Any:
+        """``sum_{c != label} x[..., c]`` (P...), summed directly (no ``total - x[label]`` cancellation)."""
+        xp = self.xp
+        mask = self.label_mask(labels, x.shape[-1])
+        return xp.sum(xp.where(mask, xp.zeros_like(x), x), axis=-1)
 
     def take_weights(self, weights: Any, labels: Any) -> Any:
         """``weights[labels]`` for a (C,) weight vector and integer labels of any shape."""

@@ -53,15 +53,14 @@ class Case:
     gamma: float | None
     reduction: str
     labels: str
-    weighted: bool
+    weights: str  # "w": given, "now": None, "w0": class 0 weighs 0 and every label is 0
     shape: str
     C: int
 
     @property
     def id(self) -> str:
         loss = self.loss if self.gamma is None else f"{self.loss}{self.gamma:g}"
-        weights = "w" if self.weighted else "now"
-        return f"{loss}-{self.reduction}-{self.labels}-{weights}-{self.shape}-C{self.C}"
+        return f"{loss}-{self.reduction}-{self.labels}-{self.weights}-{self.shape}-C{self.C}"
 
     def options(self) -> dict:
         opts = {"loss": self.loss, "reduction": self.reduction}
@@ -75,12 +74,19 @@ class Case:
 
 
 CASES = [
-    Case(loss, gamma, reduction, labels, weighted, shape, C)
+    Case(loss, gamma, reduction, labels, weights, shape, C)
     for loss, gamma in LOSSES
     for reduction in REDUCTIONS
     for labels in LABELS
-    for weighted in (True, False)
+    for weights in ("w", "now")
     for shape in SHAPES
+    for C in CLASSES
+] + [
+    # zero denominators: weighted_mean is 0 (with its gradient), even where smoothing makes the numerator > 0
+    Case(loss, gamma, reduction, labels, "w0", "P7", C)
+    for loss, gamma in LOSSES
+    for reduction in ("weighted_mean", "mean")
+    for labels in LABELS
     for C in CLASSES
 ]
 
@@ -111,7 +117,12 @@ def inputs(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.nd
         if "ignore" in case.labels:
             flat = labels.reshape(-1)  # a view: every third position ignored; the unbatched one is all ignored
             flat[::3] = IGNORE
-    weights = rng.uniform(0.25, 3.0, case.C).astype(np.float32).astype(np.float64) if case.weighted else None
+    weights = rng.uniform(0.25, 3.0, case.C).astype(np.float32).astype(np.float64)
+    if case.weights == "w0":
+        weights[0] = 0.0
+        labels = np.where(labels == IGNORE, IGNORE, 0) if labels.dtype.kind == "i" else np.eye(case.C)[0] + 0 * labels
+    elif case.weights == "now":
+        weights = None
     cotangent = rng.uniform(0.5, 1.5, batch) if case.reduction == "none" else np.array(rng.uniform(0.5, 1.5))
     return logits, labels, weights, cotangent
 
@@ -171,7 +182,7 @@ def test_matches_oracle(backend, case, dtype):
 # comes back in the logits' dtype: within one rounding of it (2^-8 relative for float16's 11-bit significand
 # with double rounding allowed, bfloat16's 8-bit one 2^-7), plus its smallest subnormal.
 LOW = {"float16": (2.0**-10, 2.0**-24), "bfloat16": (2.0**-7, 2.0**-133)}
-LOW_CASES = [c for c in CASES if c.C == 5 and c.weighted and c.reduction in ("none", "mean")]
+LOW_CASES = [c for c in CASES if c.C == 5 and c.weights == "w" and c.reduction in ("none", "mean")]
 
 
 def round_to(x: np.ndarray, dtype: str) -> np.ndarray:

@@ -1,1 +1,2 @@
-"""Framework adapters, one module per framework; each imports only its own framework."""
+"""Framework adapters, one module per framework (``torch``, ``jax``, ``tensorflow``), each importing only its own
+framework; ``import cbloss`` imports none of them."""

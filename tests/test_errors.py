@@ -1,0 +1,247 @@
+"""Every error case of SPEC §5: the exception type, and a message that names the argument. NaN in the logits is
+not an error: it propagates as NaN (never hidden)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import cbloss
+
+Z = np.zeros((3, 4))
+Y = np.array([0, 1, 2])
+
+
+def names(argument: str) -> str:
+    """The message starts with the argument's name (the core's convention: ``"<argument>: ..."``)."""
+    return rf"^{argument}\b"
+
+
+def _namespaces():
+    yield "numpy", lambda a: a
+    try:
+        import array_api_strict as xp
+    except ImportError:  # pragma: no cover
+        return
+    yield "array_api_strict", xp.asarray
+
+
+@pytest.fixture(params=list(_namespaces()), ids=lambda p: p[0])
+def asarray(request):
+    return request.param[1]
+
+
+# ---------------------------------------------------------------------------------------------------- beta
+
+
+@pytest.mark.parametrize("beta", [-0.1, 1.0 + 1e-12, 2.0, math.nan, -math.inf, math.inf])
+def test_beta_outside_unit_interval(beta):
+    with pytest.raises(ValueError, match=names("beta")):
+        cbloss.class_balanced_weights([1, 2, 3], beta)
+    with pytest.raises(ValueError, match=names("beta")):
+        cbloss.effective_number([1, 2, 3], beta)
+    with pytest.raises(ValueError, match=names("beta")):
+        cbloss.effective_number_recursive([1, 2, 3], beta)
+    with pytest.raises(ValueError, match=names("beta")):
+        cbloss.ClassBalancedLoss([1, 2, 3], beta)
+
+
+def test_beta_not_a_number():
+    with pytest.raises(TypeError, match=names("beta")):
+        cbloss.class_balanced_weights([1, 2, 3], "0.9")
+
+
+# ---------------------------------------------------------------------------------------------------- counts
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf, -math.inf], ids=["negative", "nan", "inf", "-inf"])
+def test_counts_negative_nan_inf(bad):
+    counts = [10.0, bad, 3.0]
+    with pytest.raises(ValueError, match=names("samples_per_class")) as info:
+        cbloss.class_balanced_weights(counts, 0.9)
+    assert "[1]" in str(info.value)  # names the class
+    with pytest.raises(ValueError, match=names("samples_per_class")):
+        cbloss.class_balanced_weights(counts, 0.9, zero_count="zero")  # only zero is forgiven
+    with pytest.raises(ValueError, match=names("n")):
+        cbloss.effective_number(counts, 0.9)
+
+
+def test_zero_count_names_the_classes():
+    with pytest.raises(ValueError, match=names("samples_per_class")) as info:
+        cbloss.class_balanced_weights([5, 0, 3, 0], 0.9)
+    assert "[1, 3]" in str(info.value) and "zero_count" in str(info.value)
+    with pytest.raises(ValueError, match=names("samples_per_class")):
+        cbloss.ClassBalancedLoss([5, 0, 3], 0.9)
+    w = cbloss.class_balanced_weights([5, 0, 3, 0], 0.9, zero_count="zero")  # allowed on request
+    assert w[1] == 0 and w[3] == 0
+
+
+def test_every_count_zero():
+    with pytest.raises(ValueError, match=names("samples_per_class")):
+        cbloss.class_balanced_weights([0, 0], 0.9, zero_count="zero")
+
+
+@pytest.mark.parametrize(("argument", "value"), [("normalize", "mean"), ("zero_count", "ignore")])
+def test_unknown_weight_options(argument, value):
+    with pytest.raises(ValueError, match=names(argument)):
+        cbloss.class_balanced_weights([1, 2], 0.9, **{argument: value})
+
+
+def test_recursion_needs_integers():
+    with pytest.raises(ValueError, match=names("n")):
+        cbloss.effective_number_recursive([1.5], 0.5)
+    with pytest.raises(ValueError, match=names("n")):
+        cbloss.effective_number_recursive([-1], 0.5)
+
+
+def test_volume_below_one():
+    with pytest.raises(ValueError, match=names("volume")):
+        cbloss.beta_from_volume(0.5)
+    with pytest.raises(ValueError, match=names("volume")):
+        cbloss.beta_from_volume(np.array([2.0, 0.5]))
+
+
+@pytest.mark.parametrize("labels", [[0, 3], [-1, 0]], ids=["too_large", "negative"])
+def test_count_labels_out_of_range(labels):
+    with pytest.raises(ValueError, match=names("labels")):
+        cbloss.count_samples_per_class(labels, 3)
+    with pytest.raises(ValueError, match=names("labels")):
+        cbloss.count_samples_per_class(iter([np.array([0, 1]), np.array(labels)]), 3)
+
+
+def test_count_labels_not_integers():
+    with pytest.raises(TypeError, match=names("labels")):
+        cbloss.count_samples_per_class(np.array([0.0, 1.5]), 3)
+
+
+# ---------------------------------------------------------------------------------------------------- losses
+
+
+@pytest.mark.parametrize("n_weights", [3, 5])
+def test_wrong_number_of_weights(asarray, n_weights):
+    with pytest.raises(ValueError, match=names("weights")):
+        cbloss.class_balanced_loss(asarray(Z), asarray(Y), asarray(np.ones(n_weights)))
+    with pytest.raises(ValueError, match=names("weights")):
+        cbloss.ClassBalancedLoss.from_weights(np.ones(n_weights))(Z, Y)
+
+
+def test_weights_not_a_vector():
+    with pytest.raises(ValueError, match=names("weights")):
+        cbloss.class_balanced_loss(Z, Y, np.ones((4, 1)))
+
+
+@pytest.mark.parametrize(
+    ("labels", "ignore_index"),
+    [([0, 4, 1], None), ([0, -1, 1], None), ([0, -1, 1], -100), ([0, 7, -100], -100)],
+    ids=["too_large", "negative", "negative_not_ignored", "too_large_beside_ignored"],
+)
+def test_labels_out_of_range(asarray, labels, ignore_index):
+    with pytest.raises(ValueError, match=names("labels")):
+        cbloss.class_balanced_loss(asarray(Z), asarray(np.array(labels)), ignore_index=ignore_index)
+
+
+def test_unbatched_label_out_of_range():
+    with pytest.raises(ValueError, match=names("labels")):
+        cbloss.class_balanced_loss(np.zeros(4), np.array(4))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.bool_])
+def test_logits_not_floating_point(asarray, dtype):
+    with pytest.raises(TypeError, match=names("logits")):
+        cbloss.class_balanced_loss(asarray(Z.astype(dtype)), asarray(Y))
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [np.array([0, 1]), np.array([[0, 1, 2]]), np.zeros((3, 3)) + 1 / 3, np.zeros((3, 4, 1)), np.array([0.0, 1.0, 2.0])],
+    ids=["fewer_positions", "extra_dim", "soft_wrong_classes", "soft_extra_dim", "float_indices"],
+)
+def test_labels_and_logits_shapes_do_not_match(asarray, labels):
+    with pytest.raises(ValueError, match=names("labels")):
+        cbloss.class_balanced_loss(asarray(Z), asarray(labels))
+
+
+def test_axis_out_of_range():
+    with pytest.raises(ValueError, match=names("axis")):
+        cbloss.class_balanced_loss(Z, Y, axis=2)
+
+
+@pytest.mark.parametrize(("argument", "value"), [("loss", "hinge"), ("loss", "Softmax"), ("reduction", "avg")])
+def test_unknown_loss_or_reduction(asarray, argument, value):
+    with pytest.raises(ValueError, match=names(argument)):
+        cbloss.class_balanced_loss(asarray(Z), asarray(Y), **{argument: value})
+    with pytest.raises(ValueError, match=names(argument)):
+        cbloss.ClassBalancedLoss([1, 2, 3, 4], 0.9, **{argument: value})
+
+
+@pytest.mark.parametrize("loss", ["focal", "softmax_focal"])
+@pytest.mark.parametrize("gamma", [-0.5, -1e-300, math.nan])
+def test_gamma_negative(loss, gamma):
+    with pytest.raises(ValueError, match=names("gamma")):
+        cbloss.class_balanced_loss(Z, Y, loss=loss, gamma=gamma)
+    with pytest.raises(ValueError, match=names("gamma")):
+        cbloss.ClassBalancedLoss([1, 2, 3, 4], 0.9, loss=loss, gamma=gamma)
+
+
+@pytest.mark.parametrize("loss", ["softmax", "sigmoid"])
+def test_gamma_with_a_non_focal_loss(loss):
+    with pytest.raises(ValueError, match=names("gamma")) as info:
+        cbloss.class_balanced_loss(Z, Y, loss=loss, gamma=2.0)
+    assert loss in str(info.value)
+
+
+@pytest.mark.parametrize("eps", [-0.1, 1.5, math.nan])
+def test_label_smoothing_outside_unit_interval(eps):
+    with pytest.raises(ValueError, match=names("label_smoothing")):
+        cbloss.class_balanced_loss(Z, Y, label_smoothing=eps)
+
+
+def test_ignore_index_not_an_integer():
+    with pytest.raises(TypeError, match=names("ignore_index")):
+        cbloss.class_balanced_loss(Z, Y, ignore_index=1.5)
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [
+        [[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]],  # multi-hot
+        [[0.5, 0.2, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]],  # sums to 0.7
+    ],
+    ids=["multi_hot", "sums_below_one"],
+)
+def test_soft_targets_must_sum_to_one(asarray, targets):
+    with pytest.raises(ValueError, match=names("labels")) as info:
+        cbloss.class_balanced_loss(asarray(Z), asarray(np.array(targets, dtype=np.float64)))
+    assert "multi-label" in str(info.value) and "not supported" in str(info.value)
+
+
+def test_soft_targets_negative():
+    with pytest.raises(ValueError, match=names("labels")):
+        cbloss.class_balanced_loss(Z, np.array([[1.5, -0.5, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0.0]]))
+
+
+# ---------------------------------------------------------------------------------------------------- NaN
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean", "weighted_mean"])
+@pytest.mark.parametrize("loss", ["softmax", "sigmoid", "focal", "softmax_focal"])
+def test_nan_logits_propagate(asarray, loss, reduction):
+    z = np.array([[0.5, np.nan, -1.0, 2.0], [0.5, 1.0, -1.0, 2.0], [3.0, 0.0, 1.0, -2.0]])
+    value, grad = cbloss.class_balanced_loss_and_grad(
+        asarray(z), asarray(Y), asarray(np.array([1.0, 2.0, 0.5, 1.5])), loss=loss, reduction=reduction
+    )
+    value, grad = _to_numpy(value), _to_numpy(grad)
+    assert np.isnan(grad[0, 1])  # the NaN logit's own gradient
+    if loss.startswith("softmax"):
+        assert np.all(np.isnan(grad[0]))  # every class of the position depends on it through the softmax
+    if reduction == "none":
+        assert np.isnan(value[0]) and np.all(np.isfinite(value[1:]))
+        assert np.all(np.isfinite(grad[1:]))
+    else:
+        assert np.isnan(value)
+
+
+def _to_numpy(x):
+    return np.asarray(x) if isinstance(x, (np.ndarray, np.generic, float)) else np.from_dlpack(x)

@@ -1,0 +1,153 @@
+"""Class-balanced weights (SPEC §1): the three normalisations against the exact values (tests/oracle.py), the
+beta = 0 and beta = 1 limits, zero_count="zero", and count_samples_per_class from every kind of input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cbloss
+from tests import oracle
+
+NORMALIZE = ["classes", "samples", None]
+BETAS = [0.0, 0.3, 0.9, 0.99, 0.9999, 0.999999, 1 - 1e-12, 1.0]
+
+
+def _counts(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    C = int(rng.integers(2, 12))
+    return np.floor(10 ** rng.uniform(0, 7, C))  # long-tailed: 1 to 10^7 samples a class
+
+
+def assert_ulps(got, want, max_ulps):
+    got = np.asarray(got)
+    assert got.dtype == np.float64 and got.shape == want.shape
+    err = np.abs(got - want) / np.spacing(np.abs(want))
+    assert np.all(err <= max_ulps), f"{err.max():.2f} ulps > {max_ulps}: got {got.tolist()}, exact {want.tolist()}"
+
+
+@pytest.mark.parametrize("normalize", NORMALIZE, ids=str)
+@pytest.mark.parametrize("beta", BETAS, ids=repr)
+@pytest.mark.parametrize("seed", range(4))
+def test_weights_match_exact(seed, beta, normalize):
+    counts = _counts(seed)
+    got = cbloss.class_balanced_weights(counts, beta, normalize=normalize)
+    # 2 ulps for E, one for the inverse, the normalising sum over C classes and the scaling
+    assert_ulps(got, oracle.class_weights(counts, beta, normalize), 4 + len(counts))
+
+
+@pytest.mark.parametrize("beta", BETAS, ids=repr)
+def test_normalisations(beta):
+    n = np.array([5000.0, 2000.0, 500.0, 100.0, 50.0, 10.0, 1.0])
+    raw = cbloss.class_balanced_weights(n, beta, normalize=None)
+    by_classes = cbloss.class_balanced_weights(n, beta)  # the default
+    by_samples = cbloss.class_balanced_weights(n, beta, normalize="samples")
+    for w in (raw, by_classes, by_samples):
+        assert isinstance(w, np.ndarray) and w.dtype == np.float64 and w.shape == n.shape
+    effective = np.asarray(cbloss.effective_number(n, beta))
+    np.testing.assert_allclose(raw, 1.0 / effective, rtol=4e-16)
+    np.testing.assert_allclose(by_classes.sum(), len(n), rtol=1e-15)
+    np.testing.assert_allclose((n * by_samples).sum(), n.sum(), rtol=1e-15)
+    # all three are the same weights up to a constant factor
+    np.testing.assert_allclose(by_classes / raw, np.full(len(n), by_classes[0] / raw[0]), rtol=1e-15)
+    np.testing.assert_allclose(by_samples / raw, np.full(len(n), by_samples[0] / raw[0]), rtol=1e-15)
+
+
+def test_beta_zero_gives_equal_weights():
+    n = np.array([1000.0, 10.0, 1.0, 3.5])
+    np.testing.assert_array_equal(cbloss.class_balanced_weights(n, 0.0), np.ones(4))
+    np.testing.assert_array_equal(cbloss.class_balanced_weights(n, 0.0, normalize=None), np.ones(4))
+    np.testing.assert_allclose(cbloss.class_balanced_weights(n, 0.0, normalize="samples"), np.ones(4), rtol=1e-15)
+
+
+def test_beta_one_gives_inverse_frequency():
+    n = np.array([1000.0, 10.0, 1.0, 3.0])
+    np.testing.assert_array_equal(cbloss.class_balanced_weights(n, 1.0, normalize=None), 1.0 / n)
+    inverse = (1.0 / n) / (1.0 / n).sum() * len(n)
+    np.testing.assert_allclose(cbloss.class_balanced_weights(n, 1.0), inverse, rtol=2e-16 * 8)
+    # "samples": every class carries the same total weight n_i w_i = sum(n) / C
+    by_samples = cbloss.class_balanced_weights(n, 1.0, normalize="samples")
+    np.testing.assert_allclose(n * by_samples, np.full(4, n.sum() / 4), rtol=1e-15)
+
+
+@pytest.mark.parametrize("normalize", NORMALIZE, ids=str)
+@pytest.mark.parametrize("beta", [0.0, 0.9, 0.9999, 1.0], ids=repr)
+def test_zero_count_zero(beta, normalize):
+    n = np.array([100.0, 0.0, 10.0, 0.0, 1.0])
+    got = cbloss.class_balanced_weights(n, beta, normalize=normalize, zero_count="zero")
+    assert got[1] == 0.0 and got[3] == 0.0
+    want = oracle.class_weights(n, beta, normalize)
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+    # the present classes get exactly what they would get on their own
+    alone = cbloss.class_balanced_weights(n[[0, 2, 4]], beta, normalize=normalize)
+    np.testing.assert_allclose(got[[0, 2, 4]], alone, rtol=1e-15)
+    if normalize == "classes":
+        np.testing.assert_allclose(got.sum(), 3.0, rtol=1e-15)  # the number of classes that have samples
+
+
+def test_weights_decrease_as_counts_grow():
+    n = np.array([1.0, 2.0, 3.0, 10.0, 100.0, 1e4, 1e6])
+    for beta in (0.5, 0.9, 0.9999, 1 - 1e-12, 1.0):
+        w = cbloss.class_balanced_weights(n, beta, normalize=None)
+        # never increasing; strictly decreasing wherever the exact weights differ in float64 (they saturate at
+        # 1 - beta once beta^n underflows below an ulp)
+        exact = oracle.class_weights(n, beta, None)
+        assert np.all(np.diff(w) <= 0), (beta, w)
+        assert np.all(np.diff(w)[np.diff(exact) < 0] < 0), (beta, w)
+
+
+def test_inputs_list_and_int_array():
+    want = cbloss.class_balanced_weights(np.array([10.0, 20.0, 70.0]), 0.99)
+    np.testing.assert_array_equal(cbloss.class_balanced_weights([10, 20, 70], 0.99), want)
+    np.testing.assert_array_equal(cbloss.class_balanced_weights(np.array([10, 20, 70]), 0.99), want)
+
+
+# count_samples_per_class
+
+LABELS = np.array([[0, 2, 2], [4, 2, 0]])
+COUNTS = np.array([2, 0, 3, 0, 1])
+
+
+def _check_counts(got, want=COUNTS):
+    assert isinstance(got, np.ndarray) and got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+
+
+def test_count_from_numpy_arrays_of_any_shape():
+    _check_counts(cbloss.count_samples_per_class(LABELS, 5))
+    _check_counts(cbloss.count_samples_per_class(LABELS.reshape(-1), 5))
+    _check_counts(cbloss.count_samples_per_class(LABELS.astype(np.int32), 5))
+    _check_counts(cbloss.count_samples_per_class(np.array(3), 5), [0, 0, 0, 1, 0])
+    _check_counts(cbloss.count_samples_per_class(np.array([], dtype=np.int64), 3), [0, 0, 0])
+
+
+def test_count_from_a_list():
+    _check_counts(cbloss.count_samples_per_class(LABELS.reshape(-1).tolist(), 5))
+
+
+def test_count_from_a_generator_of_batches():
+    batches = (LABELS[i] for i in range(2))
+    _check_counts(cbloss.count_samples_per_class(batches, 5))
+    _check_counts(cbloss.count_samples_per_class(iter([LABELS[0].tolist(), LABELS[1]]), 5))
+
+
+def test_count_feeds_the_weights():
+    counts = cbloss.count_samples_per_class(np.repeat(np.arange(3), [50, 5, 1]), 3)
+    np.testing.assert_array_equal(
+        cbloss.class_balanced_weights(counts, 0.99), cbloss.class_balanced_weights([50, 5, 1], 0.99)
+    )
+
+
+def test_count_from_torch():
+    torch = pytest.importorskip("torch")
+    _check_counts(cbloss.count_samples_per_class(torch.as_tensor(LABELS), 5))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.zeros(6, 1), torch.as_tensor(LABELS.reshape(-1))), batch_size=4
+    )
+    _check_counts(cbloss.count_samples_per_class((y for _, y in loader), 5))
+
+
+def test_count_from_jax():
+    jnp = pytest.importorskip("jax.numpy")
+    _check_counts(cbloss.count_samples_per_class(jnp.asarray(LABELS), 5))
+    _check_counts(cbloss.count_samples_per_class([jnp.asarray(LABELS[0]), jnp.asarray(LABELS[1])], 5))
