@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +192,9 @@ def _read_labels(path: Path) -> np.ndarray:
         if path.suffix == ".npy":
             labels = np.load(path, allow_pickle=False)
         elif path.suffix in (".csv", ".txt"):
-            labels = np.loadtxt(path, delimiter=",", ndmin=1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an empty file: reported below
+                labels = np.loadtxt(path, delimiter=",", ndmin=1)
         else:
             raise UsageError(f"--labels: expected a .npy, .csv or .txt file, got {path.name}")
     except (ValueError, OSError) as error:
