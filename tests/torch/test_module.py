@@ -1,0 +1,152 @@
+"""ClassBalancedLoss as an nn.Module: weights buffer, state_dict, .to(), dtype casts, errors, meta device,
+torch.compile."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cbloss
+from cbloss.adapters.torch import ClassBalancedLoss, class_balanced_loss
+
+COUNTS = [500, 120, 30, 7, 1]
+
+
+def test_weights_are_the_core_weights_in_a_float64_buffer():
+    crit = ClassBalancedLoss(COUNTS, 0.999, normalize="samples")
+    expected = cbloss.class_balanced_weights(COUNTS, 0.999, normalize="samples")
+    assert "weight" in dict(crit.named_buffers())
+    assert crit.weight.dtype == torch.float64
+    np.testing.assert_array_equal(crit.weight.numpy(), expected)
+    assert crit.num_classes == 5
+
+
+def test_state_dict_round_trip_and_dtype_casts_keep_float64():
+    crit = ClassBalancedLoss(COUNTS, 0.9999, loss="focal", gamma=1.0)
+    state = crit.state_dict()
+    assert set(state) == {"weight"}
+    other = ClassBalancedLoss.from_weights(torch.ones(5), loss="focal", gamma=1.0)
+    other.load_state_dict(state)
+    torch.testing.assert_close(other.weight, crit.weight, rtol=0, atol=0)
+    before = crit.weight.clone()
+    crit.half()
+    crit.to(torch.bfloat16)
+    assert crit.weight.dtype == torch.float64
+    torch.testing.assert_close(crit.weight, before, rtol=0, atol=0)
+
+
+def test_module_follows_to_device_meta():
+    crit = ClassBalancedLoss(COUNTS, 0.99).to("meta")
+    assert crit.weight.device.type == "meta"
+
+
+@pytest.mark.parametrize("loss", ["softmax", "sigmoid", "focal", "softmax_focal"])
+@pytest.mark.parametrize("form", ["hard", "soft", "smooth-ignore", "weighted"])
+def test_meta_device_forward_backward(loss, form):
+    """Any tensor created without device= lands on the CPU and fails to mix with 'meta' inputs."""
+    options = dict(loss=loss)
+    if form == "smooth-ignore":
+        options.update(label_smoothing=0.1, ignore_index=-1)
+    if form == "weighted":
+        options.update(reduction="weighted_mean")
+    crit = ClassBalancedLoss(COUNTS, 0.99, **options).to("meta")
+    x = torch.empty(4, 5, 3, device="meta", requires_grad=True)
+    if form == "soft":
+        target = torch.empty(4, 5, 3, device="meta")
+    else:
+        target = torch.empty(4, 3, dtype=torch.long, device="meta")
+    loss_value = crit(x, target)
+    assert loss_value.device.type == "meta" and loss_value.shape == ()
+    loss_value.backward()
+    assert x.grad.device.type == "meta" and x.grad.shape == x.shape
+
+
+def test_module_equals_cross_entropy_loss_with_weight():
+    """The drop-in replacement: from_weights(w) with weighted_mean is nn.CrossEntropyLoss(weight=w)."""
+    torch.manual_seed(0)
+    w = torch.tensor(cbloss.class_balanced_weights(COUNTS, 0.999))
+    x = torch.randn(16, 5, dtype=torch.float64)
+    y = torch.randint(0, 5, (16,))
+    ours = ClassBalancedLoss.from_weights(w, reduction="weighted_mean")(x, y)
+    theirs = torch.nn.CrossEntropyLoss(weight=w)(x, y)
+    torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=0)
+    mean = ClassBalancedLoss(COUNTS, 0.999)(x, y)
+    torch.testing.assert_close(mean, F.cross_entropy(x, y, weight=w, reduction="sum") / 16, rtol=1e-13, atol=0)
+
+
+def test_unweighted_from_weights_none():
+    crit = ClassBalancedLoss.from_weights(None)
+    assert crit.weight is None and crit.num_classes is None
+    x = torch.randn(6, 4, dtype=torch.float64)
+    y = torch.randint(0, 4, (6,))
+    torch.testing.assert_close(crit(x, y), F.cross_entropy(x, y))
+    assert "num_classes=None" in repr(crit)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "name"),
+    [
+        (lambda: ClassBalancedLoss(COUNTS, 1.5), ValueError, "beta"),
+        (lambda: ClassBalancedLoss([3, 0, 2], 0.9), ValueError, "samples_per_class"),
+        (lambda: ClassBalancedLoss(COUNTS, 0.9, loss="hinge"), ValueError, "loss"),
+        (lambda: ClassBalancedLoss(COUNTS, 0.9, reduction="avg"), ValueError, "reduction"),
+        (lambda: ClassBalancedLoss(COUNTS, 0.9, loss="focal", gamma=-1), ValueError, "gamma"),
+        (lambda: ClassBalancedLoss(COUNTS, 0.9, label_smoothing=2), ValueError, "label_smoothing"),
+        (
+            lambda: ClassBalancedLoss(COUNTS, 0.9, reduction="sum", global_normalizer=True),
+            ValueError,
+            "global_normalizer",
+        ),
+        (lambda: ClassBalancedLoss.from_weights([1.0, float("nan")]), ValueError, "weights"),
+        (lambda: class_balanced_loss(torch.zeros(2, 3), torch.tensor([0, 3])), ValueError, "target"),
+        (lambda: class_balanced_loss(torch.zeros(2, 3), torch.tensor([0, -1])), ValueError, "target"),
+        (lambda: class_balanced_loss(torch.zeros(2, 3), torch.tensor([0, 1, 2])), ValueError, "target"),
+        (lambda: class_balanced_loss(torch.zeros(2, 3), torch.full((2, 3), 0.5)), ValueError, "target"),
+        (lambda: class_balanced_loss(torch.zeros(2, 3, dtype=torch.long), torch.tensor([0, 1])), TypeError, "input"),
+        (lambda: class_balanced_loss(torch.zeros(2, 3), torch.tensor([0, 1]), torch.ones(4)), ValueError, "weights"),
+        (lambda: class_balanced_loss(torch.zeros(2, 3), [0, 1]), TypeError, "target"),
+        (lambda: class_balanced_loss(torch.zeros(2, 3), torch.tensor([True, False])), TypeError, "target"),
+    ],
+)
+def test_errors_name_the_argument(call, error, name):
+    with pytest.raises(error, match=f"^{name}"):
+        call()
+
+
+def test_ignore_index_is_not_range_checked_and_validate_false_skips_checks():
+    x = torch.randn(3, 4)
+    class_balanced_loss(x, torch.tensor([0, -100, 3]), ignore_index=-100)
+    # validate=False: no check (and no device sync); the gather itself still rejects the index on CPU
+    with pytest.raises((RuntimeError, IndexError)):
+        class_balanced_loss(x, torch.tensor([0, 9, 3]), validate=False)
+
+
+def test_compile_fullgraph_dynamic_no_recompile():
+    """One graph, no graph break, no recompilation across batch sizes. aot_eager traces forward and backward
+    through AOTAutograd like inductor does, without the C++ compile time."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    crit = ClassBalancedLoss(COUNTS, 0.99, loss="focal", ignore_index=-1)
+    compiled = torch.compile(crit, fullgraph=True, dynamic=True, backend="aot_eager")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # array_api_compat's lru_cache'd helpers: dynamo traces through them
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for n in (3, 8, 13):
+                x = torch.randn(n, 5, requires_grad=True)
+                y = torch.randint(-1, 5, (n,))
+                loss = compiled(x, y)
+                loss.backward()
+                reference = x.detach().clone().requires_grad_()
+                expected = crit(reference, y)
+                expected.backward()
+                torch.testing.assert_close(loss, expected)
+                torch.testing.assert_close(x.grad, reference.grad)
+    assert counters["stats"]["unique_graphs"] == 1
+    assert not counters["graph_break"]

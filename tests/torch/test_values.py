@@ -1,0 +1,176 @@
+"""The adapter against the NumPy core (values and gradients, every option) and against PyTorch's own
+F.cross_entropy where the SPEC requires parity; gradcheck in float64; dtypes; double backward."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cbloss
+from cbloss.adapters.torch import class_balanced_loss
+
+LOSSES = ["softmax", "sigmoid", "focal", "softmax_focal"]
+REDUCTIONS = ["none", "sum", "mean", "weighted_mean"]
+SHAPES = [(6, 5), (3, 5, 4, 2), (5,)]
+
+
+def _inputs(shape, soft, seed=0, ignore=None):
+    rng = np.random.default_rng(seed)
+    num_classes = shape[1] if len(shape) > 1 else shape[0]
+    z = rng.normal(size=shape) * 3
+    if soft:
+        t = rng.dirichlet(np.ones(num_classes), size=int(np.prod(shape)) // num_classes)
+        axis = 1 if len(shape) > 1 else 0
+        lab_shape = (shape[0], *shape[2:], num_classes) if len(shape) > 1 else (num_classes,)
+        y = np.moveaxis(t.reshape(lab_shape), -1, axis)
+    else:
+        lab_shape = (shape[0], *shape[2:]) if len(shape) > 1 else ()
+        y = rng.integers(0, num_classes, size=lab_shape)
+        if ignore is not None and y.ndim:
+            y.reshape(-1)[::3] = ignore
+    w = rng.uniform(0.2, 2.0, num_classes)
+    return z, y, w
+
+
+CASES = [
+    dict(loss=loss, reduction=red, soft=soft, label_smoothing=eps, ignore_index=ign)
+    for loss, red, soft, (eps, ign) in itertools.product(
+        LOSSES, REDUCTIONS, [False, True], [(0.0, None), (0.1, None), (0.0, -100), (0.2, 4)]
+    )
+    if not (soft and ign is not None)
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_matches_numpy_core(case, shape):
+    case = dict(case)
+    soft = case.pop("soft")
+    z, y, w = _inputs(shape, soft, ignore=case["ignore_index"])
+    axis = 1 if len(shape) > 1 else 0
+    expected, expected_grad = cbloss.class_balanced_loss_and_grad(z, y, w, axis=axis, **case)
+    cotangent = np.random.default_rng(1).normal(size=np.shape(expected))
+    x = torch.tensor(z, requires_grad=True)
+    loss = class_balanced_loss(x, torch.tensor(y), torch.tensor(w), **case)
+    loss.backward(torch.tensor(cotangent))
+    chained = expected_grad * (np.expand_dims(cotangent, axis) if case["reduction"] == "none" else cotangent)
+    np.testing.assert_allclose(loss.detach().numpy(), expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(x.grad.numpy(), chained, rtol=1e-11, atol=1e-15)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize(
+    "form",
+    ["hard-mean", "hard-none", "ignore-smooth-weighted", "soft-sum", "dense-weighted", "unbatched"],
+)
+def test_gradcheck_float64(loss, form):
+    shape = {"dense-weighted": (2, 4, 3), "unbatched": (4,)}.get(form, (5, 4))
+    soft = form.startswith("soft")
+    z, y, w = _inputs(shape, soft, seed=3, ignore=-1 if form.startswith("ignore") else None)
+    options = {
+        "hard-mean": dict(reduction="mean"),
+        "hard-none": dict(reduction="none"),
+        "ignore-smooth-weighted": dict(reduction="weighted_mean", ignore_index=-1, label_smoothing=0.1),
+        "soft-sum": dict(reduction="sum"),
+        "dense-weighted": dict(reduction="weighted_mean"),
+        "unbatched": dict(reduction="mean"),
+    }[form]
+    x = torch.tensor(z, requires_grad=True)
+    target, weight = torch.tensor(y), torch.tensor(w)
+    assert torch.autograd.gradcheck(
+        lambda x: class_balanced_loss(x, target, weight, loss=loss, gamma=1.5 if "focal" in loss else None, **options),
+        (x,),
+        eps=1e-6,
+        atol=1e-7,
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (2, 5, 3, 4)], ids=str)
+@pytest.mark.parametrize("form", ["weighted", "smooth-ignore", "probs", "probs-smooth"])
+def test_softmax_equals_f_cross_entropy(shape, form):
+    """SPEC §3 parity with PyTorch's own implementation (an independent reference)."""
+    z, y, w = _inputs(shape, form.startswith("probs"), seed=5, ignore=-100 if "ignore" in form else None)
+    eps = 0.15 if "smooth" in form else 0.0
+    kwargs = dict(label_smoothing=eps)
+    ours_kwargs = dict(kwargs)
+    if "ignore" in form:
+        kwargs["ignore_index"] = ours_kwargs["ignore_index"] = -100
+    reduction = "mean" if form.startswith("probs") else "weighted_mean"
+    for theirs_red, ours_red in [("mean", reduction), ("sum", "sum"), ("none", "none")]:
+        a = torch.tensor(z, requires_grad=True)
+        b = torch.tensor(z, requires_grad=True)
+        target, weight = torch.tensor(y), torch.tensor(w)
+        expected = F.cross_entropy(a, target, weight=weight, reduction=theirs_red, **kwargs)
+        got = class_balanced_loss(b, target, weight, reduction=ours_red, **ours_kwargs)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
+        expected.sum().backward()
+        got.sum().backward()
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_low_precision_computes_in_float32(dtype, loss):
+    z, y, w = _inputs((8, 6, 3), False, seed=7)
+    x = torch.tensor(z, dtype=dtype, requires_grad=True)
+    ref = x.detach().float().requires_grad_()
+    target, weight = torch.tensor(y), torch.tensor(w)
+    got = class_balanced_loss(x, target, weight, loss=loss)
+    expected = class_balanced_loss(ref, target, weight, loss=loss)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+    got.backward()
+    expected.backward()
+    assert x.grad.dtype == dtype
+    torch.testing.assert_close(x.grad, ref.grad.to(dtype))
+
+
+def test_autocast_cpu_bfloat16():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(7, 5)
+    x = torch.randn(9, 7)
+    target = torch.randint(0, 5, (9,))
+    weight = torch.tensor([1.0, 2.0, 0.5, 1.5, 3.0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+        assert logits.dtype == torch.bfloat16
+        loss = class_balanced_loss(logits, target, weight, loss="focal")
+    assert loss.dtype == torch.float32
+    expected = class_balanced_loss(logits.detach().float(), target, weight, loss="focal")
+    torch.testing.assert_close(loss.detach(), expected)
+    loss.backward()
+    assert model.weight.grad is not None and torch.isfinite(model.weight.grad).all()
+
+
+def test_double_backward_raises():
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    loss = class_balanced_loss(x, torch.tensor([0, 1, 2, 0]))
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(loss, x, create_graph=True)
+    # the first derivative alone still works
+    (grad,) = torch.autograd.grad(class_balanced_loss(x, torch.tensor([0, 1, 2, 0])), x)
+    assert torch.isfinite(grad).all()
+
+
+def test_no_grad_path_gives_the_same_value():
+    z, y, w = _inputs((5, 4), False, seed=9)
+    x = torch.tensor(z, requires_grad=True)
+    with_grad = class_balanced_loss(x, torch.tensor(y), torch.tensor(w), loss="focal")
+    with torch.no_grad():
+        without = class_balanced_loss(x, torch.tensor(y), torch.tensor(w), loss="focal")
+    assert not without.requires_grad
+    torch.testing.assert_close(without, with_grad.detach(), rtol=0, atol=0)
+
+
+def test_retain_graph_backward_twice():
+    x = torch.randn(4, 3, requires_grad=True)
+    loss = class_balanced_loss(x, torch.tensor([0, 1, 2, 0]))
+    loss.backward(retain_graph=True)
+    first = x.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(x.grad, 2 * first)
