@@ -241,7 +241,7 @@ def loss_terms(
         valid = labels != opts.ignore_index
         labels = xp.where(valid, labels, xp.zeros_like(labels))
     if weights is None:
-        alpha = xp.ones(labels.shape, dtype=z.dtype, device=_device(z))
+        alpha = xp.ones_like(labels, dtype=z.dtype)
     else:
         alpha = ops.take_weights(weights, labels)
     if valid is not None:
@@ -251,7 +251,7 @@ def loss_terms(
     elif valid is not None:
         norm = xp.astype(valid, z.dtype)
     else:
-        norm = xp.ones(labels.shape, dtype=z.dtype, device=_device(z))
+        norm = xp.ones_like(labels, dtype=z.dtype)
     if eps:
         onehot = xp.astype(ops.label_mask(labels, num_classes), z.dtype)
         scale = 1.0 if valid is None else xp.astype(valid, z.dtype)[..., None]

@@ -1,0 +1,210 @@
+"""cbloss.adapters.tensorflow.class_balanced_loss: the core's values and analytic gradients on tf.Tensors,
+eagerly, under tf.function and under XLA, with unknown dimensions, low precision, and named errors.
+
+Reference values come from the NumPy core (cbloss.class_balanced_loss_and_grad, float64); the conformance suite
+(tests/test_conformance.py) checks the same backend against the independent oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import cbloss
+from cbloss.adapters.tensorflow import class_balanced_loss
+
+LOSSES = ("softmax", "sigmoid", "focal", "softmax_focal")
+REDUCTIONS = ("none", "sum", "mean", "weighted_mean")
+
+
+def _data(shape=(6, 5), seed=0, scale=3.0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=scale, size=shape)
+    labels = rng.integers(0, shape[-1], size=shape[:-1])
+    soft = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1])
+    weights = rng.uniform(0.2, 3.0, size=shape[-1])
+    return logits, labels, soft, weights
+
+
+def _tf_loss_and_grad(fn, logits, labels, weights, cotangent=None, **options):
+    z = tf.constant(logits)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        loss = fn(z, tf.constant(labels), None if weights is None else tf.constant(weights), **options)
+        total = tf.reduce_sum(loss if cotangent is None else loss * tf.constant(cotangent, loss.dtype))
+    return loss.numpy(), tape.gradient(total, z).numpy()
+
+
+def _core(logits, labels, weights, cotangent=None, **options):
+    loss, grad = cbloss.class_balanced_loss_and_grad(logits, labels, weights, **options)
+    if np.ndim(loss):
+        grad = grad * (np.ones_like(loss) if cotangent is None else cotangent)[..., None]
+    return loss, grad
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_eager_float64_equals_numpy_core(loss):
+    logits, labels, soft, weights = _data((4, 3, 5))
+    cot = np.random.default_rng(3).normal(size=labels.shape)
+    cases = [
+        dict(labels=labels, weights=weights),
+        dict(labels=labels, weights=None, label_smoothing=0.1),
+        dict(labels=np.where(labels == 2, -100, labels), weights=weights, ignore_index=-100),
+        dict(labels=soft, weights=weights),
+        dict(labels=soft, weights=weights, label_smoothing=0.2),
+    ]
+    for case in cases:
+        y, w = case.pop("labels"), case.pop("weights")
+        for reduction in REDUCTIONS:
+            gamma = {"focal": 1.5, "softmax_focal": 0.5}.get(loss)
+            opts = dict(loss=loss, gamma=gamma, reduction=reduction, **case)
+            c = cot if reduction == "none" else None
+            ours = _tf_loss_and_grad(class_balanced_loss, logits, y, w, c, **opts)
+            ref = _core(logits, y, w, c, **opts)
+            np.testing.assert_allclose(ours[0], ref[0], rtol=1e-12, atol=1e-15, err_msg=str(opts))
+            np.testing.assert_allclose(ours[1], ref[1], rtol=1e-12, atol=1e-15, err_msg=str(opts))
+
+
+def test_class_axis_not_last():
+    logits, labels, _, weights = _data((3, 4, 5))  # class axis 1 of (3, 5, 4) below
+    moved = np.moveaxis(logits, -1, 1)
+    ours = _tf_loss_and_grad(class_balanced_loss, moved, labels, weights, loss="focal", axis=1)
+    ref = _core(logits, labels, weights, loss="focal")
+    np.testing.assert_allclose(ours[0], ref[0], rtol=1e-12)
+    np.testing.assert_allclose(ours[1], np.moveaxis(ref[1], -1, 1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_eager_tf_function_and_xla_agree(loss):
+    """float32, hard labels with ignore_index (per-position cotangent) and soft targets (mean)."""
+    logits, labels, soft, weights = _data((8, 7), seed=4)
+    logits = logits.astype(np.float32)
+    hard = np.where(labels == 0, -1, labels)
+
+    def step(z, y, cot, reduction, ignore_index):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            out = class_balanced_loss(z, y, weights, loss=loss, reduction=reduction, ignore_index=ignore_index)
+            total = tf.reduce_sum(out * cot)
+        return out, tape.gradient(total, z)
+
+    graph = tf.function(step)
+    xla = tf.function(step, jit_compile=True)
+    cot = tf.constant(np.linspace(0.5, 2.0, 8, dtype=np.float32))
+    for y, reduction, ignore, c in ((hard, "none", -1, cot), (soft.astype(np.float32), "mean", None, 1.0)):
+        args = (tf.constant(logits), tf.constant(y), tf.constant(c, tf.float32), reduction, ignore)
+        eager = step(*args)
+        for fn in (graph, xla):
+            result = fn(*args)
+            for a, b in zip(result, eager, strict=True):
+                np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-6, atol=1e-7)
+
+
+def test_unknown_dimensions_with_input_signature():
+    """Batch and spatial dimensions unknown at trace time (class axis last, and class axis 1)."""
+    logits, labels, _, weights = _data((2, 3, 4, 5), seed=5)
+    ref = _core(logits, labels, weights, loss="softmax_focal", reduction="weighted_mean", ignore_index=1)
+
+    def step(z, y, axis):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            out = class_balanced_loss(
+                z, y, weights, loss="softmax_focal", reduction="weighted_mean", ignore_index=1, axis=axis
+            )
+        return out, tape.gradient(out, z)
+
+    last = tf.function(
+        lambda z, y: step(z, y, -1),
+        input_signature=[tf.TensorSpec([None, None, None, 5], tf.float64), tf.TensorSpec([None, None, None], tf.int64)],
+    )
+    first = tf.function(
+        lambda z, y: step(z, y, 1),
+        input_signature=[tf.TensorSpec([None, 5, None, None], tf.float64), tf.TensorSpec([None, None, None], tf.int32)],
+        jit_compile=True,
+    )
+    loss, grad = last(tf.constant(logits), tf.constant(labels))
+    np.testing.assert_allclose(loss.numpy(), ref[0], rtol=1e-12)
+    np.testing.assert_allclose(grad.numpy(), ref[1], rtol=1e-12, atol=1e-15)
+    loss, grad = first(tf.constant(np.moveaxis(logits, -1, 1)), tf.constant(labels, tf.int32))
+    np.testing.assert_allclose(loss.numpy(), ref[0], rtol=1e-12)
+    np.testing.assert_allclose(np.moveaxis(grad.numpy(), 1, -1), ref[1], rtol=1e-12, atol=1e-15)
+    # a different batch through the same traced function
+    small = _data((1, 2, 2, 5), seed=6)
+    ref = _core(small[0], small[1], weights, loss="softmax_focal", reduction="weighted_mean", ignore_index=1)
+    np.testing.assert_allclose(last(tf.constant(small[0]), tf.constant(small[1]))[0].numpy(), ref[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_computes_in_float32(dtype):
+    logits, labels, _, weights = _data((16, 6), seed=7)
+    z = tf.cast(tf.constant(logits), dtype)
+    z32 = tf.cast(z, tf.float32)  # the same values, in float32
+    results = []
+    for x in (z, z32):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = class_balanced_loss(x, tf.constant(labels), weights, loss="focal")
+        results.append((out, tape.gradient(out, x)))
+    (loss, grad), (loss32, grad32) = results
+    assert loss.dtype == tf.float32 and grad.dtype == tf.as_dtype(dtype)
+    assert loss.numpy() == loss32.numpy()  # computed in float32 from the same values
+    np.testing.assert_array_equal(grad.numpy(), tf.cast(grad32, dtype).numpy())
+
+
+def test_weights_variable_and_constant_targets():
+    logits, _, soft, weights = _data((5, 4), seed=8)
+    z = tf.constant(logits)
+    w = tf.Variable(weights)
+    y = tf.constant(soft)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([z, y])
+        out = class_balanced_loss(z, y, w, loss="sigmoid")
+    assert tape.gradient(out, y) is None  # targets are constants of the loss
+    assert tape.gradient(out, w) is None  # and so are the weights
+    np.testing.assert_allclose(out.numpy(), cbloss.class_balanced_loss(logits, soft, weights, loss="sigmoid"))
+
+
+def test_errors_are_named():
+    logits, labels, soft, weights = _data((4, 3), seed=9)
+    z, y = tf.constant(logits), tf.constant(labels)
+    with pytest.raises(ValueError, match=r"^labels: class indices must be in \[0, 3\), got \[3\]"):
+        class_balanced_loss(z, tf.constant([0, 1, 3, 2]))
+    with pytest.raises(ValueError, match=r"^labels: soft targets must sum to 1"):
+        class_balanced_loss(z, tf.constant(soft * 2))
+    with pytest.raises(TypeError, match=r"^logits: must be floating point"):
+        class_balanced_loss(tf.constant(labels), y)
+    with pytest.raises(ValueError, match=r"^labels: class indices must have the logits' shape"):
+        class_balanced_loss(z, tf.constant(labels[:2]))
+    with pytest.raises(TypeError, match=r"^labels: must be integer"):
+        class_balanced_loss(z, tf.constant(labels > 0))
+    with pytest.raises(ValueError, match=r"^loss: must be one of"):
+        class_balanced_loss(z, y, loss="hinge")
+    with pytest.raises(ValueError, match=r"^reduction: must be one of"):
+        class_balanced_loss(z, y, reduction="avg")
+    with pytest.raises(ValueError, match=r"^gamma:"):
+        class_balanced_loss(z, y, loss="focal", gamma=-1.0)
+    with pytest.raises(ValueError, match=r"^weights: expected 3 class weights"):
+        class_balanced_loss(z, y, weights[:2])
+    with pytest.raises(ValueError, match=r"^weights: must be finite"):
+        class_balanced_loss(z, y, [1.0, -1.0, 1.0])
+    with pytest.raises(ValueError, match=r"^axis:"):
+        class_balanced_loss(z, y, axis=2)
+
+    unknown_classes = tf.function(
+        lambda z, y: class_balanced_loss(z, y), input_signature=[tf.TensorSpec([None, None]), tf.TensorSpec([None])]
+    )
+    with pytest.raises(ValueError, match="logits: the class dimension"):
+        unknown_classes.get_concrete_function()
+
+
+def test_traced_validation():
+    """Traced calls cannot raise on values; validate=True adds graph assertions, validate=None checks nothing."""
+    z = tf.constant(np.zeros((2, 3), np.float32))
+    bad = tf.constant([0, 5])
+    checked = tf.function(lambda z, y: class_balanced_loss(z, y, validate=True, ignore_index=-1))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="labels: class indices out of range"):
+        checked(z, bad)
+    assert np.isfinite(checked(z, tf.constant([0, -1])).numpy())
+    soft_checked = tf.function(lambda z, y: class_balanced_loss(z, y, validate=True))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="soft targets must sum to 1"):
+        soft_checked(z, tf.constant([[0.5, 0.5, 0.5], [1.0, 0.0, 0.0]], tf.float32))
