@@ -71,8 +71,10 @@ class DemoConfig:
     models: tuple[str, ...] = ("softmax", "mlp")
     imbalances: tuple[float, ...] = (10.0, 20.0, 50.0)
     seeds: int = 5
-    steps: int = 300
-    lr: float = 0.01
+    # lr 0.05 with 200 full-batch steps: within about half a point of the error after 1500 steps on every
+    # setting (measured), so "before" is not an under-trained straw man.
+    steps: int = 200
+    lr: float = 0.05
     n_max: int = 120
     test_per_class: int = 50
     normalize: str | None = DEFAULT_NORMALIZE

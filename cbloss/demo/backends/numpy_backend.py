@@ -27,7 +27,9 @@ def fit(layers, x, y, weights, *, loss, gamma, steps, lr):
             h = h @ params[2 * i] + params[2 * i + 1]
             if i < n_layers - 1:
                 h = np.maximum(h, 0)
-        _, g = cbloss.class_balanced_loss_and_grad(h, y, w32, loss=loss, gamma=gamma, reduction="mean")
+        _, g = cbloss.class_balanced_loss_and_grad(
+            h, y, w32, loss=loss, gamma=gamma, reduction="mean", validate=t == 1
+        )  # the labels do not change: check their values once
         # Backward through the layers.
         grads = [None] * len(params)
         for i in reversed(range(n_layers)):
