@@ -138,10 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="framework that trains (default: the first installed of torch, jax, tensorflow, else numpy)",
     )
     demo.add_argument(
-        "--quick", action="store_true", help="a smaller run (3 seeds, 150 steps, 2 imbalances, 5 methods)"
+        "--quick", action="store_true", help="a smaller run (3 seeds, 100 steps, 2 imbalances, 4 methods)"
     )
     demo.add_argument("--seeds", type=positive_int, help="number of seeds (default 5; --quick 3)")
-    demo.add_argument("--steps", type=positive_int, help="full-batch Adam steps per run (default 200; --quick 150)")
+    demo.add_argument("--steps", type=positive_int, help="full-batch Adam steps per run (default 200; --quick 100)")
     demo.add_argument("--imbalance", type=imbalance_list, help="imbalance factors (default 10,20,50; --quick 10,50)")
     demo.add_argument("--models", type=model_list, help="models (default softmax,mlp)")
     demo.add_argument(

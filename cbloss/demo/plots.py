@@ -102,7 +102,7 @@ def toy_problem(seed: int = 0, n_head: int = 1000, n_tail: int = 20):
 
 
 def plot_toy(
-    trainer, path, beta: float = 0.99, normalize: str | None = "classes", steps: int = 400
+    trainer, path, beta: float = 0.99, normalize: str | None = "classes", steps: int = 200
 ) -> tuple[Path, dict]:
     """The decision boundary of softmax regression on the 2-class toy, trained by ``trainer`` (a demo backend)
     without weights, with inverse-frequency weights and with class-balanced weights."""
@@ -123,7 +123,7 @@ def plot_toy(
     points = np.stack([gx.ravel(), gy.ravel()], axis=1)
     info = {"counts": counts.tolist(), "boundaries": {}}
     for (name, w), color in zip(variants.items(), ("black", "tab:green", "tab:purple"), strict=True):
-        ((weight, bias),) = trainer.fit(init, x, y, w, loss="softmax", gamma=None, steps=steps, lr=0.05)
+        ((weight, bias),) = trainer.fit(init, x, y, w, loss="softmax", gamma=None, steps=steps, lr=0.1)
         z = points @ weight + bias
         ax.contour(gx, gy, (z[:, 1] - z[:, 0]).reshape(gx.shape), levels=[0.0], colors=[color], linewidths=1.8)
         ax.plot([], [], color=color, label=f"{name}" + ("" if w is None else f", w = {np.round(w, 3).tolist()}"))
