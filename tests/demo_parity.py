@@ -14,7 +14,7 @@ from cbloss.cli import main
 from cbloss.demo import backends
 from cbloss.demo.data import load_digits_arrays, long_tailed_split, make_pool
 from cbloss.demo.experiment import single_threaded_blas
-from cbloss.demo.models import init_params
+from cbloss.demo.models import forward, init_params
 
 CASES = [  # (model, loss, gamma, beta or None)
     ("softmax", "softmax", None, None),
@@ -38,10 +38,16 @@ def check_fit_matches_numpy(name: str, steps: int = 25) -> None:
         with single_threaded_blas():
             expected = reference.fit(init, split.x_train, split.y_train, weights, **kwargs)
         got = trainer.fit(init, split.x_train, split.y_train, weights, **kwargs)
+        what = f"{name} {model} {loss} beta={beta}"
+        # Adam divides by sqrt(v): a gradient entry that is ~0 up to float32 rounding can take a full step either
+        # way, so single entries may differ by ~lr * steps * 1e-3; the parameters as a whole and the model's
+        # outputs agree closely.
         for (w, b), (w_ref, b_ref) in zip(got, expected, strict=True):
-            assert w.dtype == np.float32 and w.shape == w_ref.shape
-            np.testing.assert_allclose(w, w_ref, rtol=2e-3, atol=2e-4, err_msg=f"{name} {model} {loss} beta={beta}")
-            np.testing.assert_allclose(b, b_ref, rtol=2e-3, atol=2e-4, err_msg=f"{name} {model} {loss} beta={beta}")
+            assert w.dtype == np.float32 and w.shape == w_ref.shape and b.shape == b_ref.shape
+            for p, p_ref in ((w, w_ref), (b, b_ref)):
+                assert np.linalg.norm(p - p_ref) <= 2e-3 * np.linalg.norm(p_ref) + 1e-5, what
+        logits, logits_ref = forward(got, split.x_train), forward(expected, split.x_train)
+        np.testing.assert_allclose(logits, logits_ref, atol=5e-3 * np.abs(logits_ref).max(), err_msg=what)
         # the initial parameters are not modified in place
         np.testing.assert_array_equal(init[0][0], init_params(model, x.shape[1], 10, seed=0)[0][0])
 

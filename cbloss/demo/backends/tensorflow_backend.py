@@ -4,6 +4,10 @@ backends (bias-corrected, eps outside the square root), the training loop one ``
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no C++ start-up banners in the demo's output (user can override)
+
 import numpy as np
 import tensorflow as tf
 
@@ -64,5 +68,11 @@ def fit(layers, x, y, weights, *, loss, gamma, steps, lr):
     params = [tf.constant(p, dtype=tf.float32) for layer in layers for p in layer]
     w = tf.constant(np.ones(1, np.float32) if weights is None else np.asarray(weights, dtype=np.float32))
     train = _trainer(loss, gamma, steps, lr, weights is not None)
-    out = train(params, tf.constant(x, tf.float32), tf.constant(y, tf.int64), w)
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")  # one trace per (model, split size, loss): expected here, not worth a warning
+    try:
+        out = train(params, tf.constant(x, tf.float32), tf.constant(y, tf.int64), w)
+    finally:
+        logger.setLevel(level)
     return [(out[2 * i].numpy(), out[2 * i + 1].numpy()) for i in range(len(layers))]
