@@ -18,9 +18,10 @@ CONSTRAINTS = ("-c", "constraints.txt")
 # What each backend's tests install besides the package's `test` extra.
 BACKENDS = {
     "numpy": [".[test]"],
-    "torch": [".[test,torch]"],
-    "jax": [".[test,jax]"],
-    "tensorflow": [".[test,tensorflow]"],
+    # the framework sessions also run tests/<framework>/test_demo_<framework>.py, which needs the demo extra
+    "torch": [".[test,torch,demo]"],
+    "jax": [".[test,jax,demo]"],
+    "tensorflow": [".[test,tensorflow,demo]"],
 }
 FRAMEWORK_TEST_DIRS = ["tests/torch", "tests/jax", "tests/tensorflow"]
 

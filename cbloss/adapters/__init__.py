@@ -1,2 +1,7 @@
-"""Framework adapters, one module per framework (``torch``, ``jax``, ``tensorflow``), each importing only its own
-framework; ``import cbloss`` imports none of them."""
+"""Framework adapters: ``cbloss.adapters.torch``, ``cbloss.adapters.jax``, ``cbloss.adapters.tensorflow``.
+
+Each adapter imports only its own framework, and only when it is imported itself; importing this package
+imports none. An adapter converts arrays (class axis, dtype, device), validates eagerly where its framework
+allows, registers the core's analytic gradient as the framework's custom gradient, and may substitute fused
+kernels for named primitives; the formulas live in ``cbloss.losses`` only.
+"""
