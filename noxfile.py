@@ -17,7 +17,7 @@ PYTHON = "3.11"
 CONSTRAINTS = ("-c", "constraints.txt")
 # What each backend's tests install besides the package's `test` extra.
 BACKENDS = {
-    "numpy": [".[test]"],
+    "numpy": [".[test,demo]"],
     # the framework sessions also run tests/<framework>/test_demo_<framework>.py, which needs the demo extra
     "torch": [".[test,torch,demo]"],
     "jax": [".[test,jax,demo]"],
@@ -42,7 +42,6 @@ def tests(session: nox.Session, backend: str) -> None:
     _install(session, *BACKENDS[backend])
     session.env["CBLOSS_TEST_BACKEND"] = backend
     if backend == "numpy":
-        _install(session, ".[demo]")
         ignores = [f"--ignore={d}" for d in FRAMEWORK_TEST_DIRS]
         paths = ["tests", *ignores]
     else:
