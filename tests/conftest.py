@@ -20,3 +20,15 @@ def backend(request):
     if missing:
         pytest.skip(f"backend {request.param.name}: {missing}")
     return request.param
+
+
+LOW_PRECISION_BACKENDS = [b for b in BACKENDS if b.low_precision]
+
+
+@pytest.fixture(params=LOW_PRECISION_BACKENDS, ids=[b.name for b in LOW_PRECISION_BACKENDS])
+def low_precision_backend(request):
+    """The backends that have float16/bfloat16 (array_api_strict, for one, has neither)."""
+    missing = request.param.missing()
+    if missing:
+        pytest.skip(f"backend {request.param.name}: {missing}")
+    return request.param

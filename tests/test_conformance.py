@@ -196,9 +196,8 @@ def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("case", LOW_CASES, ids=lambda c: c.id)
-def test_low_precision_matches_float32(backend, case):
-    if not backend.low_precision:
-        pytest.skip(f"{backend.name} has no low-precision dtype")
+def test_low_precision_matches_float32(low_precision_backend, case):
+    backend = low_precision_backend
     logits, labels, weights, cotangent = inputs(case)
     options = case.options()
     for dtype in backend.low_precision:

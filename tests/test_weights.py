@@ -136,18 +136,3 @@ def test_count_feeds_the_weights():
     np.testing.assert_array_equal(
         cbloss.class_balanced_weights(counts, 0.99), cbloss.class_balanced_weights([50, 5, 1], 0.99)
     )
-
-
-def test_count_from_torch():
-    torch = pytest.importorskip("torch")
-    _check_counts(cbloss.count_samples_per_class(torch.as_tensor(LABELS), 5))
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(torch.zeros(6, 1), torch.as_tensor(LABELS.reshape(-1))), batch_size=4
-    )
-    _check_counts(cbloss.count_samples_per_class((y for _, y in loader), 5))
-
-
-def test_count_from_jax():
-    jnp = pytest.importorskip("jax.numpy")
-    _check_counts(cbloss.count_samples_per_class(jnp.asarray(LABELS), 5))
-    _check_counts(cbloss.count_samples_per_class([jnp.asarray(LABELS[0]), jnp.asarray(LABELS[1])], 5))
