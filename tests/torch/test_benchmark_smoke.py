@@ -1,0 +1,5 @@
+from tests.benchmark_smoke import smoke
+
+
+def test_benchmark_harness_runs(tmp_path):
+    smoke("torch", tmp_path)
