@@ -49,6 +49,7 @@ from ._checks import (
 )
 from ._namespace import namespace_of, to_numpy
 from .primitives import Primitives
+from .weights import host_class_weights
 
 __all__ = ["LossOptions", "class_balanced_loss", "class_balanced_loss_and_grad"]
 
@@ -384,12 +385,8 @@ def prepare_weights(xp: Any, weights: Any, num_classes: int, dtype: Any, device:
     if weights is None:
         return None
     if isinstance(weights, np.ndarray) or not hasattr(weights, "shape"):
-        host = np.asarray(weights, dtype=np.float64)
-        if host.shape != (num_classes,):
-            raise ValueError(f"weights: expected {num_classes} class weights, got shape {host.shape}")
-        if validate and not (np.isfinite(host).all() and (host >= 0).all()):
-            raise ValueError(f"weights: must be finite and >= 0, got {host.tolist()}")
-        return xp.asarray(host, dtype=dtype, device=device)
+        # Host weights are small: always checked (validate= only spares reading device arrays).
+        return xp.asarray(host_class_weights(weights, num_classes), dtype=dtype, device=device)
     if tuple(weights.shape) != (num_classes,):
         raise ValueError(f"weights: expected {num_classes} class weights, got shape {tuple(weights.shape)}")
     weights = xp.asarray(weights, device=device)

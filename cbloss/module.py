@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from ._namespace import is_array, to_numpy
 from .losses import LossName, LossOptions, Reduction, _evaluate
-from .weights import Normalize, class_balanced_weights
+from .weights import Normalize, class_balanced_weights, host_class_weights
 
 __all__ = ["ClassBalancedLoss"]
 
@@ -57,9 +54,7 @@ class ClassBalancedLoss:
         """A loss with given (C,) class weights (finite, >= 0), or ``None`` for an unweighted loss."""
         self = cls.__new__(cls)
         if weights is not None:
-            weights = np.asarray(to_numpy(weights) if is_array(weights) else weights, dtype=np.float64)
-            if weights.ndim != 1 or not (np.isfinite(weights).all() and (weights >= 0).all()):
-                raise ValueError(f"weights: must be a 1-D sequence of finite values >= 0, got {weights!r}")
+            weights = host_class_weights(weights)
         self._init(weights, loss, gamma, reduction, label_smoothing, ignore_index, axis)
         self.beta = None
         self.normalize = None

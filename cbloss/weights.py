@@ -11,7 +11,7 @@ from ._checks import NORMALIZATIONS, ZERO_COUNTS, check_beta, check_choice
 from ._namespace import is_array, namespace_of, to_numpy
 from .effective_number import effective_number
 
-__all__ = ["class_balanced_weights", "count_samples_per_class"]
+__all__ = ["class_balanced_weights", "count_samples_per_class", "host_class_weights"]
 
 Normalize = Literal["classes", "samples"] | None
 
@@ -73,6 +73,21 @@ def class_balanced_weights(
     elif normalize == "samples":
         weights *= counts.sum() / (counts * weights).sum()
     return weights
+
+
+def host_class_weights(weights: Any, num_classes: int | None = None) -> np.ndarray:
+    """Given class weights as a float64 NumPy (C,) array, checked: 1-D (of length ``num_classes`` when given),
+    finite and >= 0. Accepts arrays of any supported namespace, lists and tuples."""
+    try:
+        host = np.asarray(to_numpy(weights) if is_array(weights) else weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"weights: must be real numbers, got {weights!r}") from None
+    if host.ndim != 1 or (num_classes is not None and host.shape != (num_classes,)):
+        expected = "a 1-D sequence" if num_classes is None else f"{num_classes} class weights"
+        raise ValueError(f"weights: expected {expected}, got shape {host.shape}")
+    if not (np.isfinite(host).all() and (host >= 0).all()):
+        raise ValueError(f"weights: must be finite and >= 0, got {host.tolist()}")
+    return host
 
 
 def _count_batch(labels: Any, num_classes: int) -> np.ndarray:

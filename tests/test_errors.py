@@ -245,3 +245,20 @@ def test_nan_logits_propagate(asarray, loss, reduction):
 
 def _to_numpy(x):
     return np.asarray(x) if isinstance(x, (np.ndarray, np.generic, float)) else np.from_dlpack(x)
+
+
+@pytest.mark.parametrize("bad", [[1.0, -0.5, 1.0], [1.0, np.nan, 1.0], [1.0, np.inf, 1.0]], ids=["neg", "nan", "inf"])
+def test_given_weights_must_be_finite_and_non_negative(bad):
+    """The one check every entry point shares (core function, neutral module; adapters call the same)."""
+    logits, labels = np.zeros((2, 3)), np.array([0, 2])
+    with pytest.raises(ValueError, match=r"^weights: must be finite and >= 0"):
+        cbloss.class_balanced_loss(logits, labels, bad)
+    with pytest.raises(ValueError, match=r"^weights: must be finite and >= 0"):
+        cbloss.ClassBalancedLoss.from_weights(bad)
+
+
+def test_given_weights_must_be_one_dimensional():
+    with pytest.raises(ValueError, match=r"^weights: expected a 1-D sequence"):
+        cbloss.ClassBalancedLoss.from_weights([[1.0, 2.0]])
+    with pytest.raises(ValueError, match=r"^weights: expected 3 class weights"):
+        cbloss.class_balanced_loss(np.zeros((2, 3)), np.array([0, 2]), [1.0, 2.0])

@@ -47,7 +47,7 @@ from ..losses import (
     reduce_terms,
 )
 from ..primitives import Primitives
-from ..weights import Normalize, class_balanced_weights
+from ..weights import Normalize, class_balanced_weights, host_class_weights
 
 __all__ = ["ClassBalancedLoss", "JaxPrimitives", "class_balanced_loss", "validate_labels"]
 
@@ -297,10 +297,7 @@ class ClassBalancedLoss:
     ) -> ClassBalancedLoss:
         """A loss with given (C,) class weights (finite, >= 0), or ``None`` for an unweighted loss."""
         if weights is not None:
-            host = np.asarray(weights, dtype=np.float64)
-            if host.ndim != 1 or not (np.isfinite(host).all() and (host >= 0).all()):
-                raise ValueError(f"weights: must be a 1-D sequence of finite values >= 0, got {host!r}")
-            weights = jnp.asarray(host)
+            weights = jnp.asarray(host_class_weights(weights))
         self = object.__new__(cls)
         options = LossOptions.make(loss, gamma, reduction, label_smoothing, ignore_index)
         self._set(weights, options, int(axis), axis_name, None, None)

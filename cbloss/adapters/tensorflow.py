@@ -47,7 +47,7 @@ from ..losses import (
     reduce_terms,
 )
 from ..primitives import Primitives
-from ..weights import class_balanced_weights
+from ..weights import class_balanced_weights, host_class_weights
 from ._tf_namespace import namespace as xp
 
 __all__ = ["ClassBalancedLoss", "TensorFlowPrimitives", "class_balanced_loss", "namespace"]
@@ -304,9 +304,7 @@ class ClassBalancedLoss(_KerasLoss):
             samples_per_class = np.asarray(samples_per_class, dtype=np.float64).tolist()
             beta = float(beta)
         elif weights is not None:
-            class_weights = np.asarray(weights, dtype=np.float64)
-            if class_weights.ndim != 1 or not (np.isfinite(class_weights).all() and (class_weights >= 0).all()):
-                raise ValueError(f"weights: must be a 1-D sequence of finite values >= 0, got {weights!r}")
+            class_weights = host_class_weights(weights)
         else:
             class_weights = None
         self.samples_per_class = samples_per_class
