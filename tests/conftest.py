@@ -16,10 +16,7 @@ BACKENDS = [b for b in all_backends() if _SELECTED is None or b.name in _GROUPS.
 @pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])
 def backend(request):
     """Every backend of tests/backends; skipped, with the reason, where its framework is not installed."""
-    missing = request.param.missing()
-    if missing:
-        pytest.skip(f"backend {request.param.name}: {missing}")
-    return request.param
+    return _installed(request.param)
 
 
 LOW_PRECISION_BACKENDS = [b for b in BACKENDS if b.low_precision]
@@ -28,7 +25,11 @@ LOW_PRECISION_BACKENDS = [b for b in BACKENDS if b.low_precision]
 @pytest.fixture(params=LOW_PRECISION_BACKENDS, ids=[b.name for b in LOW_PRECISION_BACKENDS])
 def low_precision_backend(request):
     """The backends that have float16/bfloat16 (array_api_strict, for one, has neither)."""
-    missing = request.param.missing()
+    return _installed(request.param)
+
+
+def _installed(backend):
+    missing = backend.missing()
     if missing:
-        pytest.skip(f"backend {request.param.name}: {missing}")
-    return request.param
+        pytest.skip(f"backend {backend.name}: {missing}")
+    return backend
