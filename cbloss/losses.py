@@ -340,12 +340,28 @@ def check_logits_and_labels(xp: Any, logits: Any, labels: Any, axis: int) -> tup
     soft = xp.isdtype(labels.dtype, "real floating")
     if not soft and not xp.isdtype(labels.dtype, "integral"):
         raise TypeError(f"labels: must be integer class indices or soft targets, got dtype {labels.dtype}")
-    expected = tuple(logits.shape) if soft else tuple(logits.shape[:axis] + logits.shape[axis + 1 :])
-    if tuple(labels.shape) != expected:
+    shape = tuple(logits.shape)
+    expected = shape if soft else shape[:axis] + shape[axis + 1 :]
+    given = tuple(labels.shape)
+    # A None (unknown, traced) size matches any size: TensorFlow traces with None batch and spatial dims.
+    mismatch = len(given) != len(expected) or any(
+        a != b and None not in (a, b) for a, b in zip(given, expected, strict=False)
+    )
+    if mismatch:
         kind = "soft targets must have the logits' shape" if soft else "class indices must have the logits'"
         kind += "" if soft else " shape without the class axis"
-        raise ValueError(f"labels: {kind} {expected}, got {tuple(labels.shape)}")
+        raise ValueError(f"labels: {kind} {expected}, got {given}")
     return axis, soft
+
+
+def soft_target_tolerance(xp: Any, dtype: Any) -> float:
+    """How far from 1 the sum of soft targets given in ``dtype`` may be: sqrt(eps) of float32/float64, 1e-2 for
+    float16/bfloat16 (a softmax in float32 sums to 1 within ~C ulps)."""
+    if dtype == xp.float64:
+        return float(np.sqrt(np.finfo(np.float64).eps))
+    if dtype == xp.float32:
+        return float(np.sqrt(np.finfo(np.float32).eps))
+    return 1e-2
 
 
 def check_label_values(
@@ -357,13 +373,7 @@ def check_label_values(
     if soft:
         if bool(xp.any(~(labels >= 0))):
             raise ValueError("labels: soft targets must be finite probabilities >= 0 (found negative or NaN)")
-        given_dtype = labels.dtype if given_dtype is None else given_dtype
-        if given_dtype == xp.float64:
-            tolerance = float(np.sqrt(np.finfo(np.float64).eps))
-        elif given_dtype == xp.float32:
-            tolerance = float(np.sqrt(np.finfo(np.float32).eps))
-        else:
-            tolerance = 1e-2
+        tolerance = soft_target_tolerance(xp, labels.dtype if given_dtype is None else given_dtype)
         sums = xp.sum(labels, axis=-1)
         if bool(xp.any(~(xp.abs(sums - 1.0) <= tolerance))):
             worst = float(xp.max(xp.abs(sums - 1.0)))

@@ -41,10 +41,12 @@ from ..losses import (
     LossOptions,
     Reduction,
     check_label_values,
+    check_logits_and_labels,
     compute_dtype,
     loss_terms,
     prepare_weights,
     reduce_terms,
+    soft_target_tolerance,
 )
 from ..primitives import Primitives
 from ..weights import class_balanced_weights, host_class_weights
@@ -80,30 +82,14 @@ _PRIMITIVES = TensorFlowPrimitives(xp)
 # Checks (shapes and dtypes are static and always checked; values only eagerly)
 # ----------------------------------------------------------------------------------------------------------
 def _check_tensors(logits: tf.Tensor, labels: tf.Tensor, axis: int) -> tuple[int, bool]:
-    """The class axis as a non-negative int and whether the labels are soft; shapes may hold None."""
-    if not logits.dtype.is_floating:
-        raise TypeError(f"logits: must be floating point, got dtype {logits.dtype.name}")
-    ndim = logits.shape.rank
-    if ndim is None:
+    """The core's shape and dtype checks (which let a traced None size match any size), after the two that
+    only tracing raises: the rank and the class dimension must be known."""
+    rank = logits.shape.rank
+    if rank is None:
         raise ValueError("logits: the rank must be known (give the tf.function an input_signature with a rank)")
-    if ndim == 0:
-        raise ValueError("logits: must have a class axis, got a 0-d tensor")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis: {axis} is out of range for logits of shape {logits.shape}")
-    axis %= ndim
-    if logits.shape[axis] is None:
+    if -rank <= axis < rank and logits.shape[axis] is None:
         raise ValueError(f"logits: the class dimension (axis {axis}) must be known, got shape {logits.shape}")
-    if labels.dtype == tf.bool:
-        raise TypeError("labels: must be integer class indices or floating soft targets, got bool")
-    soft = labels.dtype.is_floating
-    if not soft and not labels.dtype.is_integer:
-        raise TypeError(f"labels: must be integer class indices or soft targets, got dtype {labels.dtype.name}")
-    shape = logits.shape if soft else logits.shape[:axis].concatenate(logits.shape[axis + 1 :])
-    if not labels.shape.is_compatible_with(shape):
-        what = "soft targets must have the logits' shape" if soft else "class indices must have the logits' shape"
-        what += "" if soft else " without the class axis"
-        raise ValueError(f"labels: {what} {shape}, got {labels.shape}")
-    return axis, soft
+    return check_logits_and_labels(xp, logits, labels, axis)
 
 
 def _graph_label_checks(
@@ -111,8 +97,7 @@ def _graph_label_checks(
 ) -> list:
     """``tf.debugging`` assertions for a traced call with ``validate=True`` (the eager checks' rules)."""
     if soft:
-        exact = given_dtype in (tf.float32, tf.float64)
-        tolerance = float(np.sqrt(np.finfo(given_dtype.as_numpy_dtype).eps)) if exact else 1e-2
+        tolerance = soft_target_tolerance(xp, given_dtype)
         return [
             tf.debugging.assert_non_negative(labels, message="labels: soft targets must be >= 0"),
             tf.debugging.assert_near(
