@@ -33,6 +33,7 @@ weighted sums follow by linearity:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -221,6 +222,46 @@ def _dense_terms(ops: Primitives, z: Any, a: Any, opts: LossOptions, with_grad: 
     return value, p * xp.sum(slope, axis=-1, keepdims=True) - slope
 
 
+def _soft_norm(xp: Any, labels: Any, weights: Any | None, opts: LossOptions) -> Any:
+    """Soft targets' denominator shares: ``sum_c t_c w_c`` (un-smoothed) for ``weighted_mean``, else 1."""
+    if opts.reduction == "weighted_mean":
+        return xp.sum(labels if weights is None else labels * weights, axis=-1)
+    return xp.ones_like(labels[..., 0])
+
+
+def _hard_coefficients(ops: Primitives, labels: Any, weights: Any | None, opts: LossOptions, dtype: Any):
+    """(labels, valid, alpha, norm) for class indices: the labels with ignored positions set to class 0 (any
+    class would do: their coefficients are 0), the boolean mask of counted positions (None without
+    ``ignore_index``), each position's weight ``alpha = w_y`` (0 where ignored) and its denominator share
+    (``alpha`` for ``weighted_mean``, else 1 per counted position)."""
+    xp = ops.xp
+    valid = None
+    if opts.ignore_index is not None:
+        valid = labels != opts.ignore_index
+        labels = xp.where(valid, labels, xp.zeros_like(labels))
+    if weights is None:
+        alpha = xp.ones_like(labels, dtype=dtype)
+    else:
+        alpha = ops.take_weights(weights, labels)
+    if valid is not None:
+        alpha = xp.where(valid, alpha, xp.zeros_like(alpha))
+    if opts.reduction == "weighted_mean":
+        norm = alpha
+    elif valid is not None:
+        norm = xp.astype(valid, dtype)
+    else:
+        norm = xp.ones_like(labels, dtype=dtype)
+    return labels, valid, alpha, norm
+
+
+def position_norms(ops: Primitives, labels: Any, weights: Any | None, opts: LossOptions, *, soft: bool, dtype: Any):
+    """Each position's share of the ``mean``/``weighted_mean`` denominator (``Terms.norm``), alone: for an
+    adapter whose fused kernel computes the per-position values itself. Arguments as for :func:`loss_terms`."""
+    if soft:
+        return _soft_norm(ops.xp, labels, weights, opts)
+    return _hard_coefficients(ops, labels, weights, opts, dtype)[3]
+
+
 def loss_terms(
     ops: Primitives,
     z: Any,
@@ -245,11 +286,8 @@ def loss_terms(
     eps = opts.label_smoothing
     num_classes = z.shape[-1]
     if soft:
+        norm = _soft_norm(xp, labels, weights, opts)
         a = labels if weights is None else labels * weights
-        if opts.reduction == "weighted_mean":
-            norm = xp.sum(a, axis=-1)
-        else:
-            norm = xp.ones_like(labels[..., 0])
         if eps:
             target = (1.0 - eps) * labels + eps / num_classes
             a = target if weights is None else target * weights
@@ -258,22 +296,7 @@ def loss_terms(
             grad *= grad_scale(norm)
         return Terms(value, grad, norm)
 
-    valid = None
-    if opts.ignore_index is not None:
-        valid = labels != opts.ignore_index
-        labels = xp.where(valid, labels, xp.zeros_like(labels))
-    if weights is None:
-        alpha = xp.ones_like(labels, dtype=z.dtype)
-    else:
-        alpha = ops.take_weights(weights, labels)
-    if valid is not None:
-        alpha = xp.where(valid, alpha, xp.zeros_like(alpha))
-    if opts.reduction == "weighted_mean":
-        norm = alpha
-    elif valid is not None:
-        norm = xp.astype(valid, z.dtype)
-    else:
-        norm = xp.ones_like(labels, dtype=z.dtype)
+    labels, valid, alpha, norm = _hard_coefficients(ops, labels, weights, opts, z.dtype)
     if eps:
         onehot = xp.astype(ops.label_mask(labels, num_classes), z.dtype)
         scale = 1.0 if valid is None else xp.astype(valid, z.dtype)[..., None]
@@ -286,6 +309,19 @@ def loss_terms(
         grad_alpha = alpha * grad_scale(norm) if with_grad and grad_scale is not None else None
         value, grad = _hard_terms(ops, z, labels, alpha, opts, with_grad, grad_alpha)
     return Terms(value, grad, norm)
+
+
+def constant_reduction_factor(opts: LossOptions, num_positions: int, *, soft: bool) -> float | None:
+    """The factor ``loss = factor * sum of the per-position values`` when the shapes alone fix it: 1 for
+    ``"sum"``; ``1 / P`` for ``"mean"`` when every one of the ``P`` positions counts (soft targets, or no
+    ``ignore_index``), 0 when ``P = 0`` (the zero-denominator rule of :func:`reduce_terms`). None when it
+    depends on the data (``"weighted_mean"``, ``ignore_index``) or there is no reduction (``"none"``).
+    An adapter can fold it into the class weights of a fused kernel instead of dividing afterwards."""
+    if opts.reduction == "sum":
+        return 1.0
+    if opts.reduction == "mean" and (soft or opts.ignore_index is None):
+        return 1.0 / num_positions if num_positions else 0.0
+    return None
 
 
 def reduce_terms(xp: Any, terms: Terms, reduction: str, denominator: Any = None) -> tuple[Any, Any]:
@@ -326,26 +362,33 @@ def compute_dtype(xp: Any, dtype: Any) -> Any:
     return xp.float32
 
 
+@functools.lru_cache(maxsize=64)
+def _labels_are_soft(xp: Any, logits_dtype: Any, labels_dtype: Any) -> bool:
+    """The dtype checks of :func:`check_logits_and_labels`, cached per dtype pair (they run on every call)."""
+    if not xp.isdtype(logits_dtype, "real floating"):
+        raise TypeError(f"logits: must be floating point, got dtype {logits_dtype}")
+    if xp.isdtype(labels_dtype, "bool"):
+        raise TypeError("labels: must be integer class indices or floating soft targets, got bool")
+    soft = xp.isdtype(labels_dtype, "real floating")
+    if not soft and not xp.isdtype(labels_dtype, "integral"):
+        raise TypeError(f"labels: must be integer class indices or soft targets, got dtype {labels_dtype}")
+    return soft
+
+
 def check_logits_and_labels(xp: Any, logits: Any, labels: Any, axis: int) -> tuple[int, bool]:
     """Shapes and dtypes; returns (the class axis as a non-negative int, whether the labels are soft)."""
-    if not xp.isdtype(logits.dtype, "real floating"):
-        raise TypeError(f"logits: must be floating point, got dtype {logits.dtype}")
+    soft = _labels_are_soft(xp, logits.dtype, labels.dtype)
     if logits.ndim == 0:
         raise ValueError("logits: must have a class axis, got a 0-d array")
     if not -logits.ndim <= axis < logits.ndim:
         raise ValueError(f"axis: {axis} is out of range for logits of shape {tuple(logits.shape)}")
     axis = axis % logits.ndim
-    if xp.isdtype(labels.dtype, "bool"):
-        raise TypeError("labels: must be integer class indices or floating soft targets, got bool")
-    soft = xp.isdtype(labels.dtype, "real floating")
-    if not soft and not xp.isdtype(labels.dtype, "integral"):
-        raise TypeError(f"labels: must be integer class indices or soft targets, got dtype {labels.dtype}")
     shape = tuple(logits.shape)
     expected = shape if soft else shape[:axis] + shape[axis + 1 :]
     given = tuple(labels.shape)
     # A None (unknown, traced) size matches any size: TensorFlow traces with None batch and spatial dims.
-    mismatch = len(given) != len(expected) or any(
-        a != b and None not in (a, b) for a, b in zip(given, expected, strict=False)
+    mismatch = given != expected and (
+        len(given) != len(expected) or any(a != b and None not in (a, b) for a, b in zip(given, expected, strict=False))
     )
     if mismatch:
         kind = "soft targets must have the logits' shape" if soft else "class indices must have the logits'"

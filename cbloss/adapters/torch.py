@@ -12,10 +12,19 @@ What this module does, and nothing more (the formulas live in :mod:`cbloss.losse
 - validates eagerly (labels in range, soft targets summing to one). Reading the labels synchronises a GPU
   stream; ``validate=False`` turns these checks off, and they are skipped automatically under
   ``torch.compile`` and on the ``meta`` device;
-- registers the core's analytic gradient through :class:`torch.autograd.Function`: the forward pass computes
-  the loss *and* its gradient (:func:`cbloss.losses.loss_terms`, :func:`cbloss.losses.reduce_terms`), saves
-  the gradient and the backward pass only scales it by ``grad_output``. Double backward
-  (``create_graph=True``, Hessian-vector products, MAML) is not supported and raises a ``RuntimeError``;
+- ``loss="softmax"`` (and ``"softmax_focal"`` with ``gamma=0``, the same loss) runs on PyTorch's fused softmax
+  cross-entropy, ``F.cross_entropy`` with the class weights, whose value and gradient are exactly the core's CB
+  softmax (SPEC sections 2 and 6; the conformance suite checks both against the oracle); the core's reduction
+  factor is folded into the weights (:func:`cbloss.losses.constant_reduction_factor`) or the core reduces the
+  per-position values (:func:`cbloss.losses.position_norms`, :func:`cbloss.losses.reduce_terms`). A Python
+  ``autograd.Function`` and the generic engine's small tensor ops would cost more than the whole kernel at
+  (1024, 100). Second derivatives (``create_graph=True``) work for this loss. On the CPU the kernel checks the
+  class indices itself, and an out-of-range label raises the core's ``ValueError``;
+- for the other losses, registers the core's analytic gradient through :class:`torch.autograd.Function`: the
+  forward pass computes the loss *and* its gradient (:func:`cbloss.losses.loss_terms`,
+  :func:`cbloss.losses.reduce_terms`), saves the gradient and the backward pass only scales it by
+  ``grad_output``. Double backward (``create_graph=True``, Hessian-vector products, MAML) is not supported
+  there and raises a ``RuntimeError``;
 - substitutes PyTorch's fused kernels for the named primitives that compute exactly the core's definition
   (:class:`TorchPrimitives`);
 - data parallel: ``global_normalizer=True`` all-reduces the mean's denominator over the process group, so
@@ -42,7 +51,9 @@ from ..losses import (
     check_label_values,
     check_logits_and_labels,
     compute_dtype,
+    constant_reduction_factor,
     loss_terms,
+    position_norms,
     prepare_weights,
     reduce_terms,
 )
@@ -220,6 +231,61 @@ def _denominator(norm: torch.Tensor, opts: LossOptions, global_normalizer: bool,
     return total / dist.get_world_size(group)
 
 
+# F.cross_entropy is PyTorch's fused softmax cross-entropy (log_softmax and nll_loss, with their fused backward
+# kernels). Per position it computes exactly the core's CB softmax value, w_y * -log softmax(z)_y for class
+# indices, sum_c t_c w_c (-log p_c) for probabilities, with the target smoothed to (1 - eps) t + eps / C (SPEC
+# section 2; the conformance suite checks it against the oracle), and its backward is the same analytic gradient
+# A p - a. SPEC section 6 lets such a fused kernel stand in for the core's generic version: a Python
+# autograd.Function and the generic engine's small tensor ops cost 40-100 us a call, more than the whole
+# F.cross_entropy at (1024, 100) on a CPU. The reduction stays the core's: its factor is folded into the class
+# weights when the shapes fix it (constant_reduction_factor), else the core reduces the per-position values.
+# torch's kernel needs an ignore value: without ignore_index, the smallest int64, which no dataset uses (a label
+# of -100, PyTorch's default ignore value, must not be silently dropped; it is out of range like any other).
+_NO_IGNORE_INDEX = -(2**63)
+
+
+def _uniform_weight(input: torch.Tensor, value: float, dtype: torch.dtype) -> torch.Tensor:
+    """``value`` for every class of ``input`` (class dim 1, or 0 unbatched): unweighted, with a factor folded in."""
+    return torch.full((input.shape[1 if input.ndim > 1 else 0],), value, dtype=dtype, device=input.device)
+
+
+def _fused_softmax(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    opts: LossOptions,
+    soft: bool,
+    class_dim: int,
+    factor: float | None,
+    global_normalizer: bool,
+    group: Any,
+) -> torch.Tensor:
+    """CB softmax through F.cross_entropy (torch autograd differentiates it). ``factor``: the core's
+    :func:`~cbloss.losses.constant_reduction_factor`, already folded into ``weight``; None when the core
+    reduces the per-position values."""
+    dtype = compute_dtype(_xp, input.dtype)
+    z = input if input.dtype == dtype else input.to(dtype)
+    if soft and target.dtype != dtype:
+        target = target.to(dtype)
+    elif not soft and target.dtype != torch.int64:
+        target = target.to(torch.int64)
+    ignore_index = _NO_IGNORE_INDEX if opts.ignore_index is None else opts.ignore_index
+    smoothing = opts.label_smoothing
+    if factor is not None:
+        return F.cross_entropy(
+            z, target, weight=weight, reduction="sum", ignore_index=ignore_index, label_smoothing=smoothing
+        )
+    values = F.cross_entropy(
+        z, target, weight=weight, reduction="none", ignore_index=ignore_index, label_smoothing=smoothing
+    )
+    if opts.reduction == "none":
+        return values
+    labels = target.movedim(class_dim, -1) if soft and class_dim != target.ndim - 1 else target
+    norm = position_norms(_OPS, labels, weight, opts, soft=soft, dtype=dtype)
+    denominator = _denominator(norm, opts, global_normalizer, group)
+    return reduce_terms(_xp, Terms(values, None, norm), opts.reduction, denominator)[0]
+
+
 class _ClassBalancedFunction(torch.autograd.Function):
     """Forward: the loss and its analytic gradient from the core, already reduced; backward: the saved
     gradient times ``grad_output``. Only ``input`` gets a gradient (targets and weights are constants)."""
@@ -288,17 +354,33 @@ def _check_target_values(target, num_classes: int, soft: bool, ignore_index, cla
         raise ValueError(str(error).replace("labels:", "target:")) from None
 
 
+def _given_weight(weight: Any, validate: bool) -> Any:
+    """The functional form's ``weight`` as a ``weight_for(input, factor)`` of :func:`_evaluate`: checked and
+    cast to ``input``'s compute dtype and device at each call, times ``factor``."""
+
+    def weight_for(input: torch.Tensor, factor: float, *, eager: bool) -> torch.Tensor | None:
+        class_dim = 1 if input.ndim >= 2 else 0
+        dtype = compute_dtype(_xp, input.dtype)
+        w = prepare_weights(_xp, weight, input.shape[class_dim], dtype, input.device, validate and eager)
+        if factor == 1.0:
+            return w
+        return _uniform_weight(input, factor, dtype) if w is None else w * factor
+
+    return weight_for
+
+
 def _evaluate(
     input: torch.Tensor,
     target: torch.Tensor,
-    weight: Any,
+    weight_for: Any,
     opts: LossOptions,
     *,
     validate: bool,
-    validate_weight: bool,
     global_normalizer: bool,
     process_group: Any,
 ) -> torch.Tensor:
+    """``weight_for(input, factor, eager=...)``: the ``(C,)`` class weights in ``input``'s compute dtype on its
+    device, times ``factor`` (a reduction factor folded into them), or None when unweighted and ``factor`` is 1."""
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input: must be a torch.Tensor, got {type(input).__name__}")
     if not isinstance(target, torch.Tensor):
@@ -315,16 +397,28 @@ def _evaluate(
         message = str(error).replace("logits", "input").replace("labels:", "target:")
         raise type(error)(message) from None
     num_classes = input.shape[class_dim]
-    dtype = compute_dtype(_xp, input.dtype)
-    eager = not _is_compiling() and input.device.type != "meta"
-    if validate_weight:
-        w = prepare_weights(_xp, weight, num_classes, dtype, input.device, validate and eager)
-    else:  # the module's weights: checked when they were made, already in the compute dtype on the device
-        w = weight
-        if w is not None and tuple(w.shape) != (num_classes,):
-            raise ValueError(f"weights: expected {num_classes} class weights, got shape {tuple(w.shape)}")
-    if validate and eager:
+    device_type = input.device.type
+    eager = device_type != "meta" and not _is_compiling()
+    kind = opts.kind
+    factor = None
+    if kind == "softmax" and not global_normalizer:
+        num_positions = target.numel() // num_classes if soft else target.numel()
+        factor = constant_reduction_factor(opts, num_positions, soft=soft)
+    w = weight_for(input, 1.0 if factor is None else factor, eager=eager)
+    if w is not None and w.shape[0] != num_classes:
+        raise ValueError(f"weights: expected {num_classes} class weights, got shape {tuple(w.shape)}")
+    # On the CPU, F.cross_entropy checks class indices itself (an IndexError before it computes anything): the
+    # fused path skips the separate pass over the labels and turns that error into the core's message.
+    kernel_checks_labels = kind == "softmax" and not soft and device_type == "cpu"
+    if validate and eager and not kernel_checks_labels:
         _check_target_values(target, num_classes, soft, opts.ignore_index, class_dim)
+    if kind == "softmax":
+        try:
+            return _fused_softmax(input, target, w, opts, soft, class_dim, factor, global_normalizer, process_group)
+        except IndexError:
+            if validate and eager and kernel_checks_labels:
+                _check_target_values(target, num_classes, soft, opts.ignore_index, class_dim)
+            raise
     if torch.is_grad_enabled() and input.requires_grad:
         return _ClassBalancedFunction.apply(input, target, w, opts, soft, class_dim, global_normalizer, process_group)
     # No gradient wanted (evaluation, torch.no_grad): the value alone, without the (N, C) gradient.
@@ -374,16 +468,16 @@ def class_balanced_loss(
     and DistributedDataParallel's averaged gradient is that batch's gradient.
 
     float16/bfloat16 inputs (also under ``torch.autocast``) are computed in float32 and the loss is float32;
-    the gradient has ``input``'s dtype. The gradient is the core's analytic gradient; double backward raises.
+    the gradient has ``input``'s dtype. ``loss="softmax"`` runs on ``F.cross_entropy`` (second derivatives work);
+    the other losses' gradient is the core's analytic gradient, and double backward raises for them.
     """
     opts = _options(loss, gamma, reduction, label_smoothing, ignore_index)
     return _evaluate(
         input,
         target,
-        weight,
+        _given_weight(weight, validate),
         opts,
         validate=validate,
-        validate_weight=True,
         global_normalizer=global_normalizer,
         process_group=process_group,
     )
@@ -491,21 +585,35 @@ class ClassBalancedLoss(torch.nn.Module):
     def num_classes(self) -> int | None:
         return None if self.weight is None else int(self.weight.shape[0])
 
-    def _compute_weight(self, input: torch.Tensor) -> torch.Tensor | None:
-        """The weights in ``input``'s compute dtype on its device, cached between calls (the cache follows the
-        buffer: a new tensor, an in-place change, a device or dtype of ``input``)."""
-        weight = self.weight
-        if weight is None:
-            return None
+    def _compute_weight(self, input: torch.Tensor, factor: float = 1.0, *, eager: bool = True) -> torch.Tensor | None:
+        """The weights in ``input``'s compute dtype on its device, times ``factor`` (a reduction's factor folded
+        into them; with no weights, ``factor`` for every class when it is not 1), cached between calls: the cache
+        follows the buffer (a new tensor, an in-place change), the device and compute dtype of ``input`` and the
+        factor (a new batch size under ``"mean"``)."""
+        weight = self._buffers["weight"]  # not self.weight: Module.__getattr__ is slow, and this runs every call
         dtype = compute_dtype(_xp, input.dtype)
-        if _is_compiling():
-            return weight.to(device=input.device, dtype=dtype)
-        key = (id(weight), weight._version, weight.device, dtype, input.device)
-        cached = self.__dict__.get("_weight_cache")
-        if cached is None or cached[0] != key:
-            cached = (key, weight.to(device=input.device, dtype=dtype))
-            self.__dict__["_weight_cache"] = cached
-        return cached[1]
+        if weight is None and factor == 1.0:
+            return None
+        if not eager:  # compiling (no Python-side cache in a graph) or on the meta device
+            if weight is None:
+                return _uniform_weight(input, factor, dtype)
+            weight = weight.to(device=input.device, dtype=dtype)
+            return weight if factor == 1.0 else weight * factor
+        key = (None if weight is None else (id(weight), weight._version, weight.device), dtype, input.device, factor)
+        cache = self.__dict__.setdefault("_weight_cache", {})
+        # The entry holds the buffer itself, so that its id is not reused by another tensor while cached.
+        entry = cache.get(key)
+        cached = None if entry is None else entry[1]
+        if cached is None:
+            if weight is None:
+                cached = _uniform_weight(input, factor, dtype)
+            else:
+                cached = weight.to(device=input.device, dtype=torch.float64)
+                cached = (cached if factor == 1.0 else cached * factor).to(dtype)
+            if len(cache) >= 8:  # a few batch sizes (the last batch of an epoch is smaller), not one per size forever
+                cache.clear()
+            cache[key] = (weight, cached)
+        return cached
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not isinstance(input, torch.Tensor):
@@ -513,10 +621,9 @@ class ClassBalancedLoss(torch.nn.Module):
         return _evaluate(
             input,
             target,
-            self._compute_weight(input),
+            self._compute_weight,
             self.options,
             validate=self.validate,
-            validate_weight=False,
             global_normalizer=self.global_normalizer,
             process_group=self.process_group,
         )

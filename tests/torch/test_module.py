@@ -125,22 +125,29 @@ def test_ignore_index_is_not_range_checked_and_validate_false_skips_checks():
         class_balanced_loss(x, torch.tensor([0, 9, 3]), validate=False)
 
 
-def test_compile_fullgraph_dynamic_no_recompile():
+@pytest.mark.parametrize(
+    "options",
+    [dict(loss="focal", ignore_index=-1), dict(loss="softmax"), dict(loss="softmax", ignore_index=-1)],
+    ids=["focal-ignore", "softmax-mean", "softmax-ignore"],
+)
+def test_compile_fullgraph_dynamic_no_recompile(options):
     """One graph, no graph break, no recompilation across batch sizes. aot_eager traces forward and backward
-    through AOTAutograd like inductor does, without the C++ compile time."""
+    through AOTAutograd like inductor does, without the C++ compile time. Softmax without ignore_index folds
+    1 / batch size into the weights: that must stay symbolic, not guard on the batch size."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
-    crit = ClassBalancedLoss(COUNTS, 0.99, loss="focal", ignore_index=-1)
+    crit = ClassBalancedLoss(COUNTS, 0.99, **options)
+    low = -1 if options.get("ignore_index") == -1 else 0
     compiled = torch.compile(crit, fullgraph=True, dynamic=True, backend="aot_eager")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # array_api_compat's lru_cache'd helpers: dynamo traces through them
         with torch._dynamo.config.patch(error_on_recompile=True):
             for n in (3, 8, 13):
                 x = torch.randn(n, 5, requires_grad=True)
-                y = torch.randint(-1, 5, (n,))
+                y = torch.randint(low, 5, (n,))
                 loss = compiled(x, y)
                 loss.backward()
                 reference = x.detach().clone().requires_grad_()

@@ -147,14 +147,38 @@ def test_autocast_cpu_bfloat16():
     assert model.weight.grad is not None and torch.isfinite(model.weight.grad).all()
 
 
-def test_double_backward_raises():
+@pytest.mark.parametrize("loss", ["sigmoid", "focal", "softmax_focal"])
+def test_double_backward_raises(loss):
     x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
-    loss = class_balanced_loss(x, torch.tensor([0, 1, 2, 0]))
+    target = torch.tensor([0, 1, 2, 0])
+    value = class_balanced_loss(x, target, loss=loss)
     with pytest.raises(RuntimeError, match="double backward"):
-        torch.autograd.grad(loss, x, create_graph=True)
+        torch.autograd.grad(value, x, create_graph=True)
     # the first derivative alone still works
-    (grad,) = torch.autograd.grad(class_balanced_loss(x, torch.tensor([0, 1, 2, 0])), x)
+    (grad,) = torch.autograd.grad(class_balanced_loss(x, target, loss=loss), x)
     assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "weighted_mean", "none"])
+def test_softmax_double_backward_matches_cross_entropy(reduction):
+    """CB softmax runs on F.cross_entropy, so second derivatives exist: a Hessian-vector product equals
+    F.cross_entropy's with the same class weights (reduction "weighted_mean" is its "mean")."""
+    rng = np.random.default_rng(5)
+    z = torch.tensor(rng.normal(size=(6, 4)), requires_grad=True)
+    target = torch.tensor(rng.integers(0, 4, size=6))
+    w = torch.tensor(rng.uniform(0.2, 2.0, 4))
+    v = torch.tensor(rng.normal(size=(6, 4)))
+    torch_reduction = {"weighted_mean": "mean"}.get(reduction, reduction)
+
+    def hvp(value):
+        (grad,) = torch.autograd.grad(value.sum(), z, create_graph=True)
+        return torch.autograd.grad((grad * v).sum(), z)[0]
+
+    ours = class_balanced_loss(z, target, w, reduction=reduction)
+    theirs = F.cross_entropy(z, target, weight=w, reduction=torch_reduction)
+    if reduction == "mean":
+        theirs = F.cross_entropy(z, target, weight=w, reduction="sum") / 6
+    torch.testing.assert_close(hvp(ours), hvp(theirs), rtol=1e-12, atol=1e-14)
 
 
 def test_no_grad_path_gives_the_same_value():
