@@ -125,6 +125,22 @@ def test_ignore_index_is_not_range_checked_and_validate_false_skips_checks():
         class_balanced_loss(x, torch.tensor([0, 9, 3]), validate=False)
 
 
+@pytest.mark.parametrize("loss", ["softmax", "focal"])
+@pytest.mark.parametrize(
+    "options",
+    [dict(), dict(label_smoothing=0.1), dict(ignore_index=5), dict(reduction="weighted_mean"), dict(reduction="none")],
+    ids=str,
+)
+@pytest.mark.parametrize("bad", [-100, -1, 4, 2**40])
+def test_out_of_range_labels_raise_the_core_error(loss, options, bad):
+    """On the CPU the softmax path leaves the range check to F.cross_entropy's kernel and converts its error:
+    every out-of-range label, PyTorch's default ignore value -100 included, gives the same ValueError as the
+    other losses, whatever the options."""
+    x = torch.randn(3, 4, requires_grad=True)
+    with pytest.raises(ValueError, match=rf"^target: class indices must be in \[0, 4\), got \[{bad}\]"):
+        class_balanced_loss(x, torch.tensor([0, bad, 3]), loss=loss, **options)
+
+
 @pytest.mark.parametrize(
     "options",
     [dict(loss="focal", ignore_index=-1), dict(loss="softmax"), dict(loss="softmax", ignore_index=-1)],
