@@ -168,20 +168,17 @@ def _hard_terms(
         grad = ops.negate_at_label(slope, labels, reuse=True)
         grad *= grad_alpha[..., None]
         return value, grad
-    # softmax_focal, gamma > 0
-    m = xp.max(z, axis=-1, keepdims=True)
-    shifted = z - m
-    exp_shifted = xp.exp(shifted)
-    rest = ops.sum_except_label(exp_shifted, labels)
-    label_logit = ops.take_label(z, labels) - m[..., 0]  # (z - m)[y], exactly, without indexing z - m
-    element, u, q = _margin_terms(ops, label_logit, xp.log(rest), opts.gamma)
+    # softmax_focal, gamma > 0. Everything is shifted by M = logsumexp(z): p = softmax(z) is one fused pass, and
+    # M = max(z) - log(max(p)) needs no second exponential pass (max(p) = 1 / sum exp(z - max z) >= 1 / C).
+    p = ops.softmax(z)
+    shift = xp.max(z, axis=-1) - xp.log(xp.max(p, axis=-1))
+    rest = ops.sum_except_label(p, labels)  # sum_{i != y} exp(z_i - M), summed directly (no 1 - p_y)
+    element, u, q = _margin_terms(ops, ops.take_label(z, labels) - shift, xp.log(rest), opts.gamma)
     value = alpha * element
     if not with_grad:
         return value, None
     slope = grad_alpha * _focal_slope(xp, u, q, opts.gamma)
-    p = exp_shifted  # the temporary becomes softmax(z), then its gradient, in place
-    p /= xp.sum(exp_shifted, axis=-1, keepdims=True)
-    p *= slope[..., None]
+    p *= slope[..., None]  # the temporary becomes the gradient, in place
     return value, ops.add_at_label(p, labels, -slope)
 
 

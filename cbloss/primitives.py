@@ -36,6 +36,14 @@ class Primitives:
         """``x - logsumexp(x)`` along the last axis."""
         return x - self.logsumexp(x)
 
+    def softmax(self, x: Any) -> Any:
+        """``exp(x - max) / sum(exp(x - max))`` along the last axis, a fresh temporary (callers update it in
+        place)."""
+        xp = self.xp
+        e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
+        e /= xp.sum(e, axis=-1, keepdims=True)
+        return e
+
     def softplus(self, x: Any) -> Any:
         """``log(1 + exp(x))`` as ``max(x, 0) + log1p(exp(-|x|))``: no overflow, full float64 digits."""
         xp = self.xp

@@ -97,6 +97,25 @@ _TRANSPOSE_BELOW_CLASSES = 16
 _TRANSPOSE_FROM_ROWS = 256
 
 
+def _along_classes(kernel: Any, x: torch.Tensor) -> torch.Tensor:
+    """``kernel(x, dim=...)`` (a softmax-like kernel) along the last dim of ``x``, run in the layout where it is
+    fast: a short-row ``(N, C)`` CPU input is transposed once (see ``_TRANSPOSE_BELOW_CLASSES``), the class-last
+    view of a dense input runs along dim 1 of the original (see :func:`_class_dim_layout`)."""
+    if (
+        x.ndim == 2
+        and x.device.type == "cpu"
+        and not _is_compiling()  # a shape-dependent branch would guard and recompile; inductor fuses anyway
+        and x.shape[1] < _TRANSPOSE_BELOW_CLASSES
+        and x.shape[1] % 8
+        and x.shape[0] >= _TRANSPOSE_FROM_ROWS
+        and x.is_contiguous()
+    ):
+        return kernel(x.t().contiguous(), dim=0).t()
+    x, dim = _class_dim_layout(x)
+    out = kernel(x, dim=dim)
+    return out if dim == -1 else out.movedim(dim, -1)
+
+
 class TorchPrimitives(Primitives):
     """PyTorch's fused kernels for the core's named pieces, each computing exactly the generic definition
     along the last axis (checked by the conformance suite against the float64 oracle)."""
@@ -105,19 +124,10 @@ class TorchPrimitives(Primitives):
         return torch.logsumexp(x, dim=-1, keepdim=True)
 
     def log_softmax(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            x.ndim == 2
-            and x.device.type == "cpu"
-            and not _is_compiling()  # a shape-dependent branch would guard and recompile; inductor fuses anyway
-            and x.shape[1] < _TRANSPOSE_BELOW_CLASSES
-            and x.shape[1] % 8
-            and x.shape[0] >= _TRANSPOSE_FROM_ROWS
-            and x.is_contiguous()
-        ):
-            return torch.log_softmax(x.t().contiguous(), dim=0).t()
-        x, dim = _class_dim_layout(x)
-        out = torch.log_softmax(x, dim=dim)
-        return out if dim == -1 else out.movedim(dim, -1)
+        return _along_classes(torch.log_softmax, x)
+
+    def softmax(self, x: torch.Tensor) -> torch.Tensor:
+        return _along_classes(torch.softmax, x)
 
     def softmax_label_grad(self, log_probs: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         # PyTorch's fused log_softmax backward: seed - exp(log_probs) * sum(seed) with seed = -scale at the label.
