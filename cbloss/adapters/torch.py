@@ -160,8 +160,8 @@ class TorchPrimitives(Primitives):
         return out
 
     def sum_except_label(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        view, dim = _class_dim_layout(x.clone())
-        return view.scatter_(dim, labels.unsqueeze(dim), 0.0).sum(dim=dim)
+        view, dim = _class_dim_layout(x)
+        return view.clone().scatter_(dim, labels.unsqueeze(dim), 0.0).sum(dim=dim)
 
     def take_label(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         view, dim = _class_dim_layout(x)
