@@ -39,7 +39,12 @@ class Primitives:
     def softplus(self, x: Any) -> Any:
         """``log(1 + exp(x))`` as ``max(x, 0) + log1p(exp(-|x|))``: no overflow, full float64 digits."""
         xp = self.xp
-        return xp.where(x > 0, x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
+        return self.positive_part(x) + xp.log1p(xp.exp(-xp.abs(x)))
+
+    def positive_part(self, x: Any) -> Any:
+        """``max(x, 0)`` elementwise (0 for NaN; a sum with NaN stays NaN)."""
+        xp = self.xp
+        return xp.where(x > 0, x, xp.zeros_like(x))
 
     def softmax_label_grad(self, log_probs: Any, labels: Any, scale: Any) -> Any:
         """``scale[..., None] * (exp(log_probs) - onehot(labels))``: the gradient of ``-scale * log_probs[label]``
@@ -54,6 +59,12 @@ class Primitives:
         ``-expm1(-softplus(x))`` (exact where it is tiny). Elementwise, any shape."""
         u = self.softplus(x)
         return u, -self.xp.expm1(-u)
+
+    def softplus_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any]:
+        """``(softplus(x), sigmoid(x), sigmoid(-x))``; ``sigmoid(-x) = exp(-softplus(x))`` keeps its relative
+        digits where it is tiny. The third result is a fresh temporary the caller may update in place."""
+        u, q = self.softplus_and_sigmoid(x)
+        return u, q, self.xp.exp(-u)
 
     # -- class-axis indexing ------------------------------------------------------------------------------
     def take_label(self, x: Any, labels: Any) -> Any:
@@ -89,3 +100,30 @@ class Primitives:
         xp = self.xp
         flat = xp.reshape(labels, (-1,))
         return xp.reshape(xp.take(weights, flat, axis=0), labels.shape)
+
+
+class SharedExpPrimitives(Primitives):
+    """The sigmoid pieces from one ``exp`` and one ``log1p`` per element: ``e = exp(-|x|)``,
+    ``softplus(x) = max(x, 0) + log1p(e)``, ``sigmoid(x) = 1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)``
+    below, ``sigmoid(-x)`` the other one. The same definitions as :class:`Primitives` (full float64 digits,
+    no overflow), for a compiler that fuses the elementwise passes (XLA): fewer transcendental functions, more
+    (fused, free) selects and multiplies. Without fusion each of those is a pass over memory; there the
+    backend's fused kernels are faster."""
+
+    def _shared_exp(self, x: Any) -> tuple[Any, Any, Any, Any]:
+        """``(softplus(x), r = 1 / (1 + e), e * r, x >= 0)`` for ``e = exp(-|x|)``."""
+        xp = self.xp
+        e = xp.exp(-xp.abs(x))
+        u = self.positive_part(x) + xp.log1p(e)
+        r = 1.0 / (1.0 + e)
+        return u, r, e * r, x >= 0
+
+    def softplus_and_sigmoid(self, x: Any) -> tuple[Any, Any]:
+        xp = self.xp
+        u, r, er, nonnegative = self._shared_exp(x)
+        return u, xp.where(nonnegative, r, er)
+
+    def softplus_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any]:
+        xp = self.xp
+        u, r, er, nonnegative = self._shared_exp(x)
+        return u, xp.where(nonnegative, r, er), xp.where(nonnegative, er, r)
