@@ -103,12 +103,38 @@ class Primitives:
 
 
 class SharedExpPrimitives(Primitives):
-    """The sigmoid pieces from one ``exp`` and one ``log1p`` per element: ``e = exp(-|x|)``,
-    ``softplus(x) = max(x, 0) + log1p(e)``, ``sigmoid(x) = 1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)``
-    below, ``sigmoid(-x)`` the other one. The same definitions as :class:`Primitives` (full float64 digits,
-    no overflow), for a compiler that fuses the elementwise passes (XLA): fewer transcendental functions, more
-    (fused, free) selects and multiplies. Without fusion each of those is a pass over memory; there the
-    backend's fused kernels are faster."""
+    """The same definitions as :class:`Primitives` (full float64 digits, no overflow) with each transcendental
+    function computed once and shared, for a compiler that fuses the elementwise passes (XLA): fewer
+    ``exp``/``log``, more (fused, free) selects and multiplies. Without fusion each of those is a pass over
+    memory; there the backend's fused kernels are faster.
+
+    - The sigmoid pieces from one ``exp`` and one ``log1p`` per element: ``e = exp(-|x|)``,
+      ``softplus(x) = max(x, 0) + log1p(e)``, ``sigmoid(x) = 1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)``
+      below, ``sigmoid(-x)`` the other one.
+    - :meth:`softmax_label_grad` reuses the softmax ``exp(x - max) / sum`` of the :meth:`log_softmax` it is
+      given instead of a second ``exp`` pass. It is kept on the instance: use one instance per trace.
+    """
+
+    def __init__(self, xp: Any):
+        super().__init__(xp)
+        self._softmax: tuple[Any, Any] | None = None  # (log_softmax(x), softmax(x)) of the last log_softmax
+
+    def log_softmax(self, x: Any) -> Any:
+        """``x - logsumexp(x)``, the generic logsumexp's arithmetic, keeping ``softmax(x)`` for the gradient."""
+        xp = self.xp
+        m = xp.max(x, axis=-1, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+        unnormalized = xp.exp(x - m)
+        total = xp.sum(unnormalized, axis=-1, keepdims=True)
+        log_probs = x - (xp.log(total) + m)
+        self._softmax = (log_probs, unnormalized / total)
+        return log_probs
+
+    def softmax_label_grad(self, log_probs: Any, labels: Any, scale: Any) -> Any:
+        cached = self._softmax
+        if cached is None or cached[0] is not log_probs:
+            return super().softmax_label_grad(log_probs, labels, scale)
+        return self.add_at_label(cached[1] * scale[..., None], labels, -scale)
 
     def _shared_exp(self, x: Any) -> tuple[Any, Any, Any, Any]:
         """``(softplus(x), r = 1 / (1 + e), e * r, x >= 0)`` for ``e = exp(-|x|)``."""

@@ -87,13 +87,12 @@ class TensorFlowPrimitives(Primitives):
 
 
 class TensorFlowXlaPrimitives(SharedExpPrimitives, TensorFlowPrimitives):
-    """The primitives under XLA (``jit_compile=True``): XLA fuses the elementwise passes, so the sigmoid pieces
-    share one ``exp`` and one ``log1p`` (:class:`cbloss.primitives.SharedExpPrimitives`) instead of calling
-    TensorFlow's separate kernels."""
+    """The primitives under XLA (``jit_compile=True``): XLA fuses the elementwise passes, so the core's forms
+    that share each ``exp``/``log1p`` (:class:`cbloss.primitives.SharedExpPrimitives`: the sigmoid pieces, the
+    softmax gradient) beat TensorFlow's separate kernels (tf.sigmoid, tf.nn.log_softmax)."""
 
 
 _PRIMITIVES = TensorFlowPrimitives(xp)
-_XLA_PRIMITIVES = TensorFlowXlaPrimitives(xp)
 
 
 def _in_xla_context() -> bool:
@@ -111,8 +110,9 @@ def _in_xla_context() -> bool:
 
 
 def _primitives() -> TensorFlowPrimitives:
-    """The primitive set for the current trace: the same definitions either way, faster kernels for each."""
-    return _XLA_PRIMITIVES if _in_xla_context() else _PRIMITIVES
+    """The primitive set for the current trace: the same definitions either way, faster kernels for each (a new
+    XLA set per trace: it carries the softmax from log_softmax to its gradient)."""
+    return TensorFlowXlaPrimitives(xp) if _in_xla_context() else _PRIMITIVES
 
 
 # ----------------------------------------------------------------------------------------------------------

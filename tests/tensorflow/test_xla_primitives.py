@@ -14,9 +14,11 @@ from tests.backends.tensorflow_backend import BACKEND
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-BINARY = [c for c in conformance.CASES if c.loss in ("sigmoid", "focal")]
-# both class counts, saturated logits (P7), every label form, weighted and not, a per-position and a reduced result
-XLA_SET_CASES = [c for c in BINARY if c.shape == "P7" and c.reduction in ("none", "mean") and c.weights != "w0"]
+# every loss, both class counts, saturated logits (P7), every label form, weighted and not, a per-position and a
+# reduced result
+XLA_SET_CASES = [
+    c for c in conformance.CASES if c.shape == "P7" and c.reduction in ("none", "mean") and c.weights != "w0"
+]
 COMPILED_CASES = [c for c in XLA_SET_CASES if c.C == 5 and c.weights == "w" and c.labels in ("hard", "soft_smooth")]
 
 
@@ -84,7 +86,7 @@ def test_keras_fit_uses_the_set_of_its_jit_compile(used_sets, jit_compile):
 @pytest.mark.parametrize("case", XLA_SET_CASES, ids=lambda c: c.id)
 def test_xla_set_matches_oracle(monkeypatch, case, dtype):
     """The XLA set's definitions, run eagerly (fast; every case has its own shapes and options)."""
-    monkeypatch.setattr(tfa, "_primitives", lambda: tfa._XLA_PRIMITIVES)
+    monkeypatch.setattr(tfa, "_primitives", lambda: tfa.TensorFlowXlaPrimitives(tfa.xp))
     logits, labels, weights, cotangent = conformance.inputs(case)
     options = case.options()
     value, grad = BACKEND.loss_and_grad(logits, labels, weights, dtype=dtype, cotangent=cotangent, options=options)
