@@ -116,12 +116,13 @@ def _binary_terms(ops: Primitives, y: Any, gamma: float, with_grad: bool) -> tup
     u, q, slope = ops.softplus_and_sigmoids(y)
     modulation = xp.pow(q, gamma)
     value = modulation * u
-    # In-place updates of the temporary (rebinding on immutable arrays):
-    # dl/dy = q**gamma * (gamma * sigmoid(-y) * u + q).
-    slope *= u
+    # In-place updates of the temporaries (rebinding on immutable arrays):
+    # dl/dy = q**gamma * (gamma * sigmoid(-y) * u + q) = gamma * sigmoid(-y) * value + q**(gamma + 1), which
+    # needs u only through value: under XLA log1p's pass then fuses into value's (one (P, C) buffer fewer).
+    slope *= value
     slope *= gamma
-    slope += q
-    slope *= modulation
+    modulation *= q
+    slope += modulation
     return value, slope
 
 
