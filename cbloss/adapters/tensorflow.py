@@ -95,17 +95,21 @@ class TensorFlowXlaPrimitives(SharedExpPrimitives, TensorFlowPrimitives):
 _PRIMITIVES = TensorFlowPrimitives(xp)
 
 
+try:  # private; TensorFlow's own tf.function uses it
+    from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext as _graph_in_xla
+except ImportError:  # pragma: no cover - a TensorFlow without it: the plain set everywhere
+    _graph_in_xla = None
+
+
 def _in_xla_context() -> bool:
     """Whether the current trace is compiled by XLA: inside ``tf.function(jit_compile=True)`` (also Keras'
     ``jit_compile=True`` train/predict functions), or a ``tf.function`` traced within one. False eagerly and
-    in plain ``tf.function`` graphs, and if TensorFlow's (private) control-flow utility is not there."""
-    if tf.executing_eagerly():
+    in plain ``tf.function`` graphs, and if TensorFlow's (private) control-flow helper is not there."""
+    if _graph_in_xla is None or tf.executing_eagerly():
         return False
     try:
-        from tensorflow.python.ops import control_flow_util
-
-        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
-    except Exception:  # pragma: no cover - a TensorFlow without this private helper
+        return bool(_graph_in_xla(tf.compat.v1.get_default_graph()))
+    except Exception:  # the helper changed: the plain set is correct everywhere, only slower under XLA
         return False
 
 

@@ -112,3 +112,13 @@ def test_compiled_by_xla_matches_oracle(case, dtype):
     y = tf.cast(tf.constant(labels), tf_dtype) if soft else tf.constant(labels)
     value, grad = step(z, y, tf.constant(weights), tf.constant(cotangent, tf.float64))
     conformance.check_against_oracle(np.asarray(value, np.float64), np.asarray(tf.cast(grad, tf.float64)), case, dtype)
+
+
+def test_without_the_private_helper_the_plain_set_is_used(monkeypatch, used_sets):
+    monkeypatch.setattr(tfa, "_graph_in_xla", None)
+    z = tf.constant(np.linspace(-3.0, 3.0, 12, dtype=np.float32).reshape(4, 3))
+    y = tf.constant([0, 1, 2, 1])
+    xla = tf.function(_loss_and_grad, jit_compile=True)(z, y)
+    assert used_sets == [tfa.TensorFlowPrimitives]
+    for a, b in zip(xla, _loss_and_grad(z, y), strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-6, atol=1e-7)
