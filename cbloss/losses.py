@@ -110,20 +110,20 @@ def _binary_terms(ops: Primitives, y: Any, gamma: float, with_grad: bool) -> tup
     """(l(x), dl/dy) of the sigmoid (gamma = 0) or sigmoid-focal element loss at ``x = -y``; the callers
     form ``y = -x`` directly (one pass fewer), and the slope is taken with respect to ``y`` (= -dl/dx)."""
     xp = ops.xp
-    u, q = ops.softplus_and_sigmoid(y)  # u = -log sigmoid(x), q = sigmoid(y) = 1 - sigmoid(x), exact near 0
-    if gamma == 0.0:
-        return u, (q if with_grad else None)
+    if gamma == 0.0 or not with_grad:
+        u, q = ops.softplus_and_sigmoid(y)  # u = -log sigmoid(x), q = sigmoid(y) = 1 - sigmoid(x), exact near 0
+        return (u, (q if with_grad else None)) if gamma == 0.0 else (xp.pow(q, gamma) * u, None)
+    # slope starts as sigmoid(x) = sigmoid(-y), not 1 - q: it keeps its relative digits where it is tiny.
+    u, q, slope = ops.softplus_and_sigmoids(y)
     modulation = xp.pow(q, gamma)
     value = modulation * u
-    if not with_grad:
-        return value, None
-    # sigmoid(x) as exp(-u), not 1 - q: it keeps its relative digits where it is tiny. In-place updates of
-    # the temporary (rebinding on immutable arrays): dl/dy = q**gamma * (gamma * exp(-u) * u + q).
-    slope = xp.exp(-u)
-    slope *= u
+    # In-place updates of the temporaries (rebinding on immutable arrays):
+    # dl/dy = q**gamma * (gamma * sigmoid(-y) * u + q) = gamma * sigmoid(-y) * value + q**(gamma + 1), which
+    # needs u only through value: under XLA log1p's pass then fuses into value's (one (P, C) buffer fewer).
+    slope *= value
     slope *= gamma
-    slope += q
-    slope *= modulation
+    modulation *= q
+    slope += modulation
     return value, slope
 
 

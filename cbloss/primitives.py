@@ -47,7 +47,12 @@ class Primitives:
     def softplus(self, x: Any) -> Any:
         """``log(1 + exp(x))`` as ``max(x, 0) + log1p(exp(-|x|))``: no overflow, full float64 digits."""
         xp = self.xp
-        return xp.where(x > 0, x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
+        return self.positive_part(x) + xp.log1p(xp.exp(-xp.abs(x)))
+
+    def positive_part(self, x: Any) -> Any:
+        """``max(x, 0)`` elementwise (0 for NaN; a sum with NaN stays NaN)."""
+        xp = self.xp
+        return xp.where(x > 0, x, xp.zeros_like(x))
 
     def softmax_label_grad(self, log_probs: Any, labels: Any, scale: Any) -> Any:
         """``scale[..., None] * (exp(log_probs) - onehot(labels))``: the gradient of ``-scale * log_probs[label]``
@@ -62,6 +67,12 @@ class Primitives:
         ``-expm1(-softplus(x))`` (exact where it is tiny). Elementwise, any shape."""
         u = self.softplus(x)
         return u, -self.xp.expm1(-u)
+
+    def softplus_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any]:
+        """``(softplus(x), sigmoid(x), sigmoid(-x))``; ``sigmoid(-x) = exp(-softplus(x))`` keeps its relative
+        digits where it is tiny. The third result is a fresh temporary the caller may update in place."""
+        u, q = self.softplus_and_sigmoid(x)
+        return u, q, self.xp.exp(-u)
 
     # -- class-axis indexing ------------------------------------------------------------------------------
     def take_label(self, x: Any, labels: Any) -> Any:
@@ -97,3 +108,56 @@ class Primitives:
         xp = self.xp
         flat = xp.reshape(labels, (-1,))
         return xp.reshape(xp.take(weights, flat, axis=0), labels.shape)
+
+
+class SharedExpPrimitives(Primitives):
+    """The same definitions as :class:`Primitives` (full float64 digits, no overflow) with each transcendental
+    function computed once and shared, for a compiler that fuses the elementwise passes (XLA): fewer
+    ``exp``/``log``, more (fused, free) selects and multiplies. Without fusion each of those is a pass over
+    memory; there the backend's fused kernels are faster.
+
+    - The sigmoid pieces from one ``exp`` and one ``log1p`` per element: ``e = exp(-|x|)``,
+      ``softplus(x) = max(x, 0) + log1p(e)``, ``sigmoid(x) = 1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)``
+      below, ``sigmoid(-x)`` the other one.
+    - :meth:`softmax_label_grad` reuses the softmax ``exp(x - max) / sum`` of the :meth:`log_softmax` it is
+      given instead of a second ``exp`` pass. It is kept on the instance: use one instance per trace.
+    """
+
+    def __init__(self, xp: Any):
+        super().__init__(xp)
+        self._softmax: tuple[Any, Any] | None = None  # (log_softmax(x), softmax(x)) of the last log_softmax
+
+    def log_softmax(self, x: Any) -> Any:
+        """``x - logsumexp(x)``, the generic logsumexp's arithmetic, keeping ``softmax(x)`` for the gradient."""
+        xp = self.xp
+        m = xp.max(x, axis=-1, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+        unnormalized = xp.exp(x - m)
+        total = xp.sum(unnormalized, axis=-1, keepdims=True)
+        log_probs = x - (xp.log(total) + m)
+        self._softmax = (log_probs, unnormalized / total)
+        return log_probs
+
+    def softmax_label_grad(self, log_probs: Any, labels: Any, scale: Any) -> Any:
+        cached = self._softmax
+        if cached is None or cached[0] is not log_probs:
+            return super().softmax_label_grad(log_probs, labels, scale)
+        return self.add_at_label(cached[1] * scale[..., None], labels, -scale)
+
+    def _shared_exp(self, x: Any) -> tuple[Any, Any, Any, Any]:
+        """``(softplus(x), r = 1 / (1 + e), e * r, x >= 0)`` for ``e = exp(-|x|)``."""
+        xp = self.xp
+        e = xp.exp(-xp.abs(x))
+        u = self.positive_part(x) + xp.log1p(e)
+        r = 1.0 / (1.0 + e)
+        return u, r, e * r, x >= 0
+
+    def softplus_and_sigmoid(self, x: Any) -> tuple[Any, Any]:
+        xp = self.xp
+        u, r, er, nonnegative = self._shared_exp(x)
+        return u, xp.where(nonnegative, r, er)
+
+    def softplus_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any]:
+        xp = self.xp
+        u, r, er, nonnegative = self._shared_exp(x)
+        return u, xp.where(nonnegative, r, er), xp.where(nonnegative, er, r)

@@ -48,7 +48,7 @@ from ..losses import (
     reduce_terms,
     soft_target_tolerance,
 )
-from ..primitives import Primitives
+from ..primitives import Primitives, SharedExpPrimitives
 from ..weights import class_balanced_weights, host_class_weights
 from ._tf_namespace import namespace as xp
 
@@ -74,8 +74,49 @@ class TensorFlowPrimitives(Primitives):
     def take_weights(self, weights: Any, labels: Any) -> Any:
         return tf.gather(weights, labels)
 
+    def positive_part(self, x: Any) -> Any:
+        return tf.nn.relu(x)
+
+    # Eagerly and in plain tf.function graphs every op is a pass over memory: TensorFlow's one-kernel sigmoid
+    # beats the core's generic -expm1(-softplus(x)) (three kernels), and sigmoid(-x) its exp(-softplus(x)).
+    def softplus_and_sigmoid(self, x: Any) -> tuple[Any, Any]:
+        return self.softplus(x), tf.sigmoid(x)
+
+    def softplus_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any]:
+        return self.softplus(x), tf.sigmoid(x), tf.sigmoid(-x)
+
+
+class TensorFlowXlaPrimitives(SharedExpPrimitives, TensorFlowPrimitives):
+    """The primitives under XLA (``jit_compile=True``): XLA fuses the elementwise passes, so the core's forms
+    that share each ``exp``/``log1p`` (:class:`cbloss.primitives.SharedExpPrimitives`: the sigmoid pieces, the
+    softmax gradient) beat TensorFlow's separate kernels (tf.sigmoid, tf.nn.log_softmax)."""
+
 
 _PRIMITIVES = TensorFlowPrimitives(xp)
+
+
+try:  # private; TensorFlow's own tf.function uses it
+    from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext as _graph_in_xla
+except ImportError:  # pragma: no cover - a TensorFlow without it: the plain set everywhere
+    _graph_in_xla = None
+
+
+def _in_xla_context() -> bool:
+    """Whether the current trace is compiled by XLA: inside ``tf.function(jit_compile=True)`` (also Keras'
+    ``jit_compile=True`` train/predict functions), or a ``tf.function`` traced within one. False eagerly and
+    in plain ``tf.function`` graphs, and if TensorFlow's (private) control-flow helper is not there."""
+    if _graph_in_xla is None or tf.executing_eagerly():
+        return False
+    try:
+        return bool(_graph_in_xla(tf.compat.v1.get_default_graph()))
+    except Exception:  # the helper changed: the plain set is correct everywhere, only slower under XLA
+        return False
+
+
+def _primitives() -> TensorFlowPrimitives:
+    """The primitive set for the current trace: the same definitions either way, faster kernels for each (a new
+    XLA set per trace: it carries the softmax from log_softmax to its gradient)."""
+    return TensorFlowXlaPrimitives(xp) if _in_xla_context() else _PRIMITIVES
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -162,7 +203,7 @@ def _evaluate(
     @tf.custom_gradient
     def forward(x: tf.Tensor):
         z = xp.moveaxis(xp.astype(x, dtype), axis, last)
-        terms = loss_terms(_PRIMITIVES, z, labels, w, opts, soft=soft, with_grad=True)
+        terms = loss_terms(_primitives(), z, labels, w, opts, soft=soft, with_grad=True)
         denominator = None
         if cross_replica and opts.reduction in ("mean", "weighted_mean"):
             denominator = _cross_replica_denominator(terms.norm)

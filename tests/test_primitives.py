@@ -1,0 +1,40 @@
+"""The sigmoid pieces of the generic Primitives and of SharedExpPrimitives (one exp and one log1p per element)
+against mpmath, float64 and float32, across the whole range: saturated, tiny, zero and overflowing arguments."""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+
+from cbloss.primitives import Primitives, SharedExpPrimitives
+
+mpmath.mp.dps = 40
+X = np.concatenate([np.linspace(-60.0, 60.0, 241), [-800.0, -745.5, -100.0, -1e-30, 0.0, 1e-30, 100.0, 800.0]])
+
+
+def _reference(x: float) -> tuple[float, float, float]:
+    x = mpmath.mpf(x)
+    softplus = mpmath.log1p(mpmath.exp(x))
+    return float(softplus), float(1 / (1 + mpmath.exp(-x))), float(1 / (1 + mpmath.exp(x)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ops", [Primitives(np), SharedExpPrimitives(np)], ids=["generic", "shared_exp"])
+def test_softplus_and_sigmoids(ops, dtype):
+    x = X.astype(dtype)
+    want = np.array([_reference(float(v)) for v in x]).T.astype(dtype).astype(np.float64)
+    eps = np.finfo(dtype).eps
+    with np.errstate(over="ignore", under="ignore"):
+        got = ops.softplus_and_sigmoids(x)
+        pair = ops.softplus_and_sigmoid(x)
+    # a few ulps relative, plus the smallest normal (below it the reference itself underflows); the generic
+    # sigmoid(-x) = exp(-softplus(x)) inherits softplus' absolute rounding, an ulp of |x|, as relative error
+    bound = 4 * eps * np.maximum(1.0, np.abs(x.astype(np.float64))) * np.abs(want) + np.finfo(dtype).tiny
+    for name, g, w, b in zip(("softplus", "sigmoid(x)", "sigmoid(-x)"), got, want, bound, strict=True):
+        assert g.dtype == dtype, name
+        err = np.abs(g.astype(np.float64) - w)
+        bad = ~(err <= b)
+        assert not bad.any(), f"{name}: x={x[bad][:3]}, got {g[bad][:3]}, expected {w[bad][:3]}"
+    for g, w in zip(pair, got[:2], strict=True):
+        np.testing.assert_array_equal(g, w)
