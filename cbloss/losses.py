@@ -120,28 +120,36 @@ def _binary_terms(ops: Primitives, y: Any, gamma: float, with_grad: bool) -> tup
     # In-place updates of the temporaries (rebinding on immutable arrays):
     # dl/dy = q**gamma * (gamma * sigmoid(-y) * u + q) = gamma * sigmoid(-y) * value + q**(gamma + 1), which
     # needs u only through value: under XLA log1p's pass then fuses into value's (one (P, C) buffer fewer).
-    slope *= value
-    slope *= gamma
     modulation *= q
-    slope += modulation
-    return value, slope
+    return value, ops.multiply_add(modulation, slope, value, gamma)
 
 
-def _focal_slope(xp: Any, u: Any, q: Any, gamma: float) -> Any:
-    """``k = q**gamma * (1 + gamma * p * u / q)``, ``p = 1 - q = exp(-u)``, with ``u / q`` taken as 1 where
-    ``q = 0`` (its limit: ``u = -log(1 - q) ~ q``)."""
-    positive = q > 0
-    ratio = xp.where(positive, u / xp.where(positive, q, xp.ones_like(q)), xp.ones_like(q))
-    return xp.pow(q, gamma) * (1.0 + gamma * xp.exp(-u) * ratio)
+class _Margin(NamedTuple):
+    """Per-class pieces of the softmax focal loss at ``y = -(margin)``: ``u = softplus(y) = -log p_c``,
+    ``q = sigmoid(y) = 1 - p_c``, ``p = sigmoid(-y) = p_c`` (each with its relative digits) and
+    ``modulation = q**gamma``; ``value = modulation * u``."""
+
+    value: Any
+    u: Any
+    q: Any
+    p: Any
+    modulation: Any
 
 
-def _margin_terms(ops: Primitives, z: Any, log_rest: Any, gamma: float) -> tuple[Any, Any, Any]:
-    """(value, u, q) of the softmax focal loss from ``log_rest = log sum_{i != c} exp(z_i - M)`` and the
-    class logit shifted by the same ``M``: ``z`` here is ``z_c - M``."""
-    xp = ops.xp
-    u = ops.softplus(log_rest - z)  # -log p_c = softplus(-(margin))
-    q = -xp.expm1(-u)  # 1 - p_c
-    return xp.pow(q, gamma) * u, u, q
+def _margin_terms(ops: Primitives, z: Any, log_rest: Any, gamma: float) -> _Margin:
+    """The softmax focal pieces from ``log_rest = log sum_{i != c} exp(z_i - M)`` and the class logit shifted
+    by the same ``M``: ``z`` here is ``z_c - M``."""
+    u, q, p = ops.softplus_and_sigmoids(log_rest - z)
+    modulation = ops.xp.pow(q, gamma)
+    return _Margin(modulation * u, u, q, p, modulation)
+
+
+def _focal_slope(xp: Any, m: _Margin, gamma: float) -> Any:
+    """``k = q**gamma * (1 + gamma * p * u / q)``, with ``u / q`` taken as 1 where ``q = 0`` (its limit:
+    ``u = -log(1 - q) ~ q``)."""
+    positive = m.q > 0
+    ratio = xp.where(positive, m.u / xp.where(positive, m.q, xp.ones_like(m.q)), xp.ones_like(m.q))
+    return m.modulation * (1.0 + gamma * m.p * ratio)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -173,11 +181,11 @@ def _hard_terms(
     p = ops.softmax(z)
     shift = xp.max(z, axis=-1) - xp.log(xp.max(p, axis=-1))
     rest = ops.sum_except_label(p, labels)  # sum_{i != y} exp(z_i - M), summed directly (no 1 - p_y)
-    element, u, q = _margin_terms(ops, ops.take_label(z, labels) - shift, xp.log(rest), opts.gamma)
-    value = alpha * element
+    margin = _margin_terms(ops, ops.take_label(z, labels) - shift, xp.log(rest), opts.gamma)
+    value = alpha * margin.value
     if not with_grad:
         return value, None
-    slope = grad_alpha * _focal_slope(xp, u, q, opts.gamma)
+    slope = grad_alpha * _focal_slope(xp, margin, opts.gamma)
     p *= slope[..., None]  # the temporary becomes the gradient, in place
     return value, ops.add_at_label(p, labels, -slope)
 
@@ -210,11 +218,11 @@ def _dense_terms(ops: Primitives, z: Any, a: Any, opts: LossOptions, with_grad: 
     everything = xp.sum(exp_shifted, axis=-1, keepdims=True)
     rest_top = xp.sum(xp.where(top, xp.zeros_like(exp_shifted), exp_shifted), axis=-1, keepdims=True)
     rest = xp.where(top, rest_top, everything - exp_shifted)
-    element, u, q = _margin_terms(ops, shifted, xp.log(rest), opts.gamma)
-    value = xp.sum(a * element, axis=-1)
+    margin = _margin_terms(ops, shifted, xp.log(rest), opts.gamma)
+    value = xp.sum(a * margin.value, axis=-1)
     if not with_grad:
         return value, None
-    slope = a * _focal_slope(xp, u, q, opts.gamma)
+    slope = a * _focal_slope(xp, margin, opts.gamma)
     p = exp_shifted / everything
     return value, p * xp.sum(slope, axis=-1, keepdims=True) - slope
 

@@ -74,6 +74,13 @@ class Primitives:
         u, q = self.softplus_and_sigmoid(x)
         return u, q, self.xp.exp(-u)
 
+    def multiply_add(self, a: Any, b: Any, c: Any, scale: float) -> Any:
+        """``a + scale * b * c`` elementwise; ``a`` and ``b`` are temporaries the result may reuse."""
+        b *= c
+        b *= scale
+        b += a
+        return b
+
     # -- class-axis indexing ------------------------------------------------------------------------------
     def take_label(self, x: Any, labels: Any) -> Any:
         """``x[..., labels]`` position by position: ``x`` is (..., C), ``labels`` (...) integer."""
