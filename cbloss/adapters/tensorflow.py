@@ -64,6 +64,9 @@ class TensorFlowPrimitives(Primitives):
     def log_softmax(self, x: Any) -> Any:
         return tf.nn.log_softmax(x, axis=-1)
 
+    def softmax(self, x: Any) -> Any:
+        return tf.nn.softmax(x, axis=-1)
+
     def take_label(self, x: Any, labels: Any) -> Any:
         rank = labels.shape.rank
         return tf.gather(x, labels, axis=rank, batch_dims=rank)
