@@ -176,10 +176,9 @@ def _hard_terms(
         grad = ops.negate_at_label(slope, labels, reuse=True)
         grad *= grad_alpha[..., None]
         return value, grad
-    # softmax_focal, gamma > 0. Everything is shifted by M = logsumexp(z): p = softmax(z) is one fused pass, and
-    # M = max(z) - log(max(p)) needs no second exponential pass (max(p) = 1 / sum exp(z - max z) >= 1 / C).
-    p = ops.softmax(z)
-    shift = xp.max(z, axis=-1) - xp.log(xp.max(p, axis=-1))
+    # softmax_focal, gamma > 0. Everything is shifted by M = logsumexp(z), so that p = softmax(z) (one fused pass
+    # where the backend has one) is also exp(z - M).
+    p, shift = ops.softmax_and_logsumexp(z)
     rest = ops.sum_except_label(p, labels)  # sum_{i != y} exp(z_i - M), summed directly (no 1 - p_y)
     margin = _margin_terms(ops, ops.take_label(z, labels) - shift, xp.log(rest), opts.gamma)
     value = alpha * margin.value

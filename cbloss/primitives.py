@@ -36,13 +36,16 @@ class Primitives:
         """``x - logsumexp(x)`` along the last axis."""
         return x - self.logsumexp(x)
 
-    def softmax(self, x: Any) -> Any:
-        """``exp(x - max) / sum(exp(x - max))`` along the last axis, a fresh temporary (callers update it in
-        place)."""
+    def softmax_and_logsumexp(self, x: Any) -> tuple[Any, Any]:
+        """``(softmax(x), logsumexp(x))`` along the last axis: ``p = exp(x - M)`` for ``M = logsumexp(x)`` (a fresh
+        temporary that callers update in place) and ``M`` without the class axis. Computed as
+        ``e = exp(x - max)``, ``S = sum(e)``, ``p = e / S``, ``M = max + log(S)``."""
         xp = self.xp
-        e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
-        e /= xp.sum(e, axis=-1, keepdims=True)
-        return e
+        m = xp.max(x, axis=-1, keepdims=True)
+        e = xp.exp(x - m)
+        total = xp.sum(e, axis=-1, keepdims=True)
+        e /= total
+        return e, (m + xp.log(total))[..., 0]
 
     def softplus(self, x: Any) -> Any:
         """``log(1 + exp(x))`` as ``max(x, 0) + log1p(exp(-|x|))``: no overflow, full float64 digits."""
@@ -150,6 +153,9 @@ class SharedExpPrimitives(Primitives):
         if cached is None or cached[0] is not log_probs:
             return super().softmax_label_grad(log_probs, labels, scale)
         return self.add_at_label(cached[1] * scale[..., None], labels, -scale)
+
+    # The generic form: a compiler fuses its passes, where a backend's fused softmax kernel hides the normaliser.
+    softmax_and_logsumexp = Primitives.softmax_and_logsumexp
 
     def _shared_exp(self, x: Any) -> tuple[Any, Any, Any, Any]:
         """``(softplus(x), r = 1 / (1 + e), e * r, x >= 0)`` for ``e = exp(-|x|)``."""

@@ -64,8 +64,10 @@ class TensorFlowPrimitives(Primitives):
     def log_softmax(self, x: Any) -> Any:
         return tf.nn.log_softmax(x, axis=-1)
 
-    def softmax(self, x: Any) -> Any:
-        return tf.nn.softmax(x, axis=-1)
+    def softmax_and_logsumexp(self, x: Any) -> tuple[Any, Any]:
+        # One softmax kernel; logsumexp(x) = max(x) - log(max(p)) (max(p) >= 1 / C) without a second exp pass.
+        p = tf.nn.softmax(x, axis=-1)
+        return p, tf.reduce_max(x, axis=-1) - tf.math.log(tf.reduce_max(p, axis=-1))
 
     def take_label(self, x: Any, labels: Any) -> Any:
         rank = labels.shape.rank

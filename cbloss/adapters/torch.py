@@ -126,8 +126,11 @@ class TorchPrimitives(Primitives):
     def log_softmax(self, x: torch.Tensor) -> torch.Tensor:
         return _along_classes(torch.log_softmax, x)
 
-    def softmax(self, x: torch.Tensor) -> torch.Tensor:
-        return _along_classes(torch.softmax, x)
+    def softmax_and_logsumexp(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # The fused softmax kernel keeps its normaliser to itself; max(p) = 1 / sum exp(x - max x) >= 1 / C gives
+        # it back without a second exponential pass: logsumexp(x) = max(x) - log(max(p)).
+        p = _along_classes(torch.softmax, x)
+        return p, torch.amax(x, dim=-1) - torch.log(torch.amax(p, dim=-1))
 
     def softmax_label_grad(self, log_probs: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         # PyTorch's fused log_softmax backward: seed - exp(log_probs) * sum(seed) with seed = -scale at the label.
