@@ -78,7 +78,7 @@ _DOUBLE_BACKWARD = (
 def _class_dim_layout(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """``(x, -1)``, or the tensor whose class-last view ``x`` is, with its class dim, when that tensor is
     contiguous: ``(N, C, d1, ...)`` (dim 1) behind the adapter's view of a dense input, or ``(C, N)`` (dim 0)
-    behind :meth:`TorchPrimitives.log_softmax`'s transposed result. PyTorch's softmax kernels along an outer
+    behind :func:`_along_classes`'s transposed result. PyTorch's softmax kernels along an outer
     dim of a contiguous tensor vectorise over the positions, and gather/scatter read neighbouring positions from
     neighbouring memory; along a strided last dim they copy first."""
     if x.ndim >= 2 and x.stride(-1) != 1:
@@ -89,7 +89,7 @@ def _class_dim_layout(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return x, -1
 
 
-# PyTorch's CPU log_softmax along a contiguous last dim is slow for short rows whose length is not a multiple of
+# PyTorch's CPU (log_)softmax along a contiguous last dim is slow for short rows whose length is not a multiple of
 # the vector width (measured, AVX-512, float32: 621 us at (4096, 10) against 27 us along dim 0 of the
 # transposed (10, 4096), 73 us with the transposing copy; 53 us at (2560, 16)). Below this many classes a
 # (N, C) input is transposed once and everything else follows that layout (see _class_dim_layout).
@@ -120,32 +120,11 @@ class TorchPrimitives(Primitives):
     """PyTorch's fused kernels for the core's named pieces, each computing exactly the generic definition
     along the last axis (checked by the conformance suite against the float64 oracle)."""
 
-    def logsumexp(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.logsumexp(x, dim=-1, keepdim=True)
-
-    def log_softmax(self, x: torch.Tensor) -> torch.Tensor:
-        return _along_classes(torch.log_softmax, x)
-
     def softmax_and_logsumexp(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # The fused softmax kernel keeps its normaliser to itself; max(p) = 1 / sum exp(x - max x) >= 1 / C gives
         # it back without a second exponential pass: logsumexp(x) = max(x) - log(max(p)).
         p = _along_classes(torch.softmax, x)
         return p, torch.amax(x, dim=-1) - torch.log(torch.amax(p, dim=-1))
-
-    def softmax_label_grad(self, log_probs: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        # PyTorch's fused log_softmax backward: seed - exp(log_probs) * sum(seed) with seed = -scale at the label.
-        seed, dim = _class_dim_layout(torch.zeros_like(log_probs))
-        index = labels.unsqueeze(dim)
-        seed.scatter_(dim, index, scale.neg().unsqueeze(dim).to(seed.dtype))
-        if dim != -1:
-            log_probs = log_probs.movedim(-1, dim)
-        # On the CPU the kernel reduces each row of `seed` before writing it, so it may write in place (checked
-        # bit for bit against the out-of-place result in the tests): one (N, C) temporary fewer.
-        if seed.device.type == "cpu" and not _is_compiling():
-            grad = torch._log_softmax_backward_data(seed, log_probs, dim, log_probs.dtype, out=seed)
-        else:
-            grad = torch._log_softmax_backward_data(seed, log_probs, dim, log_probs.dtype)
-        return grad if dim == -1 else grad.movedim(dim, -1)
 
     def softplus(self, x: torch.Tensor) -> torch.Tensor:
         return F.softplus(x, beta=1.0, threshold=_SOFTPLUS_THRESHOLD)

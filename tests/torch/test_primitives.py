@@ -17,7 +17,7 @@ def _layouts():
     g = torch.Generator().manual_seed(0)
     flat = torch.randn(7, 6, generator=g, dtype=torch.float64) * 30
     dense = (torch.randn(2, 6, 3, 4, generator=g, dtype=torch.float64) * 30).movedim(1, -1)
-    few_classes = torch.randn(300, 10, generator=g, dtype=torch.float64) * 30  # log_softmax transposes these
+    few_classes = torch.randn(300, 10, generator=g, dtype=torch.float64) * 30  # the softmax kernel transposes these
     return {"NxC": flat, "NCHW-view": dense, "NxC-few-classes": few_classes}
 
 
@@ -26,39 +26,35 @@ def test_fused_primitives_match_the_generic_definitions(layout):
     x = _layouts()[layout]
     g = torch.Generator().manual_seed(1)
     labels = torch.randint(0, x.shape[-1], x.shape[:-1], generator=g)
-    scale = torch.rand(x.shape[:-1], generator=g, dtype=torch.float64)
     close = dict(rtol=1e-14, atol=1e-300)
-    torch.testing.assert_close(FUSED.logsumexp(x), GENERIC.logsumexp(x), **close)
-    # x - logsumexp(x) cancels near the row maximum: absolute agreement to a few ulps of |x| (~100) there
-    torch.testing.assert_close(FUSED.log_softmax(x), GENERIC.log_softmax(x), rtol=1e-14, atol=1e-13)
+    # logsumexp from the fused softmax: max(x) - log(max(p)) against max + log(sum): a few ulps of |x| (~100)
+    p, lse = FUSED.softmax_and_logsumexp(x)
+    p_generic, lse_generic = GENERIC.softmax_and_logsumexp(x)
+    torch.testing.assert_close(p, p_generic, rtol=1e-13, atol=1e-300)
+    torch.testing.assert_close(lse, lse_generic, rtol=1e-14, atol=1e-13)
     torch.testing.assert_close(FUSED.softplus(x), GENERIC.softplus(x), **close)
     for a, b in zip(FUSED.softplus_and_sigmoid(x), GENERIC.softplus_and_sigmoid(x), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-300)
+    for a, b in zip(FUSED.softplus_and_sigmoids(x), GENERIC.softplus_and_sigmoids(x), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-300)
+    b, c = torch.rand_like(x), torch.rand_like(x)
+    torch.testing.assert_close(
+        FUSED.multiply_add(x.clone(), b.clone(), c, 0.7), GENERIC.multiply_add(x.clone(), b.clone(), c, 0.7), **close
+    )
     torch.testing.assert_close(FUSED.take_label(x, labels), GENERIC.take_label(x, labels), rtol=0, atol=0)
     torch.testing.assert_close(FUSED.negate_at_label(x, labels), GENERIC.negate_at_label(x, labels), rtol=0, atol=0)
     torch.testing.assert_close(FUSED.sum_except_label(x, labels), GENERIC.sum_except_label(x, labels), **close)
-    logp = GENERIC.log_softmax(x)
-    # scale * (p - 1) at the label cancels where p ~ 1: absolute agreement to an ulp of scale there
+    weights = torch.rand(x.shape[-1], generator=g, dtype=torch.float64)
     torch.testing.assert_close(
-        FUSED.softmax_label_grad(logp, labels, scale),
-        GENERIC.softmax_label_grad(logp, labels, scale),
-        rtol=1e-14,
-        atol=1e-16,
+        FUSED.take_weights(weights, labels), GENERIC.take_weights(weights, labels), rtol=0, atol=0
+    )
+    values = torch.rand(x.shape[:-1], generator=g, dtype=torch.float64)
+    torch.testing.assert_close(
+        FUSED.add_at_label(x.clone(), labels, values), GENERIC.add_at_label(x.clone(), labels, values), **close
     )
     before = x.clone()
     FUSED.negate_at_label(x, labels)  # reuse=False must leave its argument alone
     torch.testing.assert_close(x, before, rtol=0, atol=0)
-
-
-def test_in_place_log_softmax_backward_equals_out_of_place():
-    """softmax_label_grad writes the fused kernel's result into its seed on the CPU: same bits as out of place."""
-    g = torch.Generator().manual_seed(2)
-    for shape, dim in [((300, 100), -1), ((3, 5, 8, 8), 1)]:
-        logp = torch.log_softmax(torch.randn(shape, generator=g, dtype=torch.float64), dim)
-        seed = torch.randn(shape, generator=g, dtype=torch.float64)
-        expected = torch._log_softmax_backward_data(seed, logp, dim, logp.dtype)
-        got = torch._log_softmax_backward_data(seed, logp, dim, logp.dtype, out=seed)
-        torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
 def test_softplus_keeps_float64_digits_above_pytorchs_default_threshold():
