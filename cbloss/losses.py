@@ -58,6 +58,9 @@ LossName = Literal["softmax", "sigmoid", "focal", "softmax_focal"]
 Reduction = Literal["none", "sum", "mean", "weighted_mean"]
 
 
+_WITHOUT_FOCUSING = {"focal": "sigmoid", "softmax_focal": "softmax"}
+
+
 @dataclass(frozen=True)
 class LossOptions:
     """The static configuration of a loss, validated once (hashable: usable as a jit static argument)."""
@@ -90,7 +93,7 @@ class LossOptions:
     def kind(self) -> str:
         """The loss actually evaluated: a focal loss with gamma = 0 *is* its non-focal loss, exactly."""
         if self.gamma == 0.0:
-            return {"focal": "sigmoid", "softmax_focal": "softmax"}.get(self.loss, self.loss)
+            return _WITHOUT_FOCUSING.get(self.loss, self.loss)
         return self.loss
 
 

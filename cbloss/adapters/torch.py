@@ -629,8 +629,6 @@ class ClassBalancedLoss(torch.nn.Module):
         return cached
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if not isinstance(input, torch.Tensor):
-            raise TypeError(f"input: must be a torch.Tensor, got {type(input).__name__}")
         return _evaluate(
             input,
             target,
