@@ -167,9 +167,13 @@ def _hard_terms(
     kind = opts.kind
     grad_alpha = alpha if grad_alpha is None else grad_alpha
     if kind == "softmax":
-        logp = ops.log_softmax(z)
-        value = -alpha * ops.take_label(logp, labels)
-        return value, (ops.softmax_label_grad(logp, labels, grad_alpha) if with_grad else None)
+        # value w_y * (logsumexp(z) - z_y), gradient grad_alpha * (softmax(z) - onehot(y)): with the gradient, one
+        # exponential pass gives both the softmax and the logsumexp.
+        if not with_grad:
+            return alpha * (ops.logsumexp(z)[..., 0] - ops.take_label(z, labels)), None
+        p, lse = ops.softmax_and_logsumexp(z)
+        p *= grad_alpha[..., None]  # the temporary becomes the gradient, in place
+        return alpha * (lse - ops.take_label(z, labels)), ops.add_at_label(p, labels, -grad_alpha)
     if kind in ("sigmoid", "focal"):
         # x_i = z_i at the label, -z_i elsewhere; y = -x. d value / dz = -dl/dy at the label, dl/dy elsewhere.
         element, slope = _binary_terms(ops, ops.negate_at_label(z, labels), opts.gamma, with_grad)

@@ -57,14 +57,6 @@ class Primitives:
         xp = self.xp
         return xp.where(x > 0, x, xp.zeros_like(x))
 
-    def softmax_label_grad(self, log_probs: Any, labels: Any, scale: Any) -> Any:
-        """``scale[..., None] * (exp(log_probs) - onehot(labels))``: the gradient of ``-scale * log_probs[label]``
-        with respect to the logits, for ``log_probs = log_softmax(logits)`` (what a fused softmax
-        cross-entropy's backward computes). ``scale`` (P...), ``labels`` (P...) integer."""
-        grad = self.xp.exp(log_probs)
-        grad *= scale[..., None]
-        return self.add_at_label(grad, labels, -scale)
-
     def softplus_and_sigmoid(self, x: Any) -> tuple[Any, Any]:
         """``(softplus(x), sigmoid(x))``: ``sigmoid(x) = 1 - exp(-softplus(x))``, taken as
         ``-expm1(-softplus(x))`` (exact where it is tiny). Elementwise, any shape."""
@@ -129,30 +121,7 @@ class SharedExpPrimitives(Primitives):
     - The sigmoid pieces from one ``exp`` and one ``log1p`` per element: ``e = exp(-|x|)``,
       ``softplus(x) = max(x, 0) + log1p(e)``, ``sigmoid(x) = 1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)``
       below, ``sigmoid(-x)`` the other one.
-    - :meth:`softmax_label_grad` reuses the softmax ``exp(x - max) / sum`` of the :meth:`log_softmax` it is
-      given instead of a second ``exp`` pass. It is kept on the instance: use one instance per trace.
     """
-
-    def __init__(self, xp: Any):
-        super().__init__(xp)
-        self._softmax: tuple[Any, Any] | None = None  # (log_softmax(x), softmax(x)) of the last log_softmax
-
-    def log_softmax(self, x: Any) -> Any:
-        """``x - logsumexp(x)``, the generic logsumexp's arithmetic, keeping ``softmax(x)`` for the gradient."""
-        xp = self.xp
-        m = xp.max(x, axis=-1, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-        unnormalized = xp.exp(x - m)
-        total = xp.sum(unnormalized, axis=-1, keepdims=True)
-        log_probs = x - (xp.log(total) + m)
-        self._softmax = (log_probs, unnormalized / total)
-        return log_probs
-
-    def softmax_label_grad(self, log_probs: Any, labels: Any, scale: Any) -> Any:
-        cached = self._softmax
-        if cached is None or cached[0] is not log_probs:
-            return super().softmax_label_grad(log_probs, labels, scale)
-        return self.add_at_label(cached[1] * scale[..., None], labels, -scale)
 
     # The generic form: a compiler fuses its passes, where a backend's fused softmax kernel hides the normaliser.
     softmax_and_logsumexp = Primitives.softmax_and_logsumexp

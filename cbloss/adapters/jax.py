@@ -59,33 +59,11 @@ _MEANS = ("mean", "weighted_mean")
 
 
 class JaxPrimitives(Primitives):
-    """The generic definitions with XLA-friendly forms (a softmax gradient reusing the forward's exp pass,
-    jax.nn's logsumexp/softplus), and gathers that never wrap or clamp: an index outside ``[0, C)`` gathers
-    NaN."""
-
-    def __init__(self, xp: Any):
-        super().__init__(xp)
-        self._softmax = None  # (log_softmax(x), softmax(x)) of the last log_softmax call, for its gradient
+    """The generic definitions with jax.nn's logsumexp/softplus, and gathers that never wrap or clamp: an index
+    outside ``[0, C)`` gathers NaN."""
 
     def logsumexp(self, x: Any) -> Any:
         return jax.nn.logsumexp(x, axis=-1, keepdims=True)
-
-    def log_softmax(self, x: Any) -> Any:
-        # One exp pass for the value and the gradient: the softmax is exp(x - max) / sum, kept for
-        # softmax_label_grad, rather than exp(log_softmax(x)), a second exp pass over (P, C). The log-softmax
-        # is x - (max + log sum) as the generic logsumexp; unused pieces are dropped by XLA.
-        m = jnp.max(x, axis=-1, keepdims=True)
-        m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))  # as the generic logsumexp: -inf rows stay -inf
-        unnormalized = jnp.exp(x - m)
-        total = jnp.sum(unnormalized, axis=-1, keepdims=True)
-        log_probs = x - (m + jnp.log(total))
-        self._softmax = (log_probs, unnormalized / total)
-        return log_probs
-
-    def softmax_label_grad(self, log_probs: Any, labels: Any, scale: Any) -> Any:
-        cached = self._softmax
-        probs = cached[1] if cached is not None and cached[0] is log_probs else jnp.exp(log_probs)
-        return self.add_at_label(probs * scale[..., None], labels, -scale)
 
     def softplus(self, x: Any) -> Any:
         return jax.nn.softplus(x)  # logaddexp(x, 0) = max(x, 0) + log1p(exp(-|x|))
@@ -102,11 +80,14 @@ class JaxPrimitives(Primitives):
         return weights.at[labels].get(mode="fill", wrap_negative_indices=False, out_sharding=sharding)
 
 
+_OPS = JaxPrimitives(xp)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The traced path: the core's terms and reduction, with its analytic gradient as the VJP.
 # ----------------------------------------------------------------------------------------------------------
 def _reduced(z, labels, weights, opts: LossOptions, soft: bool, axis_name: Any, with_grad: bool):
-    ops = JaxPrimitives(xp)  # one per trace: it carries the softmax from log_softmax to its gradient
+    ops = _OPS
     terms = loss_terms(ops, z, labels, weights, opts, soft=soft, with_grad=with_grad)
     denominator = None
     if axis_name is not None and opts.reduction in _MEANS:

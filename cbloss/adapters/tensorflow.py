@@ -94,10 +94,11 @@ class TensorFlowPrimitives(Primitives):
 class TensorFlowXlaPrimitives(SharedExpPrimitives, TensorFlowPrimitives):
     """The primitives under XLA (``jit_compile=True``): XLA fuses the elementwise passes, so the core's forms
     that share each ``exp``/``log1p`` (:class:`cbloss.primitives.SharedExpPrimitives`: the sigmoid pieces, the
-    softmax gradient) beat TensorFlow's separate kernels (tf.sigmoid, tf.nn.log_softmax)."""
+    softmax with its normaliser) beat TensorFlow's separate kernels (tf.sigmoid, tf.nn.softmax)."""
 
 
 _PRIMITIVES = TensorFlowPrimitives(xp)
+_XLA_PRIMITIVES = TensorFlowXlaPrimitives(xp)
 
 
 try:  # private; TensorFlow's own tf.function uses it
@@ -119,9 +120,8 @@ def _in_xla_context() -> bool:
 
 
 def _primitives() -> TensorFlowPrimitives:
-    """The primitive set for the current trace: the same definitions either way, faster kernels for each (a new
-    XLA set per trace: it carries the softmax from log_softmax to its gradient)."""
-    return TensorFlowXlaPrimitives(xp) if _in_xla_context() else _PRIMITIVES
+    """The primitive set for the current trace: the same definitions either way, faster kernels for each."""
+    return _XLA_PRIMITIVES if _in_xla_context() else _PRIMITIVES
 
 
 # ----------------------------------------------------------------------------------------------------------
