@@ -125,6 +125,53 @@ def test_ignore_index_is_not_range_checked_and_validate_false_skips_checks():
         class_balanced_loss(x, torch.tensor([0, 9, 3]), validate=False)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(6, 5), (3, 5, 4, 2), (5,)], ids=str)
+@pytest.mark.parametrize(
+    "options", [dict(), dict(reduction="sum"), dict(label_smoothing=0.2), dict(validate=False)], ids=str
+)
+def test_module_softmax_kernel_path_matches_the_core(options, shape, dtype):
+    """The module's direct F.cross_entropy call (softmax, "mean"/"sum", int64 targets, CPU) against the NumPy
+    core (itself checked against the oracle): value and gradient, with the class dim 1 and unbatched."""
+    rng = np.random.default_rng(7)
+    num_classes = 5
+    z = rng.normal(size=shape) * 3
+    target = rng.integers(0, num_classes, size=(shape[0], *shape[2:]) if len(shape) > 1 else ())
+    crit = ClassBalancedLoss(COUNTS, 0.99, **options)
+    assert crit._kernel_only
+    core_options = {k: v for k, v in options.items() if k != "validate"}
+    axis = 1 if len(shape) > 1 else 0
+    weights = cbloss.class_balanced_weights(COUNTS, 0.99)
+    expected, expected_grad = cbloss.class_balanced_loss_and_grad(z, target, weights, axis=axis, **core_options)
+    x = torch.tensor(z, dtype=dtype, requires_grad=True)
+    loss = crit(x, torch.tensor(target))
+    loss.backward()
+    rtol, atol = (1e-12, 1e-15) if dtype == torch.float64 else (1e-5, 1e-7)
+    np.testing.assert_allclose(loss.detach().double().numpy(), expected, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(x.grad.double().numpy(), expected_grad, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize(
+    "call, error, name",
+    [
+        (lambda crit: crit(torch.zeros(2, 5), torch.tensor([0, 5])), ValueError, "target"),
+        (lambda crit: crit(torch.zeros(2, 5), torch.tensor([0, -100])), ValueError, "target"),
+        (lambda crit: crit(torch.zeros(2, 5), torch.tensor([0, 1, 2])), ValueError, "target"),
+        (lambda crit: crit(torch.zeros(2, 5, 3), torch.tensor([[0, 1], [2, 3]])), ValueError, "target"),
+        (lambda crit: crit(torch.zeros(2, 4), torch.tensor([0, 1])), ValueError, "weights"),
+        (lambda crit: crit([[0.0] * 5], torch.tensor([0])), TypeError, "input"),
+        (lambda crit: crit(torch.zeros(2, 5), [0, 1]), TypeError, "target"),
+        (lambda crit: crit(torch.zeros(2, 5, dtype=torch.int64), torch.tensor([0, 1])), TypeError, "input"),
+    ],
+)
+def test_module_kernel_path_raises_the_core_errors(call, error, name):
+    """Bad input to the module's direct F.cross_entropy call gives the same errors as the full path."""
+    crit = ClassBalancedLoss(COUNTS, 0.99)
+    assert crit._kernel_only
+    with pytest.raises(error, match=f"^{name}"):
+        call(crit)
+
+
 @pytest.mark.parametrize("loss", ["softmax", "focal"])
 @pytest.mark.parametrize(
     "options",
