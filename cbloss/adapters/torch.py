@@ -648,15 +648,10 @@ class ClassBalancedLoss(torch.nn.Module):
             and not _is_compiling()
         ):
             factor = constant_reduction_factor(self.options, target.numel(), soft=False)
+            weight = self._compute_weight(input, factor)
+            class_dim = 1 if input.ndim > 1 else 0
             try:
-                return F.cross_entropy(
-                    input,
-                    target,
-                    weight=self._compute_weight(input, factor),
-                    reduction="sum",
-                    ignore_index=_NO_IGNORE_INDEX,
-                    label_smoothing=self.options.label_smoothing,
-                )
+                return _fused_softmax(input, target, weight, self.options, False, class_dim, factor, False, None)
             except (RuntimeError, IndexError, ValueError):
                 pass  # the full path below raises the core's error for the same input
         return _evaluate(

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import cbloss
+import cbloss.adapters.torch as torch_adapter
 from cbloss.adapters.torch import ClassBalancedLoss, class_balanced_loss
 
 COUNTS = [500, 120, 30, 7, 1]
@@ -130,7 +131,7 @@ def test_ignore_index_is_not_range_checked_and_validate_false_skips_checks():
 @pytest.mark.parametrize(
     "options", [dict(), dict(reduction="sum"), dict(label_smoothing=0.2), dict(validate=False)], ids=str
 )
-def test_module_softmax_kernel_path_matches_the_core(options, shape, dtype):
+def test_module_softmax_kernel_path_matches_the_core(options, shape, dtype, monkeypatch):
     """The module's direct F.cross_entropy call (softmax, "mean"/"sum", int64 targets, CPU) against the NumPy
     core (itself checked against the oracle): value and gradient, with the class dim 1 and unbatched."""
     rng = np.random.default_rng(7)
@@ -139,6 +140,8 @@ def test_module_softmax_kernel_path_matches_the_core(options, shape, dtype):
     target = rng.integers(0, num_classes, size=(shape[0], *shape[2:]) if len(shape) > 1 else ())
     crit = ClassBalancedLoss(COUNTS, 0.99, **options)
     assert crit._kernel_only
+    # the direct call must be what runs: the full path is not reached for valid input
+    monkeypatch.setattr(torch_adapter, "_evaluate", lambda *a, **k: pytest.fail("took the full path"))
     core_options = {k: v for k, v in options.items() if k != "validate"}
     axis = 1 if len(shape) > 1 else 0
     weights = cbloss.class_balanced_weights(COUNTS, 0.99)
