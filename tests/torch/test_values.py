@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import cbloss
-from cbloss.adapters.torch import class_balanced_loss
+from cbloss.adapters.torch import ClassBalancedLoss, class_balanced_loss
 
 LOSSES = ["softmax", "sigmoid", "focal", "softmax_focal"]
 REDUCTIONS = ["none", "sum", "mean", "weighted_mean"]
@@ -198,3 +198,24 @@ def test_retain_graph_backward_twice():
     loss.backward(retain_graph=True)  # the saved gradient is handed out as is for a 1.0 seed: never mutated
     loss.backward()
     torch.testing.assert_close(x.grad, 3 * first)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_empty_batch(loss, reduction):
+    """No positions: "mean"/"weighted_mean" are 0 by the SPEC's zero-denominator rule (the reduction factor the
+    shapes fix is 0 for an empty batch), "sum" is 0, "none" is empty; the gradient is an empty (0, C) tensor."""
+    x = torch.zeros(0, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.zeros(0, dtype=torch.int64)
+    for criterion in (
+        lambda: class_balanced_loss(x, y, torch.ones(5), loss=loss, reduction=reduction),
+        lambda: ClassBalancedLoss([5, 4, 3, 2, 1], 0.9, loss=loss, reduction=reduction)(x, y),
+    ):
+        x.grad = None
+        value = criterion()
+        value.sum().backward()
+        if reduction == "none":
+            assert value.shape == (0,)
+        else:
+            assert value.item() == 0.0 and not torch.isnan(value)
+        assert x.grad.shape == (0, 5)
