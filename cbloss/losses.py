@@ -109,16 +109,21 @@ class Terms(NamedTuple):
 # ----------------------------------------------------------------------------------------------------------
 # Elementwise pieces (x = the logit signed towards its target, see the module docstring)
 # ----------------------------------------------------------------------------------------------------------
+def _power(xp: Any, q: Any, gamma: float) -> Any:
+    """``q ** gamma``; the default gamma = 2 as one multiplication (PyTorch's CPU pow is a slower pass there)."""
+    return q * q if gamma == 2.0 else xp.pow(q, gamma)
+
+
 def _binary_terms(ops: Primitives, y: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
     """(l(x), dl/dy) of the sigmoid (gamma = 0) or sigmoid-focal element loss at ``x = -y``; the callers
     form ``y = -x`` directly (one pass fewer), and the slope is taken with respect to ``y`` (= -dl/dx)."""
     xp = ops.xp
     if gamma == 0.0 or not with_grad:
         u, q = ops.softplus_and_sigmoid(y)  # u = -log sigmoid(x), q = sigmoid(y) = 1 - sigmoid(x), exact near 0
-        return (u, (q if with_grad else None)) if gamma == 0.0 else (xp.pow(q, gamma) * u, None)
+        return (u, (q if with_grad else None)) if gamma == 0.0 else (_power(xp, q, gamma) * u, None)
     # slope starts as sigmoid(x) = sigmoid(-y), not 1 - q: it keeps its relative digits where it is tiny.
     u, q, slope = ops.softplus_and_sigmoids(y)
-    modulation = xp.pow(q, gamma)
+    modulation = _power(xp, q, gamma)
     value = modulation * u
     # In-place updates of the temporaries (rebinding on immutable arrays):
     # dl/dy = q**gamma * (gamma * sigmoid(-y) * u + q) = gamma * sigmoid(-y) * value + q**(gamma + 1), which
@@ -143,13 +148,21 @@ def _margin_terms(ops: Primitives, z: Any, log_rest: Any, gamma: float) -> _Marg
     """The softmax focal pieces from ``log_rest = log sum_{i != c} exp(z_i - M)`` and the class logit shifted
     by the same ``M``: ``z`` here is ``z_c - M``."""
     u, q, p = ops.softplus_and_sigmoids(log_rest - z)
-    modulation = ops.xp.pow(q, gamma)
+    modulation = _power(ops.xp, q, gamma)
     return _Margin(modulation * u, u, q, p, modulation)
 
 
 def _focal_slope(xp: Any, m: _Margin, gamma: float) -> Any:
-    """``k = q**gamma * (1 + gamma * p * u / q)``, with ``u / q`` taken as 1 where ``q = 0`` (its limit:
-    ``u = -log(1 - q) ~ q``)."""
+    """``k = q**gamma * (1 + gamma * p * u / q)``. For ``gamma >= 1`` as ``q**gamma + gamma * p * u * q**(gamma - 1)``
+    (no division; ``q**0 = 1``); below 1 ``q**(gamma - 1)`` is infinite at ``q = 0``, so there ``u / q`` is taken
+    as 1 where ``q = 0`` (its limit: ``u = -log(1 - q) ~ q``)."""
+    if gamma >= 1.0:
+        rest = m.p * m.u
+        if gamma != 1.0:
+            rest *= m.q if gamma == 2.0 else xp.pow(m.q, gamma - 1.0)
+        rest *= gamma
+        rest += m.modulation
+        return rest
     positive = m.q > 0
     ratio = xp.where(positive, m.u / xp.where(positive, m.q, xp.ones_like(m.q)), xp.ones_like(m.q))
     return m.modulation * (1.0 + gamma * m.p * ratio)

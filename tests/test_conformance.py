@@ -73,22 +73,33 @@ class Case:
         return opts
 
 
-CASES = [
-    Case(loss, gamma, reduction, labels, weights, shape, C)
-    for loss, gamma in LOSSES
-    for reduction in REDUCTIONS
-    for labels in LABELS
-    for weights in ("w", "now")
-    for shape in SHAPES
-    for C in CLASSES
-] + [
-    # zero denominators: weighted_mean is 0 (with its gradient), even where smoothing makes the numerator > 0
-    Case(loss, gamma, reduction, labels, "w0", "P7", C)
-    for loss, gamma in LOSSES
-    for reduction in ("weighted_mean", "mean")
-    for labels in LABELS
-    for C in CLASSES
-]
+CASES = (
+    [
+        Case(loss, gamma, reduction, labels, weights, shape, C)
+        for loss, gamma in LOSSES
+        for reduction in REDUCTIONS
+        for labels in LABELS
+        for weights in ("w", "now")
+        for shape in SHAPES
+        for C in CLASSES
+    ]
+    + [
+        # zero denominators: weighted_mean is 0 (with its gradient), even where smoothing makes the numerator > 0
+        Case(loss, gamma, reduction, labels, "w0", "P7", C)
+        for loss, gamma in LOSSES
+        for reduction in ("weighted_mean", "mean")
+        for labels in LABELS
+        for C in CLASSES
+    ]
+    + [
+        # other focusing exponents: gamma = 1 (q**0 = 1), a fractional gamma - 1, and a larger gamma take the focal
+        # slope's other branches; P7 holds the saturated position where q is 0 or tiny
+        Case(loss, gamma, "none", labels, "w", "P7", 5)
+        for loss in ("focal", "softmax_focal")
+        for gamma in (1.0, 1.5, 3.0)
+        for labels in ("hard", "soft_smooth")
+    ]
+)
 
 
 def _rng(*key) -> np.random.Generator:
