@@ -37,9 +37,11 @@ def test_fused_primitives_match_the_generic_definitions(layout):
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-300)
     for a, b in zip(FUSED.softplus_and_sigmoids(x), GENERIC.softplus_and_sigmoids(x), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-300)
-    b, c = torch.rand_like(x), torch.rand_like(x)
+    # a + 0.7 b c with all terms >= 0: no cancellation, so one rounding (addcmul_) and three stay within ulps;
+    # seeded, so that the check is the same every run
+    a, b, c = x.abs(), torch.rand(x.shape, generator=g, dtype=x.dtype), torch.rand(x.shape, generator=g, dtype=x.dtype)
     torch.testing.assert_close(
-        FUSED.multiply_add(x.clone(), b.clone(), c, 0.7), GENERIC.multiply_add(x.clone(), b.clone(), c, 0.7), **close
+        FUSED.multiply_add(a.clone(), b.clone(), c, 0.7), GENERIC.multiply_add(a.clone(), b.clone(), c, 0.7), **close
     )
     torch.testing.assert_close(FUSED.take_label(x, labels), GENERIC.take_label(x, labels), rtol=0, atol=0)
     torch.testing.assert_close(FUSED.negate_at_label(x, labels), GENERIC.negate_at_label(x, labels), rtol=0, atol=0)
