@@ -114,15 +114,16 @@ def _power(xp: Any, q: Any, gamma: float) -> Any:
     return q * q if gamma == 2.0 else xp.pow(q, gamma)
 
 
-def _binary_terms(ops: Primitives, y: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
+def _binary_terms(ops: Primitives, y: Any, gamma: float, with_grad: bool, *, reuse: bool = False) -> tuple[Any, Any]:
     """(l(x), dl/dy) of the sigmoid (gamma = 0) or sigmoid-focal element loss at ``x = -y``; the callers
-    form ``y = -x`` directly (one pass fewer), and the slope is taken with respect to ``y`` (= -dl/dx)."""
+    form ``y = -x`` directly (one pass fewer), and the slope is taken with respect to ``y`` (= -dl/dx).
+    ``reuse``: ``y`` is a temporary the primitives may overwrite."""
     xp = ops.xp
     if gamma == 0.0 or not with_grad:
         u, q = ops.softplus_and_sigmoid(y)  # u = -log sigmoid(x), q = sigmoid(y) = 1 - sigmoid(x), exact near 0
         return (u, (q if with_grad else None)) if gamma == 0.0 else (_power(xp, q, gamma) * u, None)
     # slope starts as sigmoid(x) = sigmoid(-y), not 1 - q: it keeps its relative digits where it is tiny.
-    u, q, slope = ops.softplus_and_sigmoids(y)
+    u, q, slope = ops.softplus_and_sigmoids(y, reuse=reuse)
     modulation = _power(xp, q, gamma)
     value = modulation * u
     # In-place updates of the temporaries (rebinding on immutable arrays):
@@ -147,7 +148,7 @@ class _Margin(NamedTuple):
 def _margin_terms(ops: Primitives, z: Any, log_rest: Any, gamma: float) -> _Margin:
     """The softmax focal pieces from ``log_rest = log sum_{i != c} exp(z_i - M)`` and the class logit shifted
     by the same ``M``: ``z`` here is ``z_c - M``."""
-    u, q, p = ops.softplus_and_sigmoids(log_rest - z)
+    u, q, p = ops.softplus_and_sigmoids(log_rest - z, reuse=True)
     modulation = _power(ops.xp, q, gamma)
     return _Margin(modulation * u, u, q, p, modulation)
 
@@ -189,7 +190,7 @@ def _hard_terms(
         return alpha * (lse - ops.take_label(z, labels)), ops.add_at_label(p, labels, -grad_alpha)
     if kind in ("sigmoid", "focal"):
         # x_i = z_i at the label, -z_i elsewhere; y = -x. d value / dz = -dl/dy at the label, dl/dy elsewhere.
-        element, slope = _binary_terms(ops, ops.negate_at_label(z, labels), opts.gamma, with_grad)
+        element, slope = _binary_terms(ops, ops.negate_at_label(z, labels), opts.gamma, with_grad, reuse=True)
         value = alpha * xp.sum(element, axis=-1)
         if not with_grad:
             return value, None

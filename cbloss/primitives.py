@@ -63,9 +63,10 @@ class Primitives:
         u = self.softplus(x)
         return u, -self.xp.expm1(-u)
 
-    def softplus_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any]:
+    def softplus_and_sigmoids(self, x: Any, *, reuse: bool = False) -> tuple[Any, Any, Any]:
         """``(softplus(x), sigmoid(x), sigmoid(-x))``; ``sigmoid(-x) = exp(-softplus(x))`` keeps its relative
-        digits where it is tiny. The third result is a fresh temporary the caller may update in place."""
+        digits where it is tiny. The third result is a fresh temporary the caller may update in place. With
+        ``reuse=True`` the caller hands over ``x`` as a temporary and a result may reuse its memory."""
         u, q = self.softplus_and_sigmoid(x)
         return u, q, self.xp.exp(-u)
 
@@ -139,7 +140,7 @@ class SharedExpPrimitives(Primitives):
         u, r, er, nonnegative = self._shared_exp(x)
         return u, xp.where(nonnegative, r, er)
 
-    def softplus_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any]:
+    def softplus_and_sigmoids(self, x: Any, *, reuse: bool = False) -> tuple[Any, Any, Any]:
         xp = self.xp
         u, r, er, nonnegative = self._shared_exp(x)
         return u, xp.where(nonnegative, r, er), xp.where(nonnegative, er, r)

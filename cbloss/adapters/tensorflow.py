@@ -87,7 +87,7 @@ class TensorFlowPrimitives(Primitives):
     def softplus_and_sigmoid(self, x: Any) -> tuple[Any, Any]:
         return self.softplus(x), tf.sigmoid(x)
 
-    def softplus_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any]:
+    def softplus_and_sigmoids(self, x: Any, *, reuse: bool = False) -> tuple[Any, Any, Any]:
         return self.softplus(x), tf.sigmoid(x), tf.sigmoid(-x)
 
 

@@ -132,10 +132,15 @@ class TorchPrimitives(Primitives):
     def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.softplus(x), torch.sigmoid(x)
 
-    def softplus_and_sigmoids(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def softplus_and_sigmoids(
+        self, x: torch.Tensor, *, reuse: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # sigmoid(-x) by the sigmoid kernel, not exp(-softplus(x)): the same value with its relative digits, and
-        # PyTorch's CPU sigmoid costs less than half its exp (measured: 0.55 against 1.2 ns an element).
-        return self.softplus(x), torch.sigmoid(x), torch.sigmoid(-x)
+        # PyTorch's CPU sigmoid costs half its exp (measured: 0.42 against 0.83 ns an element). A temporary x is
+        # negated and passed through the sigmoid in place: two (P, C) allocations fewer (~14% of these three
+        # kernels' time on a dense (4, 19, 128, 128) input).
+        u, q = self.softplus(x), torch.sigmoid(x)
+        return u, q, (x.neg_().sigmoid_() if reuse else torch.sigmoid(-x))
 
     def multiply_add(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, scale: float) -> torch.Tensor:
         return a.addcmul_(b, c, value=scale)  # one pass instead of three

@@ -37,6 +37,10 @@ def test_fused_primitives_match_the_generic_definitions(layout):
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-300)
     for a, b in zip(FUSED.softplus_and_sigmoids(x), GENERIC.softplus_and_sigmoids(x), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-300)
+    # reuse=True: a handed-over temporary becomes sigmoid(-x) in place; the results are the same
+    temporary = x.clone()
+    for a, b in zip(FUSED.softplus_and_sigmoids(temporary, reuse=True), FUSED.softplus_and_sigmoids(x), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
     # a + 0.7 b c with all terms >= 0: no cancellation, so one rounding (addcmul_) and three stay within ulps;
     # seeded, so that the check is the same every run
     a, b, c = x.abs(), torch.rand(x.shape, generator=g, dtype=x.dtype), torch.rand(x.shape, generator=g, dtype=x.dtype)
