@@ -296,13 +296,16 @@ class _ClassBalancedFunction(torch.autograd.Function):
     gradient times ``grad_output``. Only ``input`` gets a gradient (targets and weights are constants)."""
 
     @staticmethod
-    def forward(ctx, input, labels, weight, opts, soft, class_dim, factor, global_normalizer, group):
-        """``factor``: the core's :func:`~cbloss.losses.constant_reduction_factor` (a Python float), or None
-        when the reduction depends on the data; then the core reduces with tensor ops."""
+    def forward(ctx, input, labels, weight, config):
+        """``config``: ``(opts, soft, class_dim, folded, global_normalizer, group)``, one argument (each argument
+        of ``apply`` costs a few microseconds). ``folded``: the core's :func:`~cbloss.losses.constant_reduction_factor`
+        is already folded into ``weight``, so the reduced loss is the sum of the per-position values; otherwise
+        the reduction depends on the data and the core reduces with tensor ops."""
+        opts, soft, class_dim, folded, global_normalizer, group = config
         z, labels = _to_compute(input, labels, soft, class_dim)
-        if factor is not None:
-            terms = loss_terms(_OPS, z, labels, weight, opts, soft=soft, with_grad=True, grad_scale=lambda _: factor)
-            loss = _xp.sum(terms.value) * factor
+        if folded:
+            terms = loss_terms(_OPS, z, labels, weight, opts, soft=soft, with_grad=True)
+            loss = _xp.sum(terms.value)
         else:
             denominator = None
 
@@ -336,7 +339,7 @@ class _ClassBalancedFunction(torch.autograd.Function):
             grad = grad.movedim(last, ctx.class_dim)
         if grad.dtype != ctx.input_dtype:
             grad = grad.to(ctx.input_dtype)
-        return grad, None, None, None, None, None, None, None, None
+        return grad, None, None, None
 
 
 def _is_one(grad_output: torch.Tensor) -> bool:
@@ -416,9 +419,9 @@ def _evaluate(
     if not global_normalizer:
         num_positions = target.numel() // num_classes if soft else target.numel()
         factor = constant_reduction_factor(opts, num_positions, soft=soft)
-    # Softmax folds the reduction's factor into the weights of F.cross_entropy; the other losses into the
-    # gradient's per-position coefficients (loss_terms' grad_scale).
-    w = weight_for(input, 1.0 if factor is None or kind != "softmax" else factor, eager=eager)
+    # A reduction factor that the shapes fix is folded into the class weights (the loss is linear in them): the
+    # reduced loss is then the plain sum of the per-position values, for F.cross_entropy and the core alike.
+    w = weight_for(input, 1.0 if factor is None else factor, eager=eager)
     if w is not None and w.shape[0] != num_classes:
         raise ValueError(f"weights: expected {num_classes} class weights, got shape {tuple(w.shape)}")
     # On the CPU, F.cross_entropy checks class indices itself (an IndexError before it computes anything): the
@@ -434,14 +437,13 @@ def _evaluate(
                 _check_target_values(target, num_classes, soft, opts.ignore_index, class_dim)
             raise
     if torch.is_grad_enabled() and input.requires_grad:
-        return _ClassBalancedFunction.apply(
-            input, target, w, opts, soft, class_dim, factor, global_normalizer, process_group
-        )
+        config = (opts, soft, class_dim, factor is not None, global_normalizer, process_group)
+        return _ClassBalancedFunction.apply(input, target, w, config)
     # No gradient wanted (evaluation, torch.no_grad): the value alone, without the (N, C) gradient.
     z, labels = _to_compute(input, target, soft, class_dim)
     terms = loss_terms(_OPS, z, labels, w, opts, soft=soft, with_grad=False)
     if factor is not None:
-        return _xp.sum(terms.value) * factor
+        return _xp.sum(terms.value)
     denominator = _denominator(terms.norm, opts, global_normalizer, process_group)
     return reduce_terms(_xp, terms, opts.reduction, denominator)[0]
 
