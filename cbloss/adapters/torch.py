@@ -11,7 +11,9 @@ What this module does, and nothing more (the formulas live in :mod:`cbloss.losse
   input's device;
 - validates eagerly (labels in range, soft targets summing to one). Reading the labels synchronises a GPU
   stream; ``validate=False`` turns these checks off, and they are skipped automatically under
-  ``torch.compile`` and on the ``meta`` device;
+  ``torch.compile`` and on the ``meta`` device. On the CPU, class indices without label smoothing (and with
+  it, for softmax) are range-checked by the kernels themselves (``F.cross_entropy``, the gather at the labels
+  that each loss starts with), whose error is turned into the core's ``ValueError``: no separate pass;
 - ``loss="softmax"`` (and ``"softmax_focal"`` with ``gamma=0``, the same loss) runs on PyTorch's fused softmax
   cross-entropy, ``F.cross_entropy`` with the class weights, whose value and gradient are exactly the core's CB
   softmax (SPEC sections 2 and 6; the conformance suite checks both against the oracle); the core's reduction
@@ -424,28 +426,30 @@ def _evaluate(
     w = weight_for(input, 1.0 if factor is None else factor, eager=eager)
     if w is not None and w.shape[0] != num_classes:
         raise ValueError(f"weights: expected {num_classes} class weights, got shape {tuple(w.shape)}")
-    # On the CPU, F.cross_entropy checks class indices itself (an IndexError before it computes anything): the
-    # fused path skips the separate pass over the labels and turns that error into the core's message.
-    kernel_checks_labels = kind == "softmax" and not soft and device_type == "cpu"
-    if validate and eager and not kernel_checks_labels:
+    # On the CPU the kernels check class indices themselves before they compute anything (F.cross_entropy's
+    # nll_loss, and the gather every hard-label path of the core starts with; label smoothing's one-hot would
+    # not): those paths skip the separate pass over the labels and turn the kernel's error into the core's.
+    kernel_checks_labels = not soft and device_type == "cpu" and (kind == "softmax" or not opts.label_smoothing)
+    check = validate and eager
+    if check and not kernel_checks_labels:
         _check_target_values(target, num_classes, soft, opts.ignore_index, class_dim)
-    if kind == "softmax":
-        try:
+    try:
+        if kind == "softmax":
             return _fused_softmax(input, target, w, opts, soft, class_dim, factor, global_normalizer, process_group)
-        except IndexError:
-            if validate and eager and kernel_checks_labels:
-                _check_target_values(target, num_classes, soft, opts.ignore_index, class_dim)
-            raise
-    if torch.is_grad_enabled() and input.requires_grad:
-        config = (opts, soft, class_dim, factor is not None, global_normalizer, process_group)
-        return _ClassBalancedFunction.apply(input, target, w, config)
-    # No gradient wanted (evaluation, torch.no_grad): the value alone, without the (N, C) gradient.
-    z, labels = _to_compute(input, target, soft, class_dim)
-    terms = loss_terms(_OPS, z, labels, w, opts, soft=soft, with_grad=False)
-    if factor is not None:
-        return _xp.sum(terms.value)
-    denominator = _denominator(terms.norm, opts, global_normalizer, process_group)
-    return reduce_terms(_xp, terms, opts.reduction, denominator)[0]
+        if torch.is_grad_enabled() and input.requires_grad:
+            config = (opts, soft, class_dim, factor is not None, global_normalizer, process_group)
+            return _ClassBalancedFunction.apply(input, target, w, config)
+        # No gradient wanted (evaluation, torch.no_grad): the value alone, without the (N, C) gradient.
+        z, labels = _to_compute(input, target, soft, class_dim)
+        terms = loss_terms(_OPS, z, labels, w, opts, soft=soft, with_grad=False)
+        if factor is not None:
+            return _xp.sum(terms.value)
+        denominator = _denominator(terms.norm, opts, global_normalizer, process_group)
+        return reduce_terms(_xp, terms, opts.reduction, denominator)[0]
+    except (IndexError, RuntimeError):
+        if check and kernel_checks_labels:
+            _check_target_values(target, num_classes, soft, opts.ignore_index, class_dim)
+        raise
 
 
 def class_balanced_loss(

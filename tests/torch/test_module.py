@@ -175,20 +175,26 @@ def test_module_kernel_path_raises_the_core_errors(call, error, name):
         call(crit)
 
 
-@pytest.mark.parametrize("loss", ["softmax", "focal"])
+@pytest.mark.parametrize("loss", ["softmax", "sigmoid", "focal", "softmax_focal"])
 @pytest.mark.parametrize(
     "options",
     [dict(), dict(label_smoothing=0.1), dict(ignore_index=5), dict(reduction="weighted_mean"), dict(reduction="none")],
     ids=str,
 )
 @pytest.mark.parametrize("bad", [-100, -1, 4, 2**40])
-def test_out_of_range_labels_raise_the_core_error(loss, options, bad):
-    """On the CPU the softmax path leaves the range check to F.cross_entropy's kernel and converts its error:
-    every out-of-range label, PyTorch's default ignore value -100 included, gives the same ValueError as the
-    other losses, whatever the options."""
-    x = torch.randn(3, 4, requires_grad=True)
+@pytest.mark.parametrize("shape", [(3, 4), (3, 4, 2)], ids=str)
+@pytest.mark.parametrize("requires_grad", [True, False])
+def test_out_of_range_labels_raise_the_core_error(loss, options, bad, shape, requires_grad):
+    """On the CPU the hard-label paths leave the range check to the kernels (F.cross_entropy, the core's first
+    gather at the labels) and convert their error: every out-of-range label, PyTorch's default ignore value -100
+    included, gives the same ValueError whatever the loss, the options, the layout and whether a gradient is
+    wanted."""
+    x = torch.randn(shape, requires_grad=requires_grad)
+    target = torch.tensor([0, bad, 3])
+    if len(shape) == 3:
+        target = torch.stack([target, torch.tensor([1, 2, 0])], dim=-1)
     with pytest.raises(ValueError, match=rf"^target: class indices must be in \[0, 4\), got \[{bad}\]"):
-        class_balanced_loss(x, torch.tensor([0, bad, 3]), loss=loss, **options)
+        class_balanced_loss(x, target, loss=loss, **options)
 
 
 @pytest.mark.parametrize(
