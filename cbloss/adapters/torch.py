@@ -171,7 +171,11 @@ class TorchPrimitives(Primitives):
         return x
 
     def take_weights(self, weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.take(weights, labels)  # a quarter of advanced indexing's per-call cost
+        # index_select: half of torch.take's time from 4096 labels up (3.3 against 6.8 us; 40 against 90 us for a
+        # (4, 128, 128) target), a quarter of advanced indexing's
+        if labels.ndim == 1:
+            return torch.index_select(weights, 0, labels)
+        return torch.index_select(weights, 0, labels.reshape(-1)).view(labels.shape)
 
 
 def _namespace() -> Any:
