@@ -110,7 +110,10 @@ class Terms(NamedTuple):
 # Elementwise pieces (x = the logit signed towards its target, see the module docstring)
 # ----------------------------------------------------------------------------------------------------------
 def _power(xp: Any, q: Any, gamma: float) -> Any:
-    """``q ** gamma``; the default gamma = 2 as one multiplication (PyTorch's CPU pow is a slower pass there)."""
+    """``q ** gamma``: ``q`` itself for gamma = 1, and gamma = 2 as one multiplication (PyTorch's CPU pow is a
+    slower pass there). The result may be ``q`` itself: update it in place only where ``q`` is not read after."""
+    if gamma == 1.0:
+        return q
     return q * q if gamma == 2.0 else xp.pow(q, gamma)
 
 
@@ -129,7 +132,7 @@ def _binary_terms(ops: Primitives, y: Any, gamma: float, with_grad: bool, *, reu
     # In-place updates of the temporaries (rebinding on immutable arrays):
     # dl/dy = q**gamma * (gamma * sigmoid(-y) * u + q) = gamma * sigmoid(-y) * value + q**(gamma + 1), which
     # needs u only through value: under XLA log1p's pass then fuses into value's (one (P, C) buffer fewer).
-    modulation *= q
+    modulation *= q  # for gamma = 1 modulation is q itself, squared here in place: q is not read after this
     return value, ops.multiply_add(modulation, slope, value, gamma)
 
 
@@ -160,7 +163,7 @@ def _focal_slope(xp: Any, m: _Margin, gamma: float) -> Any:
     if gamma >= 1.0:
         rest = m.p * m.u
         if gamma != 1.0:
-            rest *= m.q if gamma == 2.0 else xp.pow(m.q, gamma - 1.0)
+            rest *= _power(xp, m.q, gamma - 1.0)
         rest *= gamma
         rest += m.modulation
         return rest
