@@ -226,7 +226,7 @@ def _dense_terms(ops: Primitives, z: Any, a: Any, opts: LossOptions, with_grad: 
         return value, (total * xp.exp(logp) - a if with_grad else None)
     if kind in ("sigmoid", "focal"):
         # pos: x = z (y = -z, d/dz = -d/dy); neg: x = -z (y = z, d/dz = d/dy).
-        pos, pos_slope = _binary_terms(ops, -z, opts.gamma, with_grad)
+        pos, pos_slope = _binary_terms(ops, -z, opts.gamma, with_grad, reuse=True)  # -z: a temporary of our own
         neg, neg_slope = _binary_terms(ops, z, opts.gamma, with_grad)
         rest = total - a
         value = xp.sum(rest * neg + a * pos, axis=-1)
