@@ -207,20 +207,23 @@ def _is_compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
-def _to_compute(input: torch.Tensor, target: torch.Tensor, soft: bool, class_dim: int):
-    """(z, labels): the logits in the compute dtype with the class dim last (a view when no cast is needed);
-    soft targets alike; class indices as int64 (what gather/scatter index with)."""
+def _cast(input: torch.Tensor, target: torch.Tensor, soft: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z, target): the logits in the compute dtype (``input`` itself when no cast is needed), soft targets
+    alike, class indices as int64 (what gather/scatter and F.cross_entropy index with)."""
     dtype = compute_dtype(_xp, input.dtype)
     z = input if input.dtype == dtype else input.to(dtype)
+    wanted = dtype if soft else torch.int64
+    return z, (target if target.dtype == wanted else target.to(wanted))
+
+
+def _to_compute(input: torch.Tensor, target: torch.Tensor, soft: bool, class_dim: int):
+    """:func:`_cast`, with the class dim moved last (a view) in the logits and soft targets: the core's layout."""
+    z, labels = _cast(input, target, soft)
     last = input.ndim - 1
     if class_dim != last:
         z = z.movedim(class_dim, last)
-    if soft:
-        labels = target if target.dtype == dtype else target.to(dtype)
-        if class_dim != last:
+        if soft:
             labels = labels.movedim(class_dim, last)
-    else:
-        labels = target if target.dtype == torch.int64 else target.to(torch.int64)
     return z, labels
 
 
@@ -274,12 +277,7 @@ def _fused_softmax(
     """CB softmax through F.cross_entropy (torch autograd differentiates it). ``factor``: the core's
     :func:`~cbloss.losses.constant_reduction_factor`, already folded into ``weight``; None when the core
     reduces the per-position values."""
-    dtype = compute_dtype(_xp, input.dtype)
-    z = input if input.dtype == dtype else input.to(dtype)
-    if soft and target.dtype != dtype:
-        target = target.to(dtype)
-    elif not soft and target.dtype != torch.int64:
-        target = target.to(torch.int64)
+    z, target = _cast(input, target, soft)
     ignore_index = _NO_IGNORE_INDEX if opts.ignore_index is None else opts.ignore_index
     smoothing = opts.label_smoothing
     if factor is not None:
@@ -292,7 +290,7 @@ def _fused_softmax(
     if opts.reduction == "none":
         return values
     labels = target.movedim(class_dim, -1) if soft and class_dim != target.ndim - 1 else target
-    norm = position_norms(_OPS, labels, weight, opts, soft=soft, dtype=dtype)
+    norm = position_norms(_OPS, labels, weight, opts, soft=soft, dtype=z.dtype)
     denominator = _denominator(norm, opts, global_normalizer, group)
     return reduce_terms(_xp, Terms(values, None, norm), opts.reduction, denominator)[0]
 
