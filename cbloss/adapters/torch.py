@@ -20,8 +20,7 @@ What this module does, and nothing more (the formulas live in :mod:`cbloss.losse
   factor is folded into the weights (:func:`cbloss.losses.constant_reduction_factor`) or the core reduces the
   per-position values (:func:`cbloss.losses.position_norms`, :func:`cbloss.losses.reduce_terms`). A Python
   ``autograd.Function`` and the generic engine's small tensor ops would cost more than the whole kernel at
-  (1024, 100). Second derivatives (``create_graph=True``) work for this loss. On the CPU the kernel checks the
-  class indices itself, and an out-of-range label raises the core's ``ValueError``;
+  (1024, 100). Second derivatives (``create_graph=True``) work for this loss;
 - for the other losses, registers the core's analytic gradient through :class:`torch.autograd.Function`: the
   forward pass computes the loss *and* its gradient (:func:`cbloss.losses.loss_terms`,
   :func:`cbloss.losses.reduce_terms`), saves the gradient and the backward pass only scales it by
@@ -635,16 +634,16 @@ class ClassBalancedLoss(torch.nn.Module):
         cache = self.__dict__.setdefault("_weight_cache", {})
         # The entry holds the buffer itself, so that its id is not reused by another tensor while cached.
         entry = cache.get(key)
-        cached = None if entry is None else entry[1]
-        if cached is None:
-            if weight is None:
-                cached = _uniform_weight(input, factor, dtype)
-            else:
-                cached = weight.to(device=input.device, dtype=torch.float64)
-                cached = (cached if factor == 1.0 else cached * factor).to(dtype)
-            if len(cache) >= 8:  # a few batch sizes (the last batch of an epoch is smaller), not one per size forever
-                cache.clear()
-            cache[key] = (weight, cached)
+        if entry is not None:
+            return entry[1]
+        if weight is None:
+            cached = _uniform_weight(input, factor, dtype)
+        else:
+            cached = weight.to(device=input.device, dtype=torch.float64)
+            cached = (cached if factor == 1.0 else cached * factor).to(dtype)
+        if len(cache) >= 8:  # a few batch sizes (the last batch of an epoch is smaller), not one per size forever
+            cache.clear()
+        cache[key] = (weight, cached)
         return cached
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
