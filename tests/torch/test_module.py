@@ -197,6 +197,20 @@ def test_out_of_range_labels_raise_the_core_error(loss, options, bad, shape, req
         class_balanced_loss(x, target, loss=loss, **options)
 
 
+@pytest.mark.parametrize("loss", ["softmax", "sigmoid", "focal", "softmax_focal"])
+@pytest.mark.parametrize("options", [dict(), dict(ignore_index=5), dict(label_smoothing=0.1)], ids=str)
+@pytest.mark.parametrize("requires_grad", [True, False])
+def test_cpu_class_indices_skip_the_separate_label_pass(loss, options, requires_grad, monkeypatch):
+    """Valid class indices on the CPU are not read by a separate check (the kernels check them), except with
+    label smoothing on the one-hot paths, whose one-hot would not reject a bad index: there the check runs."""
+    calls = []
+    monkeypatch.setattr(torch_adapter, "_check_target_values", lambda *args: calls.append(args))
+    x = torch.randn(6, 4, requires_grad=requires_grad)
+    class_balanced_loss(x, torch.tensor([0, 1, 2, 3, 2, 1]), loss=loss, **options)
+    needs_check = bool(options.get("label_smoothing")) and loss != "softmax"
+    assert len(calls) == int(needs_check)
+
+
 @pytest.mark.parametrize(
     "options",
     [dict(loss="focal", ignore_index=-1), dict(loss="softmax"), dict(loss="softmax", ignore_index=-1)],
