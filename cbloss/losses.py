@@ -202,15 +202,19 @@ def _hard_terms(
         return value, grad
     # softmax_focal, gamma > 0. Everything is shifted by M = logsumexp(z), so that p = softmax(z) (one fused pass
     # where the backend has one) is also exp(z - M).
+    # p's label column is zeroed in place: its row sums are then rest = sum_{i != y} exp(z_i - M), summed directly
+    # (no 1 - p_y cancellation), and the rest of p is the gradient's off-label part.
     p, shift = ops.softmax_and_logsumexp(z)
-    rest = ops.sum_except_label(p, labels)  # sum_{i != y} exp(z_i - M), summed directly (no 1 - p_y)
+    p = ops.put_at_label(p, labels, 0.0)
+    rest = xp.sum(p, axis=-1)
     margin = _margin_terms(ops, ops.take_label(z, labels) - shift, xp.log(rest), opts.gamma)
     value = alpha * margin.value
     if not with_grad:
         return value, None
     slope = grad_alpha * _focal_slope(xp, margin, opts.gamma)
     p *= slope[..., None]  # the temporary becomes the gradient, in place
-    return value, ops.add_at_label(p, labels, -slope)
+    # at the label k * (p_y - 1) = -k * rest: exact where p_y is close to 1
+    return value, ops.put_at_label(p, labels, -slope * rest)
 
 
 # ----------------------------------------------------------------------------------------------------------

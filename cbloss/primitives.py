@@ -100,11 +100,12 @@ class Primitives:
         ``reuse=True`` the caller hands over a temporary and the result may reuse its memory."""
         return self.xp.where(self.label_mask(labels, x.shape[-1]), -x, x)
 
-    def sum_except_label(self, x: Any, labels: Any) -> Any:
-        """``sum_{c != label} x[..., c]`` (P...), summed directly (no ``total - x[label]`` cancellation)."""
+    def put_at_label(self, x: Any, labels: Any, values: Any) -> Any:
+        """``x`` with ``x[..., labels[...]]`` replaced by ``values[...]`` (an array shaped like ``labels``, or a
+        Python scalar for every position); may reuse ``x``'s memory."""
         xp = self.xp
-        mask = self.label_mask(labels, x.shape[-1])
-        return xp.sum(xp.where(mask, xp.zeros_like(x), x), axis=-1)
+        values = values if isinstance(values, (int, float)) else values[..., None]
+        return xp.where(self.label_mask(labels, x.shape[-1]), values, x)
 
     def take_weights(self, weights: Any, labels: Any) -> Any:
         """``weights[labels]`` for a (C,) weight vector and integer labels of any shape."""

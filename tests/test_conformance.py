@@ -222,3 +222,24 @@ def test_low_precision_matches_float32(low_precision_backend, case):
         assert_close("value", value, ref_value, 4 * 2.0**-24, 1e-30, case, dtype)
         grad_rtol, grad_atol = LOW[dtype]
         assert_close("grad", grad, ref_grad, grad_rtol, grad_atol * np.max(np.abs(cotangent)), case, dtype)
+
+
+@pytest.mark.parametrize("loss, gamma", [("sigmoid", None), ("focal", 2.0), ("softmax_focal", 2.0)])
+def test_confident_positions_keep_relative_digits(backend, loss, gamma):
+    """Confident, correct positions: every loss and gradient entry is tiny, and these losses compute each one
+    without cancellation: float32 within 1e-5 relative, with no absolute slack. For the softmax focal loss the
+    label's logit leads by 8.5 to 15 (p_y within ~1e-3 of 1) and its gradient k * (p_y - 1) is taken as
+    -k * sum_{i != y} p_i; for the sigmoid losses every logit is at least 8.5 away from 0 on its target's side."""
+    if loss == "softmax_focal":
+        logits = np.array([[9.0, -1.0, 0.5], [0.0, 12.0, -3.0], [2.0, -2.0, 10.5]])
+    else:
+        logits = np.array([[9.0, -10.0, -8.5], [-12.0, 12.0, -9.0], [-9.5, -11.0, 10.5]])
+    labels = np.array([0, 1, 2])
+    options = dict(loss=loss, gamma=gamma, reduction="none")
+    dtype = "float32" if "float32" in backend.dtypes else "float64"
+    cotangent = np.ones(3)
+    value, grad = backend.loss_and_grad(logits, labels, None, dtype=dtype, cotangent=cotangent, options=options)
+    want = oracle.loss_and_grad(logits, labels, None, cotangent=cotangent, **options)
+    assert np.max(want.value) < 1e-3  # the regime this test is about
+    assert_close("value", value, want.value, RTOL[dtype], 0.0, Case(loss, gamma, "none", "hard", "now", "P3", 3), dtype)
+    assert_close("grad", grad, want.grad, RTOL[dtype], 0.0, Case(loss, gamma, "none", "hard", "now", "P3", 3), dtype)

@@ -155,9 +155,17 @@ class TorchPrimitives(Primitives):
         view.scatter_(dim, index, torch.gather(view, dim, index).neg_())
         return out
 
-    def sum_except_label(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def put_at_label(self, x: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
+        # In place. A scalar is expanded to a tensor source: scatter_ with a scalar value is a slower kernel (measured
+        # on the CPU, float32: 30 against 9 us at (4096, 10), 310 against 165 us on a dense (4, 19, 128, 128)).
         view, dim = _class_dim_layout(x)
-        return view.clone().scatter_(dim, labels.unsqueeze(dim), 0.0).sum(dim=dim)
+        index = labels.unsqueeze(dim)
+        if isinstance(values, (int, float)):
+            source = torch.full((), values, dtype=x.dtype, device=x.device).expand(index.shape)
+        else:
+            source = values.unsqueeze(dim).to(x.dtype)
+        view.scatter_(dim, index, source)
+        return x
 
     def take_label(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         view, dim = _class_dim_layout(x)
