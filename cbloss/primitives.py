@@ -91,7 +91,7 @@ class Primitives:
         return labels[..., None] == classes
 
     def add_at_label(self, x: Any, labels: Any, values: Any) -> Any:
-        """``x`` with ``values[...]`` added at ``x[..., labels[...]]``; may reuse ``x``'s memory."""
+        """``x`` with ``values[...]`` (in ``x``'s dtype) added at ``x[..., labels[...]]``; may reuse ``x``'s memory."""
         xp = self.xp
         return xp.where(self.label_mask(labels, x.shape[-1]), x + values[..., None], x)
 
@@ -101,8 +101,8 @@ class Primitives:
         return self.xp.where(self.label_mask(labels, x.shape[-1]), -x, x)
 
     def put_at_label(self, x: Any, labels: Any, values: Any) -> Any:
-        """``x`` with ``x[..., labels[...]]`` replaced by ``values[...]`` (an array shaped like ``labels``, or a
-        Python scalar for every position); may reuse ``x``'s memory."""
+        """``x`` with ``x[..., labels[...]]`` replaced by ``values[...]`` (an array shaped like ``labels`` in ``x``'s
+        dtype, or a Python scalar for every position); may reuse ``x``'s memory."""
         xp = self.xp
         values = values if isinstance(values, (int, float)) else values[..., None]
         return xp.where(self.label_mask(labels, x.shape[-1]), values, x)

@@ -128,7 +128,7 @@ class TorchPrimitives(Primitives):
         return p, torch.amax(x, dim=-1) - torch.log(torch.amax(p, dim=-1))
 
     def softplus(self, x: torch.Tensor) -> torch.Tensor:
-        return F.softplus(x, beta=1.0, threshold=_SOFTPLUS_THRESHOLD)
+        return F.softplus(x, 1.0, _SOFTPLUS_THRESHOLD)  # positional: keyword parsing costs ~1 us a call
 
     def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.softplus(x), torch.sigmoid(x)
@@ -163,7 +163,7 @@ class TorchPrimitives(Primitives):
         if isinstance(values, (int, float)):
             source = torch.full((), values, dtype=x.dtype, device=x.device).expand(index.shape)
         else:
-            source = values.unsqueeze(dim).to(x.dtype)
+            source = values.unsqueeze(dim)
         view.scatter_(dim, index, source)
         return x
 
@@ -174,7 +174,7 @@ class TorchPrimitives(Primitives):
     def add_at_label(self, x: torch.Tensor, labels: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         # In place: the engine hands over a temporary it no longer reads (the docstring's "may reuse").
         view, dim = _class_dim_layout(x)
-        view.scatter_add_(dim, labels.unsqueeze(dim), values.unsqueeze(dim).to(x.dtype))
+        view.scatter_add_(dim, labels.unsqueeze(dim), values.unsqueeze(dim))
         return x
 
     def take_weights(self, weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
