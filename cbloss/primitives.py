@@ -18,6 +18,12 @@ import array_api_compat
 class Primitives:
     """Generic Array-API implementations; ``xp`` is the namespace of the arrays they receive."""
 
+    #: How the backend runs elementwise work, for the engine's choice between two exact forms of one loss. False:
+    #: each operation is a pass over memory (NumPy, eager PyTorch), so a second evaluation on the P label values is
+    #: cheaper than a (P, C) copy of the logits with the label's column negated. True: a compiler fuses elementwise
+    #: passes and selects (XLA), so the negation is free inside the fused pass and a second evaluation is not.
+    fuses_elementwise = False
+
     def __init__(self, xp: Any):
         self.xp = xp
 
@@ -124,6 +130,8 @@ class SharedExpPrimitives(Primitives):
       ``softplus(x) = max(x, 0) + log1p(e)``, ``sigmoid(x) = 1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)``
       below, ``sigmoid(-x)`` the other one.
     """
+
+    fuses_elementwise = True
 
     # The generic form: a compiler fuses its passes, where a backend's fused softmax kernel hides the normaliser.
     softmax_and_logsumexp = Primitives.softmax_and_logsumexp

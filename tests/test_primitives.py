@@ -38,3 +38,29 @@ def test_softplus_and_sigmoids(ops, dtype):
         assert not bad.any(), f"{name}: x={x[bad][:3]}, got {g[bad][:3]}, expected {w[bad][:3]}"
     for g, w in zip(pair, got[:2], strict=True):
         np.testing.assert_array_equal(g, w)
+
+
+class _Fusing(Primitives):
+    fuses_elementwise = True
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "focal"])
+@pytest.mark.parametrize("ops", [Primitives(np), _Fusing(np)], ids=["passes", "fused"])
+def test_both_evaluation_orders_match_the_oracle(ops, loss):
+    """``fuses_elementwise`` picks how the hard-label sigmoid loss treats the label's column (negated in a copy of
+    the logits, or evaluated apart and put back): both are exact. Each against the oracle, float64, saturated and
+    ordinary logits, per position."""
+    from cbloss.losses import LossOptions, loss_terms
+    from tests import oracle
+
+    rng = np.random.default_rng(3)
+    z = np.concatenate([rng.normal(0.0, 3.0, (6, 4)), [[40.0, -40.0, 0.0, 1e-3], [-700.0, 30.0, -2.0, 5.0]]])
+    labels = np.array([0, 1, 2, 3, 0, 1, 0, 1])
+    weights = rng.uniform(0.5, 2.0, 4)
+    opts = LossOptions.make(loss, reduction="none")
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        terms = loss_terms(ops, z, labels, weights, opts, soft=False)
+    want = oracle.loss_and_grad(z, labels, weights, loss=loss, reduction="none", cotangent=np.ones(8))
+    np.testing.assert_allclose(terms.value, want.value, rtol=1e-13, atol=0)
+    # the oracle's central differences resolve gradients down to ~1e-35 (tests/oracle.py)
+    np.testing.assert_allclose(terms.grad, want.grad, rtol=1e-13, atol=1e-30)

@@ -62,6 +62,8 @@ class JaxPrimitives(Primitives):
     """The generic definitions with jax.nn's logsumexp/softplus, and gathers that never wrap or clamp: an index
     outside ``[0, C)`` gathers NaN."""
 
+    fuses_elementwise = True  # everything runs under jit (XLA)
+
     def logsumexp(self, x: Any) -> Any:
         return jax.nn.logsumexp(x, axis=-1, keepdims=True)
 
