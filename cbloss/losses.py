@@ -156,17 +156,16 @@ def _margin_terms(ops: Primitives, z: Any, log_rest: Any, gamma: float) -> _Marg
     return _Margin(modulation * u, u, q, p, modulation)
 
 
-def _focal_slope(xp: Any, m: _Margin, gamma: float) -> Any:
+def _focal_slope(ops: Primitives, m: _Margin, gamma: float) -> Any:
     """``k = q**gamma * (1 + gamma * p * u / q)``. For ``gamma >= 1`` as ``q**gamma + gamma * p * u * q**(gamma - 1)``
-    (no division; ``q**0 = 1``); below 1 ``q**(gamma - 1)`` is infinite at ``q = 0``, so there ``u / q`` is taken
-    as 1 where ``q = 0`` (its limit: ``u = -log(1 - q) ~ q``)."""
-    if gamma >= 1.0:
-        rest = m.p * m.u
-        if gamma != 1.0:
-            rest *= _power(xp, m.q, gamma - 1.0)
-        rest *= gamma
-        rest += m.modulation
-        return rest
+    (no division; ``q**0 = 1``), one multiply_add; below 1 ``q**(gamma - 1)`` is infinite at ``q = 0``, so there
+    ``u / q`` is taken as 1 where ``q = 0`` (its limit: ``u = -log(1 - q) ~ q``). The pieces of ``m`` are spent:
+    the result may reuse them (for gamma = 1 the modulation is ``q`` itself)."""
+    xp = ops.xp
+    if gamma == 1.0:
+        return ops.multiply_add(m.modulation, m.p, m.u, gamma)
+    if gamma > 1.0:
+        return ops.multiply_add(m.modulation, m.p * m.u, _power(xp, m.q, gamma - 1.0), gamma)
     positive = m.q > 0
     ratio = xp.where(positive, m.u / xp.where(positive, m.q, xp.ones_like(m.q)), xp.ones_like(m.q))
     return m.modulation * (1.0 + gamma * m.p * ratio)
@@ -226,7 +225,7 @@ def _hard_terms(
     value = alpha * margin.value
     if not with_grad:
         return value, None
-    slope = grad_alpha * _focal_slope(xp, margin, opts.gamma)
+    slope = grad_alpha * _focal_slope(ops, margin, opts.gamma)
     p *= slope[..., None]  # the temporary becomes the gradient, in place
     # at the label k * (p_y - 1) = -k * rest: exact where p_y is close to 1
     return value, ops.put_at_label(p, labels, -slope * rest)
@@ -264,7 +263,7 @@ def _dense_terms(ops: Primitives, z: Any, a: Any, opts: LossOptions, with_grad: 
     value = xp.sum(a * margin.value, axis=-1)
     if not with_grad:
         return value, None
-    slope = a * _focal_slope(xp, margin, opts.gamma)
+    slope = a * _focal_slope(ops, margin, opts.gamma)
     p = exp_shifted / everything
     return value, p * xp.sum(slope, axis=-1, keepdims=True) - slope
 
