@@ -213,8 +213,14 @@ def test_cpu_class_indices_skip_the_separate_label_pass(loss, options, requires_
 
 @pytest.mark.parametrize(
     "options",
-    [dict(loss="focal", ignore_index=-1), dict(loss="softmax"), dict(loss="softmax", ignore_index=-1)],
-    ids=["focal-ignore", "softmax-mean", "softmax-ignore"],
+    [
+        dict(loss="focal", ignore_index=-1),
+        dict(loss="sigmoid"),
+        dict(loss="softmax_focal"),
+        dict(loss="softmax"),
+        dict(loss="softmax", ignore_index=-1),
+    ],
+    ids=["focal-ignore", "sigmoid-mean", "softmax_focal-mean", "softmax-mean", "softmax-ignore"],
 )
 def test_compile_fullgraph_dynamic_no_recompile(options):
     """One graph, no graph break, no recompilation across batch sizes. aot_eager traces forward and backward
