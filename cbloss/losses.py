@@ -99,7 +99,8 @@ class LossOptions:
 
 class Terms(NamedTuple):
     """Per-position pieces of a loss: ``value`` (P), ``grad`` = d value / d z (P, C) or None, and ``norm``
-    (P), each position's share of the ``mean``/``weighted_mean`` denominator (0 for ignored positions)."""
+    (P), each position's share of the ``mean``/``weighted_mean`` denominator (0 for ignored positions), or
+    None when not asked for."""
 
     value: Any
     grad: Any
@@ -268,18 +269,23 @@ def _dense_terms(ops: Primitives, z: Any, a: Any, opts: LossOptions, with_grad: 
     return value, p * xp.sum(slope, axis=-1, keepdims=True) - slope
 
 
-def _soft_norm(xp: Any, labels: Any, weights: Any | None, opts: LossOptions) -> Any:
-    """Soft targets' denominator shares: ``sum_c t_c w_c`` (un-smoothed) for ``weighted_mean``, else 1."""
+def _soft_norm(xp: Any, labels: Any, weights: Any | None, opts: LossOptions, with_norm: bool = True) -> Any:
+    """Soft targets' denominator shares: ``sum_c t_c w_c`` (un-smoothed) for ``weighted_mean``, else 1; None
+    without ``with_norm``."""
+    if not with_norm:
+        return None
     if opts.reduction == "weighted_mean":
         return xp.sum(labels if weights is None else labels * weights, axis=-1)
     return xp.ones_like(labels[..., 0])
 
 
-def _hard_coefficients(ops: Primitives, labels: Any, weights: Any | None, opts: LossOptions, dtype: Any):
+def _hard_coefficients(
+    ops: Primitives, labels: Any, weights: Any | None, opts: LossOptions, dtype: Any, with_norm: bool = True
+):
     """(labels, valid, alpha, norm) for class indices: the labels with ignored positions set to class 0 (any
     class would do: their coefficients are 0), the boolean mask of counted positions (None without
     ``ignore_index``), each position's weight ``alpha = w_y`` (0 where ignored) and its denominator share
-    (``alpha`` for ``weighted_mean``, else 1 per counted position)."""
+    (``alpha`` for ``weighted_mean``, else 1 per counted position; None without ``with_norm``)."""
     xp = ops.xp
     valid = None
     if opts.ignore_index is not None:
@@ -291,7 +297,9 @@ def _hard_coefficients(ops: Primitives, labels: Any, weights: Any | None, opts: 
         alpha = ops.take_weights(weights, labels)
     if valid is not None:
         alpha = xp.where(valid, alpha, xp.zeros_like(alpha))
-    if opts.reduction == "weighted_mean":
+    if not with_norm:
+        norm = None
+    elif opts.reduction == "weighted_mean":
         norm = alpha
     elif valid is not None:
         norm = xp.astype(valid, dtype)
@@ -318,6 +326,7 @@ def loss_terms(
     soft: bool,
     with_grad: bool = True,
     grad_scale: Callable[[Any], Any] | None = None,
+    with_norm: bool = True,
 ) -> Terms:
     """Per-position value, gradient and denominator share. ``z`` is (P..., C) in the compute dtype with the
     class axis last; ``labels`` integer (P...) or, with ``soft``, a (P..., C) distribution in the compute
@@ -327,12 +336,16 @@ def loss_terms(
     ``grad_scale``: None, or a function of ``norm`` (the denominator shares) returning a scalar that the
     returned gradient is multiplied by, folded into the per-position coefficients for hard labels (no extra
     (P, C) pass). An adapter passes the reduction's factor (``reduce_terms`` of a unit gradient), so that
-    the gradient comes out reduced."""
+    the gradient comes out reduced.
+
+    ``with_norm=False``: ``Terms.norm`` is None, for a caller that reduces without it (a sum, or a mean whose
+    factor is folded into the weights); ``grad_scale`` needs the shares and computes them anyway."""
     xp = ops.xp
     eps = opts.label_smoothing
     num_classes = z.shape[-1]
+    with_norm = with_norm or grad_scale is not None
     if soft:
-        norm = _soft_norm(xp, labels, weights, opts)
+        norm = _soft_norm(xp, labels, weights, opts, with_norm)
         a = labels if weights is None else labels * weights
         if eps:
             target = (1.0 - eps) * labels + eps / num_classes
@@ -342,7 +355,7 @@ def loss_terms(
             grad *= grad_scale(norm)
         return Terms(value, grad, norm)
 
-    labels, valid, alpha, norm = _hard_coefficients(ops, labels, weights, opts, z.dtype)
+    labels, valid, alpha, norm = _hard_coefficients(ops, labels, weights, opts, z.dtype, with_norm)
     if eps:
         onehot = xp.astype(ops.label_mask(labels, num_classes), z.dtype)
         scale = 1.0 if valid is None else xp.astype(valid, z.dtype)[..., None]

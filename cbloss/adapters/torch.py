@@ -309,7 +309,7 @@ class _ClassBalancedFunction(torch.autograd.Function):
         opts, soft, class_dim, folded, global_normalizer, group = config
         z, labels = _to_compute(input, labels, soft, class_dim)
         if folded:
-            terms = loss_terms(_OPS, z, labels, weight, opts, soft=soft, with_grad=True)
+            terms = loss_terms(_OPS, z, labels, weight, opts, soft=soft, with_grad=True, with_norm=False)
             loss = _xp.sum(terms.value)
         else:
             denominator = None
@@ -351,12 +351,7 @@ def _is_one(grad_output: torch.Tensor) -> bool:
     """Whether the incoming gradient is the 1.0 that ``loss.backward()`` seeds, checked only where reading it is
     free (a CPU scalar, eager): then the saved gradient is returned as it is, without a multiplication pass.
     (Autograd hands a tensor that is still referenced elsewhere to a leaf's ``.grad`` as a copy.)"""
-    return (
-        grad_output.device.type == "cpu"
-        and grad_output.numel() == 1
-        and not _is_compiling()
-        and grad_output.item() == 1.0
-    )
+    return grad_output.is_cpu and grad_output.numel() == 1 and not _is_compiling() and grad_output.item() == 1.0
 
 
 def _check_target_values(target, num_classes: int, soft: bool, ignore_index, class_dim: int) -> None:
@@ -444,7 +439,7 @@ def _evaluate(
             return _ClassBalancedFunction.apply(input, target, w, config)
         # No gradient wanted (evaluation, torch.no_grad): the value alone, without the (N, C) gradient.
         z, labels = _to_compute(input, target, soft, class_dim)
-        terms = loss_terms(_OPS, z, labels, w, opts, soft=soft, with_grad=False)
+        terms = loss_terms(_OPS, z, labels, w, opts, soft=soft, with_grad=False, with_norm=factor is None)
         if factor is not None:
             return _xp.sum(terms.value)
         denominator = _denominator(terms.norm, opts, global_normalizer, process_group)
