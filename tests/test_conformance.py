@@ -241,5 +241,6 @@ def test_confident_positions_keep_relative_digits(backend, loss, gamma):
     value, grad = backend.loss_and_grad(logits, labels, None, dtype=dtype, cotangent=cotangent, options=options)
     want = oracle.loss_and_grad(logits, labels, None, cotangent=cotangent, **options)
     assert np.max(want.value) < 1e-3  # the regime this test is about
-    assert_close("value", value, want.value, RTOL[dtype], 0.0, Case(loss, gamma, "none", "hard", "now", "P3", 3), dtype)
-    assert_close("grad", grad, want.grad, RTOL[dtype], 0.0, Case(loss, gamma, "none", "hard", "now", "P3", 3), dtype)
+    case = Case(loss, gamma, "none", "hard", "now", "P3", 3)  # names the case in a failure message
+    assert_close("value", value, want.value, RTOL[dtype], 0.0, case, dtype)
+    assert_close("grad", grad, want.grad, RTOL[dtype], 0.0, case, dtype)
