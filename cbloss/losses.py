@@ -191,28 +191,24 @@ def _hard_terms(
         p, lse = ops.softmax_and_logsumexp(z)
         p *= grad_alpha[..., None]  # the temporary becomes the gradient, in place
         return alpha * (lse - ops.take_label(z, labels)), ops.add_at_label(p, labels, -grad_alpha)
-    if kind == "sigmoid" and not ops.fuses_elementwise:
-        # x_i = z_i at the label, -z_i elsewhere; y = -x, element softplus(y), d value / dz = -sigmoid(y) at the
-        # label, sigmoid(y) elsewhere. Both are taken at y = z everywhere (no (P, C) copy of z with its label column
-        # negated), and the label's column is then replaced by their values at y = -z_y, computed on (P...) alone:
-        # without fusion, two elementwise functions of P values cost less than the (P, C) copy and a second gather
-        # (measured in eager PyTorch: -10% on a dense (4, 19, 128, 128) input; under XLA it is 15-60% slower).
-        element, slope = _binary_terms(ops, z, 0.0, with_grad)
-        at_label, slope_at_label = _binary_terms(ops, -ops.take_label(z, labels), 0.0, with_grad)
-        value = alpha * xp.sum(ops.put_at_label(element, labels, at_label), axis=-1)
-        if not with_grad:
-            return value, None
-        grad = ops.put_at_label(slope, labels, -slope_at_label)
-        grad *= grad_alpha[..., None]
-        return value, grad
     if kind in ("sigmoid", "focal"):
-        # The same, with y = negate_at_label(z) formed once: free under fusion; and without it, the focal element's
-        # longer elementwise chain would cost more on the label's (P...) values than the (P, C) copy it saves.
-        element, slope = _binary_terms(ops, ops.negate_at_label(z, labels), opts.gamma, with_grad, reuse=True)
+        # x_i = z_i at the label, -z_i elsewhere; y = -x. d value / dz = -dl/dy at the label, dl/dy elsewhere.
+        if kind == "sigmoid" and not ops.fuses_elementwise:
+            # softplus(y) and sigmoid(y) are taken at y = z everywhere (no (P, C) copy of z with its label column
+            # negated), and the label's column is then replaced by their values at y = -z_y, computed on (P...)
+            # alone: without fusion, two elementwise functions of P values cost less than the (P, C) copy and a
+            # second gather (measured in eager PyTorch: -10% on a dense (4, 19, 128, 128) input; under XLA it is
+            # 15-60% slower). The focal element's longer chain would cost more on the label's values than the copy.
+            element, slope = _binary_terms(ops, z, 0.0, with_grad)
+            at_label, slope_at_label = _binary_terms(ops, -ops.take_label(z, labels), 0.0, with_grad)
+            element = ops.put_at_label(element, labels, at_label)
+            grad = None if slope is None else ops.put_at_label(slope, labels, -slope_at_label)
+        else:
+            element, slope = _binary_terms(ops, ops.negate_at_label(z, labels), opts.gamma, with_grad, reuse=True)
+            grad = None if slope is None else ops.negate_at_label(slope, labels, reuse=True)
         value = alpha * xp.sum(element, axis=-1)
-        if not with_grad:
+        if grad is None:
             return value, None
-        grad = ops.negate_at_label(slope, labels, reuse=True)
         grad *= grad_alpha[..., None]
         return value, grad
     # softmax_focal, gamma > 0. Everything is shifted by M = logsumexp(z), so that p = softmax(z) (one fused pass
