@@ -64,3 +64,32 @@ def test_both_evaluation_orders_match_the_oracle(ops, loss):
     np.testing.assert_allclose(terms.value, want.value, rtol=1e-13, atol=0)
     # the oracle's central differences resolve gradients down to ~1e-35 (tests/oracle.py)
     np.testing.assert_allclose(terms.grad, want.grad, rtol=1e-13, atol=1e-30)
+
+
+@pytest.mark.parametrize("fuses", [False, True])
+def test_fuses_elementwise_selects_the_sigmoid_order(fuses):
+    """The flag must actually pick the order (a silently ignored flag would only cost speed, which no value test
+    sees): without fusion the label's column is put back and no negated copy of the logits is made; with fusion
+    the copy is made. The focal loss always makes the copy."""
+    from cbloss.losses import LossOptions, loss_terms
+
+    class Recording(Primitives):
+        fuses_elementwise = fuses
+
+        def __init__(self, xp):
+            super().__init__(xp)
+            self.calls = []
+
+        def negate_at_label(self, x, labels, *, reuse=False):
+            self.calls.append("negate_at_label")
+            return super().negate_at_label(x, labels, reuse=reuse)
+
+        def put_at_label(self, x, labels, values):
+            self.calls.append("put_at_label")
+            return super().put_at_label(x, labels, values)
+
+    z, labels = np.linspace(-3.0, 3.0, 12).reshape(4, 3), np.array([0, 1, 2, 1])
+    for loss, expected in [("sigmoid", "negate_at_label" if fuses else "put_at_label"), ("focal", "negate_at_label")]:
+        ops = Recording(np)
+        loss_terms(ops, z, labels, None, LossOptions.make(loss, reduction="none"), soft=False)
+        assert set(ops.calls) == {expected}, (loss, ops.calls)
