@@ -6,7 +6,7 @@ no deep-learning framework.
 """
 
 from .effective_number import beta_from_volume, effective_number, effective_number_recursive
-from .losses import class_balanced_loss, class_balanced_loss_and_grad
+from .functional import class_balanced_loss, class_balanced_loss_and_grad
 from .module import ClassBalancedLoss
 from .weights import class_balanced_weights, count_samples_per_class
 

@@ -20,6 +20,11 @@ def namespace_of(*arrays: Any) -> Any:
     return array_api_compat.array_namespace(*arrays)
 
 
+def device_of(x: Any) -> Any:
+    """The device of an array of any supported namespace."""
+    return array_api_compat.device(x)
+
+
 def is_array(x: Any) -> bool:
     return array_api_compat.is_array_api_obj(x)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._checks import NORMALIZATIONS
+from .options import NORMALIZATIONS
 
 EXIT_USAGE = 2
 

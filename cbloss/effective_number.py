@@ -15,8 +15,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._checks import check_beta, check_real
 from ._namespace import is_array, namespace_of, to_numpy
+from .validation import check_beta, check_real
 
 __all__ = ["beta_from_volume", "effective_number", "effective_number_recursive"]
 

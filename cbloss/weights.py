@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._checks import NORMALIZATIONS, ZERO_COUNTS, check_beta, check_choice
 from ._namespace import is_array, namespace_of, to_numpy
 from .effective_number import effective_number
+from .options import weight_options, with_options_doc
+from .validation import check_beta
 
-__all__ = ["class_balanced_weights", "count_samples_per_class", "host_class_weights"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
-Normalize = Literal["classes", "samples"] | None
+    from .options import WeightKwargs
+
+__all__ = ["class_balanced_weights", "count_samples_per_class"]
 
 
 def _counts_as_float64(samples_per_class: Any) -> np.ndarray:
@@ -33,29 +37,35 @@ def _counts_as_float64(samples_per_class: Any) -> np.ndarray:
     return counts
 
 
-def class_balanced_weights(
-    samples_per_class: Any,
-    beta: float,
-    *,
-    normalize: Normalize = "classes",
-    zero_count: Literal["error", "zero"] = "error",
-) -> np.ndarray:
-    """Per-class weights ``w_i = (1 - beta) / (1 - beta**n_i)``, computed in float64 on the host.
+@with_options_doc
+def class_balanced_weights(samples_per_class: Any, beta: float, **options: Unpack[WeightKwargs]) -> np.ndarray:
+    """Per-class weights ``w_i = 1 / E_{n_i} = (1 - beta) / (1 - beta**n_i)``, in float64 on the host
+    (docs/conventions.md §2-§3).
 
-    ``normalize``:
-      - ``"classes"`` (the paper's, default): rescaled so that ``sum_i w_i = C``.
-      - ``"samples"``: rescaled so that the mean weight over the training set is 1,
-        ``sum_i n_i w_i = sum_i n_i`` (keeps the loss scale of unweighted training).
-      - ``None``: the raw ``w_i``.
+    ``beta = 0`` gives equal weights; ``beta = 1`` gives inverse-frequency weights ``1 / n_i``. With
+    ``normalize="classes"`` the weights sum to ``C``; with ``"samples"`` the mean weight over the training set is 1
+    (``sum_i n_i w_i = sum_i n_i``). A class with count 0 raises, naming it, unless ``zero_count="zero"``: it then
+    gets weight 0 and the normalisation runs over the classes that have samples.
 
-    ``beta = 0`` gives equal weights; ``beta = 1`` gives inverse-frequency weights ``1 / n_i``.
-    A class with count 0 raises, naming it, unless ``zero_count="zero"``: such a class gets weight 0 and the
-    normalisation runs over the classes that have samples (``"classes"`` then sums to their number).
-    Returns a float64 NumPy array of length ``C``.
+    Args:
+        samples_per_class: the (C,) counts ``n_i`` (any array or sequence; finite, >= 0).
+        beta: in [0, 1]; ``beta = (N - 1) / N`` for a feature-space volume ``N``.
+        **options: the weight options below.
+
+    Options:
+    {weight_options}
+
+    Returns:
+        A float64 NumPy array of length ``C``.
+
+    Example:
+        >>> import cbloss
+        >>> cbloss.class_balanced_weights([100, 10, 1], beta=0.9).round(4).tolist()
+        [0.2393, 0.3674, 2.3932]
     """
     beta = check_beta(beta)
-    check_choice("normalize", normalize, NORMALIZATIONS)
-    check_choice("zero_count", zero_count, ZERO_COUNTS)
+    chosen = weight_options(**options)
+    normalize, zero_count = chosen["normalize"], chosen["zero_count"]
     counts = _counts_as_float64(samples_per_class)
     present = counts > 0
     if not present.all():
@@ -73,21 +83,6 @@ def class_balanced_weights(
     elif normalize == "samples":
         weights *= counts.sum() / (counts * weights).sum()
     return weights
-
-
-def host_class_weights(weights: Any, num_classes: int | None = None) -> np.ndarray:
-    """Given class weights as a float64 NumPy (C,) array, checked: 1-D (of length ``num_classes`` when given),
-    finite and >= 0. Accepts arrays of any supported namespace, lists and tuples."""
-    try:
-        host = np.asarray(to_numpy(weights) if is_array(weights) else weights, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"weights: must be real numbers, got {weights!r}") from None
-    if host.ndim != 1 or (num_classes is not None and host.shape != (num_classes,)):
-        expected = "a 1-D sequence" if num_classes is None else f"{num_classes} class weights"
-        raise ValueError(f"weights: expected {expected}, got shape {host.shape}")
-    if not (np.isfinite(host).all() and (host >= 0).all()):
-        raise ValueError(f"weights: must be finite and >= 0, got {host.tolist()}")
-    return host
 
 
 def _count_batch(labels: Any, num_classes: int) -> np.ndarray:

@@ -1,0 +1,83 @@
+"""The engine: from logits, labels, weights and options to the reduced loss and its analytic gradient.
+
+Everything an adapter needs between its conversions and the math is this one function, :func:`evaluate`. It
+works on the compute layout (class axis last, compute dtype) and checks no values (it is the traced path):
+
+1. the target coefficients ``a_c = t_c w_c`` (:mod:`cbloss.targets`) and each position's share of the means'
+   denominator (:mod:`cbloss.reductions`);
+2. the reduction's factor, folded into the coefficients (every loss is linear in them);
+3. the loss's ``hard`` or ``dense`` evaluation (:mod:`cbloss.losses`), then the sum over positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._namespace import device_of
+from .losses import LOSSES
+from .options import LossOptions
+from .primitives import Primitives
+from .reductions import hard_shares, reduction_factor, soft_shares
+from .targets import Coefficients
+
+__all__ = ["evaluate"]
+
+
+def evaluate(
+    ops: Primitives,
+    z: Any,
+    labels: Any,
+    weights: Any | None,
+    opts: LossOptions,
+    *,
+    soft: bool,
+    with_grad: bool,
+    global_sum: Callable[[Any], Any] | None = None,
+) -> tuple[Any, Any]:
+    """``(loss, d loss / d z)`` (the gradient None without ``with_grad``).
+
+    ``z``: (P..., C) logits in the compute dtype. ``labels``: integer class indices (P...) or, with ``soft``,
+    a (P..., C) distribution in the compute dtype. ``weights``: (C,) in the compute dtype on ``z``'s device,
+    or None. ``global_sum``: maps the local sum of the denominator shares to the one to divide by (an
+    adapter's all-reduce across data-parallel replicas). With ``reduction="none"`` the loss is per position
+    and the gradient is ``d loss[p] / d z[p]``.
+    """
+    xp = ops.xp
+    spec = LOSSES[opts.kind]
+    eps = opts.label_smoothing
+    num_classes = z.shape[-1]
+    if soft:
+        shares = soft_shares(xp, opts.reduction, labels, weights)
+        target = labels if weights is None else labels * weights
+        coefficients = Coefficients(dense=(1.0 - eps) * target if eps else target)
+        if eps:
+            coefficients = coefficients._replace(smooth=eps / num_classes, weights=weights)
+        factor = reduction_factor(xp, opts.reduction, shares, global_sum)
+        if factor is not None and not (isinstance(factor, float) and factor == 1.0):
+            coefficients = coefficients.scaled(factor)
+        value, grad = spec.dense(ops, z, coefficients, opts.gamma, with_grad)
+    else:
+        valid = None
+        if opts.ignore_index is not None:
+            valid = labels != opts.ignore_index
+            labels = xp.where(valid, labels, xp.zeros_like(labels))  # any class: its coefficients are 0
+        if weights is None:
+            label_weight = xp.ones(labels.shape, dtype=z.dtype, device=device_of(z))
+        else:
+            label_weight = ops.take_weights(weights, labels)
+        if valid is not None:
+            label_weight = xp.where(valid, label_weight, xp.zeros_like(label_weight))
+        shares = hard_shares(xp, opts.reduction, label_weight, valid, z.dtype)
+        factor = reduction_factor(xp, opts.reduction, shares, global_sum)
+        coef = label_weight if factor is None else label_weight * factor
+        if eps:
+            smooth = eps / num_classes if valid is None else (eps / num_classes) * xp.astype(valid, z.dtype)
+            if factor is not None:
+                smooth = smooth * factor
+            coefficients = Coefficients(labels=labels, label_coef=(1.0 - eps) * coef, smooth=smooth, weights=weights)
+            value, grad = spec.dense(ops, z, coefficients, opts.gamma, with_grad)
+        else:
+            value, grad = spec.hard(ops, z, labels, coef, opts.gamma, with_grad)
+    loss = value if opts.reduction == "none" else xp.sum(value)
+    return loss, grad

@@ -1,0 +1,120 @@
+"""The public, validated entry points on arrays of any Array-API namespace."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._namespace import device_of, namespace_of
+from .engine import evaluate
+from .options import LossOptions, loss_options, with_options_doc
+from .primitives import Primitives
+from .validation import check_class_axis, check_label_values, compute_dtype, prepare_weights
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .options import LossKwargs
+
+__all__ = ["class_balanced_loss", "class_balanced_loss_and_grad", "evaluate_arrays"]
+
+
+def evaluate_arrays(
+    logits: Any, labels: Any, weights: Any, opts: LossOptions, axis: int, validate: bool, with_grad: bool
+) -> tuple[Any, Any]:
+    """Check, convert to the compute layout (class axis last, compute dtype), evaluate, convert back."""
+    xp = namespace_of(logits, labels)
+    axis, soft = check_class_axis(xp, logits, labels, axis)
+    num_classes = logits.shape[axis]
+    dtype = compute_dtype(xp, logits.dtype)
+    w = prepare_weights(xp, weights, num_classes, dtype, device_of(logits), validate)
+    last = logits.ndim - 1
+    z = xp.astype(logits, dtype)
+    if axis != last:
+        z = xp.moveaxis(z, axis, last)
+    given_dtype = labels.dtype
+    if soft:
+        labels = xp.astype(labels, dtype)
+        if axis != last:
+            labels = xp.moveaxis(labels, axis, last)
+    if validate:
+        check_label_values(xp, labels, num_classes, soft, opts.ignore_index, given_dtype)
+    # log(0) = -inf is intended (a class with no competitor); keep NumPy from warning about it.
+    with np.errstate(divide="ignore", under="ignore", over="ignore", invalid="ignore"):
+        loss, grad = evaluate(Primitives(xp), z, labels, w, opts, soft=soft, with_grad=with_grad)
+    if grad is not None:
+        if axis != last:
+            grad = xp.moveaxis(grad, last, axis)
+        grad = xp.astype(grad, logits.dtype)
+    return loss, grad
+
+
+@with_options_doc
+def class_balanced_loss(
+    logits: Any,
+    labels: Any,
+    weights: Any = None,
+    *,
+    axis: int = -1,
+    validate: bool = True,
+    **options: Unpack[LossKwargs],
+) -> Any:
+    """Class-balanced loss of ``logits`` against ``labels`` (docs/conventions.md §4-§8).
+
+    For a class index ``y`` the per-position loss is ``w_y * L_y(z)`` with ``L`` the unweighted loss chosen
+    by ``loss``; for a target distribution ``t`` (soft targets, label smoothing) it is ``sum_c t_c w_c L_c(z)``.
+
+    Args:
+        logits: floating array of any Array-API namespace, class axis ``axis``.
+        labels: integer class indices shaped like ``logits`` without the class axis (a 0-d array for an
+            unbatched ``(C,)`` input), or soft targets (probabilities, ``logits``' shape) for mixup/cutmix.
+        weights: the (C,) class weights (for example :func:`cbloss.class_balanced_weights`), or None.
+        axis: the class axis.
+        validate: check label values (range, soft targets summing to 1); False skips the pass over them.
+        **options: the loss options below.
+
+    Options:
+    {options}
+
+    Returns:
+        The loss: a 0-d array, or per position for ``reduction="none"``; float32 for float16/bfloat16 logits.
+
+    Example:
+        >>> import numpy as np, cbloss
+        >>> w = cbloss.class_balanced_weights([100, 10, 1], beta=0.99)
+        >>> z = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]]); y = np.array([0, 2])
+        >>> round(float(cbloss.class_balanced_loss(z, y, w, loss="focal")), 6)
+        1.407893
+    """
+    opts = loss_options(**options)
+    return evaluate_arrays(logits, labels, weights, opts, axis, validate, with_grad=False)[0]
+
+
+@with_options_doc
+def class_balanced_loss_and_grad(
+    logits: Any,
+    labels: Any,
+    weights: Any = None,
+    *,
+    axis: int = -1,
+    validate: bool = True,
+    **options: Unpack[LossKwargs],
+) -> tuple[Any, Any]:
+    """``(loss, d loss / d logits)`` from the analytic gradient; arguments as :func:`class_balanced_loss`.
+
+    The gradient has ``logits``' shape and dtype. With ``reduction="none"`` it is the per-position gradient
+    ``d loss[p] / d logits[p]`` (positions are independent, so a vector-Jacobian product is
+    ``cotangent[..., None] * grad``). Targets and weights are constants.
+
+    Options:
+    {options}
+
+    Example:
+        >>> import numpy as np, cbloss
+        >>> loss, grad = cbloss.class_balanced_loss_and_grad(np.zeros((1, 2)), np.array([1]))
+        >>> grad.tolist()
+        [[0.5, -0.5]]
+    """
+    opts = loss_options(**options)
+    return evaluate_arrays(logits, labels, weights, opts, axis, validate, with_grad=True)

@@ -1,0 +1,49 @@
+"""The losses, one module each, registered in one table.
+
+Each module holds its math (docstring), its value and its analytic gradient, as two functions:
+
+- ``hard(ops, z, labels, coef, gamma, with_grad)``: ``coef * L_y`` for class indices, the hot path;
+- ``dense(ops, z, a, gamma, with_grad)``: ``sum_c a_c L_c`` for any :class:`~cbloss.targets.Coefficients`
+  (soft targets, label smoothing).
+
+Both return ``(value, grad)``: the per-position values and ``d value / d z`` (None without ``with_grad``).
+:data:`LOSSES` is the one list of losses: the options' choices, the focal losses and the docs' table derive from
+it. Adding a loss is one module, one entry here and its definition in the test oracle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from . import sigmoid, softmax, softmax_focal
+
+__all__ = ["FOCAL_DEFAULT_GAMMA", "LOSSES", "LossSpec"]
+
+FOCAL_DEFAULT_GAMMA = 2.0
+
+
+class LossSpec(NamedTuple):
+    hard: Callable[..., tuple[Any, Any]]
+    dense: Callable[..., tuple[Any, Any]]
+    #: For a focal loss, the loss it is at gamma = 0 (exactly); None for a loss that takes no gamma.
+    without_focusing: str | None
+    #: The per-position loss for a class index y, one line (the docs' table).
+    formula: str
+
+
+LOSSES: dict[str, LossSpec] = {
+    "softmax": LossSpec(softmax.hard, softmax.dense, None, "w_y * (-log softmax(z)_y)"),
+    "sigmoid": LossSpec(
+        sigmoid.hard, sigmoid.dense, None, "w_y * sum_i -log sigmoid(x_i), x_i = z_i if i == y else -z_i"
+    ),
+    "focal": LossSpec(
+        sigmoid.hard,
+        sigmoid.dense,
+        "sigmoid",
+        "w_y * sum_i -(1 - sigmoid(x_i))**gamma * log sigmoid(x_i), x_i = z_i if i == y else -z_i",
+    ),
+    "softmax_focal": LossSpec(
+        softmax_focal.hard, softmax_focal.dense, "softmax", "w_y * -(1 - p_y)**gamma * log p_y, p = softmax(z)"
+    ),
+}

@@ -1,0 +1,71 @@
+r"""The class-balanced sigmoid loss and the paper's sigmoid focal loss (docs/conventions.md §4).
+
+Each class is a binary problem. With the logit signed towards the position's target, ``x_i = z_i`` for the
+label's class and ``x_i = -z_i`` for the others, the loss with hard label ``c`` is
+
+    L_c = sum_i l(x_i),    l(x) = (1 - sigmoid(x))**gamma * (-log sigmoid(x))    (gamma = 0: the sigmoid loss).
+
+Everything is evaluated at ``y = -x`` in log space, so that values and gradients are finite for every finite
+logit and every gamma >= 0 (a ``(1 - p)**gamma`` form has an infinite slope at gamma < 1). With
+``u = softplus(y) = -log sigmoid(x)``, ``q = sigmoid(y) = 1 - sigmoid(x)`` and ``r = sigmoid(-y) = sigmoid(x)``:
+
+    l = q**gamma * u,      dl/dy = q**gamma * (gamma * r * u + q)        (sigmoid: l = u, dl/dy = q).
+
+With ``neg_j = l(-z_j)`` (the element of a class that is not the target) and ``pos_j = l(z_j)`` (of the target),
+a position with target coefficients ``a`` (``A = sum_c a_c``) has
+
+    loss = A * sum_j neg_j + sum_c a_c (pos_c - neg_c),
+    grad_j = A * dneg_j/dz_j + a_j * (dpos_j/dz_j - dneg_j/dz_j),
+
+where ``dneg_j/dz_j = dl/dy at y = z_j`` and ``dpos_j/dz_j = -dl/dy at y = -z_j``. For a class index the label's
+column is evaluated on its own, so that every entry keeps its relative digits.
+
+Example:
+    >>> import numpy as np, cbloss
+    >>> z = np.array([[2.0, 0.0, -1.0]]); y = np.array([0])
+    >>> float(cbloss.class_balanced_loss(z, y, loss="focal", gamma=2.0, reduction="sum"))  # doctest: +ELLIPSIS
+    0.1977...
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..primitives import Primitives
+from ..targets import Coefficients
+from ._common import power
+
+
+def element(ops: Primitives, y: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
+    """``(l, dl/dy)`` at ``y = -x`` elementwise (``dl/dy`` None without ``with_grad``)."""
+    u, q, r = ops.softplus_and_sigmoids(y)
+    if gamma == 0.0:
+        return u, (q if with_grad else None)
+    modulation = power(ops.xp, q, gamma)
+    value = modulation * u
+    if not with_grad:
+        return value, None
+    # q**gamma * (gamma * r * u + q) = gamma * r * value + q**(gamma + 1)
+    return value, gamma * r * value + modulation * q
+
+
+def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
+    """``coef * L_y`` and its gradient, for class indices ``labels`` (P...) and coefficients ``coef`` (P...)."""
+    neg, neg_slope = element(ops, z, gamma, with_grad)
+    pos, pos_slope = element(ops, -ops.take_label(z, labels), gamma, with_grad)
+    value = coef * ops.xp.sum(ops.put_at_label(neg, labels, pos), axis=-1)
+    if not with_grad:
+        return value, None
+    return value, ops.put_at_label(neg_slope * coef[..., None], labels, -pos_slope * coef)
+
+
+def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: bool) -> tuple[Any, Any]:
+    """``sum_c a_c L_c`` and its gradient for target coefficients ``a``."""
+    xp = ops.xp
+    neg, neg_slope = element(ops, z, gamma, with_grad)
+    pos, pos_slope = element(ops, -z, gamma, with_grad)
+    total = a.total(ops, z.shape[-1])
+    value = total * xp.sum(neg, axis=-1) + a.dot(ops, pos - neg)
+    if not with_grad:
+        return value, None
+    return value, a.subtract_from(ops, neg_slope * total[..., None], neg_slope + pos_slope)

@@ -1,0 +1,90 @@
+r"""The class-balanced softmax focal loss (docs/conventions.md §4).
+
+With ``p = softmax(z)``, the loss with hard label ``c`` is ``L_c = (1 - p_c)**gamma * (-log p_c)``. It is
+evaluated through the margin ``x_c = z_c - log sum_{i != c} exp(z_i)``, for which ``p_c = sigmoid(x_c)``
+exactly: at ``y = -x_c``, ``u = softplus(y) = -log p_c``, ``q = sigmoid(y) = 1 - p_c`` and
+``r = sigmoid(-y) = p_c``, each with its relative digits, and
+
+    L_c = q**gamma * u,     dL_c/dz_j = k_c * (p_j - [j == c]),
+    k_c = q**gamma * (1 + gamma * r * u / q)          (u / q -> 1 as q -> 0).
+
+A position with target coefficients ``a`` has ``loss = sum_c a_c L_c`` and ``grad = p * sum_c a_c k_c - a * k``.
+At gamma = 0 it is the softmax loss, which the engine then evaluates instead.
+
+Example:
+    >>> import numpy as np, cbloss
+    >>> z = np.array([[2.0, 0.0, -1.0]]); y = np.array([0])
+    >>> float(cbloss.class_balanced_loss(z, y, loss="softmax_focal", reduction="sum"))  # doctest: +ELLIPSIS
+    0.0041...
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ..primitives import Primitives
+from ..targets import Coefficients
+from ._common import power
+
+
+class _Margin(NamedTuple):
+    value: Any  # q**gamma * u
+    u: Any
+    q: Any
+    r: Any
+    modulation: Any  # q**gamma
+
+
+def _margin(ops: Primitives, y: Any, gamma: float) -> _Margin:
+    u, q, r = ops.softplus_and_sigmoids(y)
+    modulation = power(ops.xp, q, gamma)
+    return _Margin(modulation * u, u, q, r, modulation)
+
+
+def _slope(ops: Primitives, m: _Margin, gamma: float) -> Any:
+    """``k = q**gamma * (1 + gamma * r * u / q)``. For gamma >= 1 as ``q**gamma + gamma * r * u * q**(gamma - 1)``
+    (no division); below 1 ``q**(gamma - 1)`` is infinite at ``q = 0``, where ``u / q`` is taken as its limit 1."""
+    xp = ops.xp
+    if gamma == 1.0:
+        return m.modulation + m.r * m.u
+    if gamma > 1.0:
+        return m.modulation + gamma * m.r * m.u * power(xp, m.q, gamma - 1.0)
+    positive = m.q > 0
+    ratio = xp.where(positive, m.u / xp.where(positive, m.q, xp.ones_like(m.q)), xp.ones_like(m.q))
+    return m.modulation * (1.0 + gamma * m.r * ratio)
+
+
+def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
+    """``coef * L_y`` and its gradient, for class indices ``labels`` (P...) and coefficients ``coef`` (P...)."""
+    xp = ops.xp
+    p, lse = ops.softmax_and_logsumexp(z)
+    # The other classes' probabilities, summed directly: rest = 1 - p_y without the cancellation near p_y = 1.
+    others = ops.put_at_label(p, labels, xp.zeros_like(lse))
+    rest = xp.sum(others, axis=-1)
+    margin = _margin(ops, xp.log(rest) - (ops.take_label(z, labels) - lse), gamma)
+    value = coef * margin.value
+    if not with_grad:
+        return value, None
+    slope = coef * _slope(ops, margin, gamma)
+    # k * (p_j - [j == y]): k * p_j off the label, and -k * rest at it (exact where p_y is close to 1).
+    return value, ops.put_at_label(others * slope[..., None], labels, -slope * rest)
+
+
+def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: bool) -> tuple[Any, Any]:
+    """``sum_c a_c L_c`` and its gradient for target coefficients ``a``."""
+    xp = ops.xp
+    shifted = z - xp.max(z, axis=-1, keepdims=True)
+    e = xp.exp(shifted)
+    everything = xp.sum(e, axis=-1, keepdims=True)
+    # log sum_{i != c} exp(z_i - max) for every c: for c below the top class T - e_c >= e_top = 1 >= e_c is well
+    # conditioned; for the top class the others are summed directly.
+    top = ops.label_mask(xp.argmax(z, axis=-1), z.shape[-1])
+    rest_top = xp.sum(xp.where(top, xp.zeros_like(e), e), axis=-1, keepdims=True)
+    rest = xp.where(top, rest_top, everything - e)
+    margin = _margin(ops, xp.log(rest) - shifted, gamma)
+    value = a.dot(ops, margin.value)
+    if not with_grad:
+        return value, None
+    slope = _slope(ops, margin, gamma)
+    p = e / everything
+    return value, a.subtract_from(ops, p * a.dot(ops, slope)[..., None], slope)

@@ -1,0 +1,60 @@
+"""The reductions, written once (docs/conventions.md §7).
+
+A reduction turns per-position values into the loss: ``"none"`` keeps them, ``"sum"`` adds them, and the two
+means divide the sum by a denominator, the sum of each position's *share*: 1 per counted position for
+``"mean"``, the position's (un-smoothed) weight for ``"weighted_mean"`` (``w_y`` for a class index,
+``sum_c t_c w_c`` for soft targets); ignored positions have share 0. A zero denominator gives loss 0 (as the
+numerator times 0, so that a NaN still shows).
+
+Every reduction is linear, so the engine folds its factor (1 or ``1 / denominator``) into the per-position
+target coefficients before it evaluates a loss: the reduced loss is then the sum of the values, and the
+gradient comes out reduced, without a pass over a (P, C) gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["MEANS", "hard_shares", "reduction_factor", "soft_shares"]
+
+MEANS = ("mean", "weighted_mean")
+
+
+def hard_shares(xp: Any, reduction: str, label_weight: Any, valid: Any | None, dtype: Any) -> Any | None:
+    """Denominator shares for class indices: ``label_weight`` (``w_y``, 0 where ignored) for
+    ``"weighted_mean"``, else 1 per counted position (``valid``, None when every position counts). None for
+    the reductions without a denominator."""
+    if reduction == "weighted_mean":
+        return label_weight
+    if reduction == "mean":
+        return xp.ones_like(label_weight) if valid is None else xp.astype(valid, dtype)
+    return None
+
+
+def soft_shares(xp: Any, reduction: str, targets: Any, weights: Any | None) -> Any | None:
+    """Denominator shares for soft targets (last axis: classes): ``sum_c t_c w_c`` for ``"weighted_mean"``, 1
+    for ``"mean"``, None otherwise."""
+    if reduction == "weighted_mean":
+        return xp.sum(targets, axis=-1) if weights is None else xp.matmul(targets, weights)
+    if reduction == "mean":
+        return xp.ones_like(targets[..., 0])
+    return None
+
+
+def reduction_factor(
+    xp: Any, reduction: str, shares: Any | None, global_sum: Callable[[Any], Any] | None = None
+) -> Any | None:
+    """The factor ``f`` with ``loss = f * sum of the per-position values``: None for ``"none"``, 1.0 for
+    ``"sum"``, ``1 / sum(shares)`` for the means (0 when that sum is 0). ``global_sum`` maps the local sum of
+    the shares to the denominator to divide by (an adapter's all-reduce over data-parallel replicas)."""
+    if reduction == "none":
+        return None
+    if reduction == "sum":
+        return 1.0
+    denominator = xp.sum(shares)
+    if global_sum is not None:
+        denominator = global_sum(denominator)
+    positive = denominator > 0
+    safe = xp.where(positive, denominator, xp.ones_like(denominator))
+    return xp.where(positive, 1.0 / safe, xp.zeros_like(denominator))

@@ -1,0 +1,88 @@
+"""Target coefficients: what a position's loss weighs each class's loss by (docs/conventions.md §4-§6).
+
+A position's class-balanced loss is ``sum_c a_c L_c(z)`` with ``a_c = t_c w_c``: ``t`` its target distribution
+(one-hot for a class index, given for soft targets, smoothed towards ``1 / C`` by label smoothing) and ``w``
+the class weights. :class:`Coefficients` holds ``a`` in parts, so that neither a one-hot target nor the weights
+tiled to (P, C) is ever formed:
+
+    a_c = dense_c + label_coef * [c == label] + smooth * w_c
+
+The engine builds it, and each loss's ``dense`` evaluation reads it through three operations: the total
+``A = sum_c a_c``, the dot product ``sum_c a_c x_c`` and the difference ``g - a * x``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .primitives import Primitives
+
+__all__ = ["Coefficients"]
+
+
+class Coefficients(NamedTuple):
+    """``a = dense + label_coef * onehot(labels) + smooth * weights``, each part optional (None).
+
+    ``dense`` is (P..., C); ``labels`` integer and ``label_coef`` (P...); ``smooth`` (P...) or a scalar;
+    ``weights`` the (C,) class weights that ``smooth`` multiplies (None: all ones)."""
+
+    dense: Any = None
+    labels: Any = None
+    label_coef: Any = None
+    smooth: Any = None
+    weights: Any = None
+
+    def scaled(self, factor: Any) -> Coefficients:
+        """Every part times ``factor`` (a scalar)."""
+        return self._replace(
+            dense=None if self.dense is None else self.dense * factor,
+            label_coef=None if self.label_coef is None else self.label_coef * factor,
+            smooth=None if self.smooth is None else self.smooth * factor,
+        )
+
+    def total(self, ops: Primitives, num_classes: int) -> Any:
+        """``A = sum_c a_c`` per position."""
+        xp = ops.xp
+        parts = []
+        if self.dense is not None:
+            parts.append(xp.sum(self.dense, axis=-1))
+        if self.label_coef is not None:
+            parts.append(self.label_coef)
+        if self.smooth is not None:
+            parts.append(self.smooth * (num_classes if self.weights is None else xp.sum(self.weights)))
+        return _add(parts)
+
+    def dot(self, ops: Primitives, x: Any) -> Any:
+        """``sum_c a_c x_c`` per position, for ``x`` (P..., C)."""
+        xp = ops.xp
+        parts = []
+        if self.dense is not None:
+            parts.append(xp.sum(self.dense * x, axis=-1))
+        if self.label_coef is not None:
+            parts.append(self.label_coef * ops.take_label(x, self.labels))
+        if self.smooth is not None:
+            parts.append(self.smooth * (xp.sum(x, axis=-1) if self.weights is None else xp.matmul(x, self.weights)))
+        return _add(parts)
+
+    def subtract_from(self, ops: Primitives, g: Any, x: Any = None) -> Any:
+        """A new array ``g - a * x`` (``g - a`` when ``x`` is None), for ``g`` and ``x`` (P..., C)."""
+        out = g
+        if self.dense is not None:
+            out = out - (self.dense if x is None else self.dense * x)
+        if self.smooth is not None:
+            smooth = self.smooth if isinstance(self.smooth, float) else self.smooth[..., None]
+            per_class = (
+                (1.0 if x is None else x) if self.weights is None else (self.weights if x is None else x * self.weights)
+            )
+            out = out - smooth * per_class
+        if self.label_coef is not None:
+            at_label = self.label_coef if x is None else self.label_coef * ops.take_label(x, self.labels)
+            out = ops.put_at_label(out, self.labels, ops.take_label(out, self.labels) - at_label)
+        return out
+
+
+def _add(parts: list) -> Any:
+    total = None
+    for part in parts:
+        total = part if total is None else total + part
+    return total

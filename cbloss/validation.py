@@ -1,0 +1,210 @@
+"""Every input check, written once: the core, the neutral module and the three adapters call these.
+
+Each check raises ``ValueError``/``TypeError`` whose message starts with the argument's name
+(docs/conventions.md §11). Checks of option values and shapes are static and always run; checks that read
+array *values* (labels in range, soft targets summing to 1, weights finite) are eager: traced code
+(``jax.jit``, ``tf.function``) skips them or turns the rules below (:func:`labels_out_of_range`,
+:func:`soft_targets_invalid`) into its framework's assertions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._namespace import is_array, to_numpy
+
+__all__ = [
+    "check_beta",
+    "check_choice",
+    "check_class_axis",
+    "check_gamma",
+    "check_ignore_index",
+    "check_label_smoothing",
+    "check_label_values",
+    "check_real",
+    "compute_dtype",
+    "host_class_weights",
+    "labels_out_of_range",
+    "prepare_weights",
+    "soft_target_tolerance",
+    "soft_targets_invalid",
+]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Scalars and choices
+# ----------------------------------------------------------------------------------------------------------
+def check_choice(name: str, value: Any, choices: tuple) -> Any:
+    if value not in choices:
+        raise ValueError(f"{name}: must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_real(name: str, value: Any, low: float, high: float) -> float:
+    """A Python real in [low, high]; NaN and bools are rejected."""
+    if isinstance(value, bool) or (not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
+        raise TypeError(f"{name}: must be a real number, got {type(value).__name__}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: must be a real number (a scalar), got {value!r}") from None
+    if math.isnan(value) or not low <= value <= high:
+        raise ValueError(f"{name}: must be in [{low}, {high}], got {value!r}")
+    return value
+
+
+def check_beta(beta: Any) -> float:
+    return check_real("beta", beta, 0.0, 1.0)
+
+
+def check_gamma(gamma: Any) -> float:
+    """A finite ``gamma >= 0`` (the pairing with the loss is checked by :mod:`cbloss.options`)."""
+    gamma = check_real("gamma", gamma, 0.0, math.inf)
+    if math.isinf(gamma):
+        raise ValueError(f"gamma: must be finite, got {gamma!r}")
+    return gamma
+
+
+def check_label_smoothing(eps: Any) -> float:
+    return check_real("label_smoothing", eps, 0.0, 1.0)
+
+
+def check_ignore_index(ignore_index: Any) -> int | None:
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, bool):
+        raise TypeError(f"ignore_index: must be an integer or None, got {ignore_index!r}")
+    try:
+        as_int = int(ignore_index)
+    except (TypeError, ValueError):
+        raise TypeError(f"ignore_index: must be an integer or None, got {ignore_index!r}") from None
+    if as_int != ignore_index:
+        raise TypeError(f"ignore_index: must be an integer or None, got {ignore_index!r}")
+    return as_int
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Arrays: dtypes and shapes (static)
+# ----------------------------------------------------------------------------------------------------------
+def compute_dtype(xp: Any, dtype: Any) -> Any:
+    """float16/bfloat16 compute in float32; float32/float64 as they are (docs/conventions.md §9)."""
+    if dtype in (xp.float32, xp.float64):
+        return dtype
+    return xp.float32
+
+
+def check_class_axis(xp: Any, logits: Any, labels: Any, axis: int) -> tuple[int, bool]:
+    """Shapes and dtypes of ``logits`` and ``labels``; returns (the class axis as a non-negative int, whether
+    the labels are soft targets). A None (unknown, traced) size matches any size."""
+    if not xp.isdtype(logits.dtype, "real floating"):
+        raise TypeError(f"logits: must be floating point, got dtype {logits.dtype}")
+    if xp.isdtype(labels.dtype, "bool"):
+        raise TypeError("labels: must be integer class indices or floating soft targets, got bool")
+    soft = xp.isdtype(labels.dtype, "real floating")
+    if not soft and not xp.isdtype(labels.dtype, "integral"):
+        raise TypeError(f"labels: must be integer class indices or soft targets, got dtype {labels.dtype}")
+    if logits.ndim == 0:
+        raise ValueError("logits: must have a class axis, got a 0-d array")
+    if not -logits.ndim <= axis < logits.ndim:
+        raise ValueError(f"axis: {axis} is out of range for logits of shape {tuple(logits.shape)}")
+    axis = axis % logits.ndim
+    shape = tuple(logits.shape)
+    expected = shape if soft else shape[:axis] + shape[axis + 1 :]
+    given = tuple(labels.shape)
+    mismatch = given != expected and (
+        len(given) != len(expected) or any(a != b and None not in (a, b) for a, b in zip(given, expected, strict=False))
+    )
+    if mismatch:
+        if soft:
+            kind = "soft targets must have the logits' shape"
+        else:
+            kind = "class indices must have the logits' shape without the class axis"
+        raise ValueError(f"labels: {kind} {expected}, got {given}")
+    return axis, soft
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Arrays: values (eager), and the rules traced code asserts
+# ----------------------------------------------------------------------------------------------------------
+def soft_target_tolerance(xp: Any, dtype: Any) -> float:
+    """How far from 1 the sum of soft targets given in ``dtype`` may be: sqrt(eps) of float32/float64, 1e-2 for
+    float16/bfloat16 (a softmax in float32 sums to 1 within ~C ulps)."""
+    if dtype == xp.float64:
+        return float(np.sqrt(np.finfo(np.float64).eps))
+    if dtype == xp.float32:
+        return float(np.sqrt(np.finfo(np.float32).eps))
+    return 1e-2
+
+
+def labels_out_of_range(xp: Any, labels: Any, num_classes: int, ignore_index: int | None) -> Any:
+    """Boolean, labels' shape: the class indices outside ``[0, num_classes)`` that are not ``ignore_index``."""
+    bad = (labels < 0) | (labels >= num_classes)
+    if ignore_index is not None:
+        bad = bad & (labels != ignore_index)
+    return bad
+
+
+def soft_targets_invalid(xp: Any, targets: Any, tolerance: float) -> tuple[Any, Any]:
+    """(any entry negative or NaN, any sum along the last axis farther than ``tolerance`` from 1): 0-d booleans."""
+    negative = xp.any(~(targets >= 0))
+    off = xp.any(~(xp.abs(xp.sum(targets, axis=-1) - 1.0) <= tolerance))
+    return negative, off
+
+
+def check_label_values(
+    xp: Any, labels: Any, num_classes: int, soft: bool, ignore_index: int | None, given_dtype: Any = None
+) -> None:
+    """Eager value checks. Soft targets are checked along the last axis; ``given_dtype``, the targets' dtype as
+    the user gave them, sets the tolerance of their sum (:func:`soft_target_tolerance`)."""
+    if soft:
+        tolerance = soft_target_tolerance(xp, labels.dtype if given_dtype is None else given_dtype)
+        negative, off = soft_targets_invalid(xp, labels, tolerance)
+        if bool(negative):
+            raise ValueError("labels: soft targets must be finite probabilities >= 0 (found negative or NaN)")
+        if bool(off):
+            worst = float(xp.max(xp.abs(xp.sum(labels, axis=-1) - 1.0)))
+            raise ValueError(
+                "labels: soft targets must sum to 1 along the class axis (off by up to "
+                f"{worst:.3g}); multi-label (multi-hot) targets are not supported"
+            )
+        return
+    bad = labels_out_of_range(xp, labels, num_classes, ignore_index)
+    if bool(xp.any(bad)):
+        found = np.unique(to_numpy(labels)[to_numpy(bad)]).tolist()[:8]
+        raise ValueError(f"labels: class indices must be in [0, {num_classes}), got {found}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Weights
+# ----------------------------------------------------------------------------------------------------------
+def host_class_weights(weights: Any, num_classes: int | None = None) -> np.ndarray:
+    """Given class weights as a float64 NumPy (C,) array, checked: 1-D (of length ``num_classes`` when given),
+    finite and >= 0. Accepts arrays of any supported namespace, lists and tuples."""
+    try:
+        host = np.asarray(to_numpy(weights) if is_array(weights) else weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"weights: must be real numbers, got {weights!r}") from None
+    if host.ndim != 1 or (num_classes is not None and host.shape != (num_classes,)):
+        expected = "a 1-D sequence" if num_classes is None else f"{num_classes} class weights"
+        raise ValueError(f"weights: expected {expected}, got shape {host.shape}")
+    if not (np.isfinite(host).all() and (host >= 0).all()):
+        raise ValueError(f"weights: must be finite and >= 0, got {host.tolist()}")
+    return host
+
+
+def prepare_weights(xp: Any, weights: Any, num_classes: int, dtype: Any, device: Any, validate: bool) -> Any:
+    """The (C,) weights as an array of ``xp`` in ``dtype`` on ``device``; None stays None. Host weights (NumPy,
+    lists) are always checked; ``validate`` decides whether an array of ``xp`` (maybe on a device) is read."""
+    if weights is None:
+        return None
+    if isinstance(weights, np.ndarray) or not hasattr(weights, "shape"):
+        return xp.asarray(host_class_weights(weights, num_classes), dtype=dtype, device=device)
+    if tuple(weights.shape) != (num_classes,):
+        raise ValueError(f"weights: expected {num_classes} class weights, got shape {tuple(weights.shape)}")
+    weights = xp.asarray(weights, device=device)
+    if validate and bool(xp.any(~(xp.isfinite(weights) & (weights >= 0)))):
+        raise ValueError("weights: must be finite and >= 0")
+    return xp.astype(weights, dtype)
