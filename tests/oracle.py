@@ -1,4 +1,4 @@
-"""An independent reference for cbloss, written from SPEC.md alone (never from the core's code).
+"""An independent reference for cbloss, written from docs/conventions.md alone (never from the core's code).
 
 Everything is evaluated in mpmath at 60 significant digits on the exact values of the float64 inputs, by plain
 loops over positions and classes with the textbook formulas, and rounded to float64 once at the end:
@@ -6,10 +6,10 @@ loops over positions and classes with the textbook formulas, and rounded to floa
 - effective number: the closed form (1 - beta^n) / (1 - beta) in high precision, and the paper's recursion
   E_1 = 1, E_n = 1 + beta * E_{n-1};
 - class weights w_i = 1 / E(n_i, beta) with the three normalisations and ``zero_count="zero"``;
-- per class c the unweighted loss L_c(z) a position would have with hard label c (SPEC §2), and its gradient
-  dL_c/dz_j by high-precision central differences (independent of any analytic derivation);
+- per class c the unweighted loss L_c(z) a position would have with hard label c (docs/conventions.md §4), and
+  its gradient dL_c/dz_j by high-precision central differences (independent of any analytic derivation);
 - a position's loss sum_c a_c L_c with a_c = t_c w_c and t the (smoothed) target distribution, the four
-  reductions of SPEC §3, and the vector-Jacobian product with a cotangent.
+  reductions of docs/conventions.md §7, and the vector-Jacobian product with a cotangent.
 
 The class axis is LAST. Results are float64 NumPy arrays.
 """
@@ -37,7 +37,7 @@ def _mpf(x) -> mpmath.mpf:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Effective number and weights (SPEC §1)
+# Effective number and weights (docs/conventions.md §2, §3)
 
 
 def effective_number(n, beta) -> mpmath.mpf:
@@ -69,7 +69,7 @@ def effective_number_float64(n, beta) -> float:
 
 
 def class_weights(counts: Sequence, beta, normalize="classes", zero_count="error") -> np.ndarray:
-    """w_i = 1 / E(n_i, beta), normalised per SPEC §1, rounded to float64 once.
+    """w_i = 1 / E(n_i, beta), normalised per docs/conventions.md §3, rounded to float64 once.
 
     A zero count gets weight 0 (the oracle does not raise; ``zero_count="error"`` is the core's business)."""
     with mpmath.workdps(DPS):
@@ -94,7 +94,7 @@ def beta_from_volume(volume) -> float:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Losses (SPEC §2)
+# Losses (docs/conventions.md §4, §5)
 
 
 def _log_sigmoid(x):
@@ -155,7 +155,7 @@ def _row_terms(z_row: tuple, loss: str, gamma: float) -> tuple[list, list]:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Targets, positions and reductions (SPEC §2, §3)
+# Targets, positions and reductions (docs/conventions.md §6, §7)
 
 
 @dataclass(frozen=True)

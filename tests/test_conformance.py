@@ -5,16 +5,17 @@ Inputs are exactly representable in float32 and float16 (logits rounded to float
 targets multiples of 1/64), so that float64, float32 and low-precision runs see the same exact inputs and the
 oracle, which evaluates them in 60-digit arithmetic, is the reference for all of them.
 
-Tolerances (issue 2): float64 within 1e-12 relative, float32 within 1e-5 relative, each plus an absolute slack
-for cancellation. A position's gradient A_p * p - a (softmax) or its sigmoid analogue, and a value such as
-lse(z) - z_y, are differences of terms of size up to A_p * max(1, max|z|) per class (A_p = sum_c t_c w_c, the
-weight the position carries, at most max(w)); rounding each term costs an ulp of that size, so the exact result
-can be tiny while the computed one is off by a few ulps of the terms. The slack is therefore
+Tolerances (docs/conventions.md §15): float64 within 1e-12 relative, float32 within 1e-5 relative, each plus an
+absolute slack for cancellation. A position's gradient A_p * p - a (softmax) or its sigmoid analogue, and a value
+such as lse(z) - z_y, are differences of terms of size up to A_p * max(1, max|z|) per class (A_p = sum_c t_c w_c,
+the weight the position carries, at most max(w)); rounding each term costs an ulp of that size, so the exact
+result can be tiny while the computed one is off by a few ulps of the terms. The slack is therefore
     unit * max(1, max|z|) * C * A_p * |d reduced / d value_p|
 per position (for the gradient; for a reduced value summed over positions), with unit = 1e-15 for float64 and
-the analogous 1e-15 * 2**29 (the ratio of the float32 and float64 epsilons) for float32. It is what the issue
-asks (1e-15 * max(1, max|z|) * max(w) * C), scaled down by the reduction's factor (1/N for "mean", 1/sum w for
-"weighted_mean") so that it stays as tight for reduced results as for per-position ones.
+the analogous 1e-15 * 2**29 (the ratio of the float32 and float64 epsilons) for float32. It is the per-position
+bound 1e-15 * max(1, max|z|) * max(w) * C, sharpened by A_p <= max(w) and scaled down by the reduction's factor
+(1/N for "mean", 1/sum w for "weighted_mean") so that it stays as tight for reduced results as for per-position
+ones.
 """
 
 from __future__ import annotations
@@ -187,11 +188,11 @@ def test_matches_oracle(backend, case, dtype):
     check_against_oracle(value, grad, case, dtype)
 
 
-# Low precision: float16/bfloat16 logits are computed in float32 (SPEC §2), so the reference is the backend's own
-# float32 result on the same inputs rounded to that dtype (the logits already are exact float16; soft targets
-# are multiples of 1/64, exact in both). The loss comes back in float32: within a few float32 ulps. The gradient
-# comes back in the logits' dtype: within one rounding of it (2^-8 relative for float16's 11-bit significand
-# with double rounding allowed, bfloat16's 8-bit one 2^-7), plus its smallest subnormal.
+# Low precision: float16/bfloat16 logits are computed in float32 (docs/conventions.md §9), so the reference is the
+# backend's own float32 result on the same inputs rounded to that dtype (the logits already are exact float16;
+# soft targets are multiples of 1/64, exact in both). The loss comes back in float32: within a few float32 ulps.
+# The gradient comes back in the logits' dtype: within one rounding of it (2^-10 relative for float16's 11-bit
+# significand with double rounding allowed, bfloat16's 8-bit one 2^-7), plus its smallest subnormal.
 LOW = {"float16": (2.0**-10, 2.0**-24), "bfloat16": (2.0**-7, 2.0**-133)}
 LOW_CASES = [c for c in CASES if c.C == 5 and c.weights == "w" and c.reduction in ("none", "mean")]
 

@@ -1,4 +1,4 @@
-"""Effective number E(n, beta) (SPEC §1): float64 accuracy against the exact value of the float64 inputs
+"""Effective number E(n, beta) (docs/conventions.md §2): float64 accuracy against the exact value of the float64 inputs
 (mpmath, tests/oracle.py), the beta = 0 and beta = 1 limits, the recursion, and beta_from_volume."""
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ WIDE_LONG_DOUBLE = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
 
 @pytest.mark.skipif(not WIDE_LONG_DOUBLE, reason="np.longdouble is float64 on this platform (2.5-ulp path)")
 def test_random_sweep_within_2_ulps():
-    """Issue 2's target: within 2 ulps of the exact value of the float64 inputs (NumPy evaluates in long
-    double and rounds once)."""
+    """The target of docs/conventions.md §15: within 2 ulps of the exact value of the float64 inputs (NumPy
+    evaluates in long double and rounds once)."""
     worst = max((*worst_ulps(list(ns), beta), beta) for beta, ns in _sweep())
     assert worst[0] <= 2.0, f"E(n={worst[1]!r}, beta={worst[2]!r}) is {worst[0]:.3f} ulps from the exact value"
 

@@ -1,5 +1,5 @@
-"""Every error case of SPEC §5: the exception type, and a message that names the argument. NaN in the logits is
-not an error: it propagates as NaN (never hidden)."""
+"""Every error case of docs/conventions.md §11: the exception type, and a message that names the argument. NaN in
+the logits is not an error: it propagates as NaN (never hidden)."""
 
 from __future__ import annotations
 

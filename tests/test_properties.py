@@ -1,7 +1,7 @@
-"""Properties of SPEC §1-§3 checked with hypothesis on the core (NumPy): gamma = 0 reproduces the non-focal
-losses bitwise; beta = 0 and beta = 1 give equal and inverse-frequency weights; the recursion equals the closed
-form; weights decrease as counts grow; permuting classes permutes results; values and gradients stay finite for
-|z| up to 1e4 and gamma in [0, 5] in every dtype."""
+"""Properties of docs/conventions.md §2-§7 checked with hypothesis on the core (NumPy): gamma = 0 reproduces the
+non-focal losses bitwise; beta = 0 and beta = 1 give equal and inverse-frequency weights; the recursion equals the
+closed form; weights decrease as counts grow; permuting classes permutes results; values and gradients stay finite
+for |z| up to 1e4 and gamma in [0, 5] in every dtype."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Class-balanced weights (SPEC §1): the three normalisations against the exact values (tests/oracle.py), the
-beta = 0 and beta = 1 limits, zero_count="zero", and count_samples_per_class from every kind of input."""
+"""Class-balanced weights (docs/conventions.md §3): the three normalisations against the exact values
+(tests/oracle.py), the beta = 0 and beta = 1 limits, zero_count="zero", and count_samples_per_class from every
+kind of input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""SPEC §3 parity: loss="softmax" equals torch.nn.functional.cross_entropy exactly (up to float rounding).
+"""Parity of docs/conventions.md §7: loss="softmax" equals torch.nn.functional.cross_entropy exactly (up to float
+rounding).
 
 ``reduction="weighted_mean"`` (class indices) or ``"mean"`` (probability targets) equals cross_entropy's
 ``reduction="mean"`` with any ``weight``, ``ignore_index``, ``label_smoothing`` and spatial dims; ``"sum"`` and
@@ -6,7 +7,7 @@
 analytic gradient), in float64, for the core on NumPy (class axis moved last) and on torch tensors (through
 array-api-compat, class axis 1 like cross_entropy).
 (One deliberate difference, not tested here: with every position ignored, cross_entropy's "mean" is NaN, 0/0,
-where SPEC §3 gives 0.)
+where docs/conventions.md §7 gives 0.)
 """
 
 from __future__ import annotations

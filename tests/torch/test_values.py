@@ -1,5 +1,5 @@
 """The adapter against the NumPy core (values and gradients, every option) and against PyTorch's own
-F.cross_entropy where the SPEC requires parity; gradcheck in float64; dtypes; double backward."""
+F.cross_entropy where docs/conventions.md §7 requires parity; gradcheck in float64; dtypes; double backward."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def test_gradcheck_float64(loss, form):
 @pytest.mark.parametrize("shape", [(6, 5), (2, 5, 3, 4)], ids=str)
 @pytest.mark.parametrize("form", ["weighted", "smooth-ignore", "probs", "probs-smooth"])
 def test_softmax_equals_f_cross_entropy(shape, form):
-    """SPEC §3 parity with PyTorch's own implementation (an independent reference)."""
+    """docs/conventions.md §7 parity with PyTorch's own implementation (an independent reference)."""
     z, y, w = _inputs(shape, form.startswith("probs"), seed=5, ignore=-100 if "ignore" in form else None)
     eps = 0.15 if "smooth" in form else 0.0
     kwargs = dict(label_smoothing=eps)
@@ -203,8 +203,9 @@ def test_retain_graph_backward_twice():
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_empty_batch(loss, reduction):
-    """No positions: "mean"/"weighted_mean" are 0 by the SPEC's zero-denominator rule (the reduction factor the
-    shapes fix is 0 for an empty batch), "sum" is 0, "none" is empty; the gradient is an empty (0, C) tensor."""
+    """No positions: "mean"/"weighted_mean" are 0 by the zero-denominator rule of docs/conventions.md §7 (the
+    reduction factor the shapes fix is 0 for an empty batch), "sum" is 0, "none" is empty; the gradient is an
+    empty (0, C) tensor."""
     x = torch.zeros(0, 5, dtype=torch.float64, requires_grad=True)
     y = torch.zeros(0, dtype=torch.int64)
     for criterion in (
