@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -54,6 +54,14 @@ def lint(session: nox.Session) -> None:
     _install(session, "ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy over the package. The frameworks are not installed here (each adapter is checked against them in
+    development); their imports are treated as untyped."""
+    _install(session, ".", "mypy")
+    session.run("mypy", "cbloss", "--ignore-missing-imports")
 
 
 @nox.session(python=PYTHON, default=False)

@@ -11,6 +11,7 @@ import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class DemoConfig:
         """``--quick``: 3 seeds, 100 steps, imbalance 10 and 50, four methods (CE, inverse frequency, CB softmax
         beta=0.99, CB focal gamma=1)."""
         methods = [m for m in default_methods() if m.key in _QUICK_METHODS]
-        base = dict(imbalances=(10.0, 50.0), seeds=3, steps=100, methods=methods)
+        base: dict[str, Any] = {"imbalances": (10.0, 50.0), "seeds": 3, "steps": 100, "methods": methods}
         base.update(overrides)
         return cls(**base)
 

@@ -1,0 +1,78 @@
+"""The options are written once (cbloss/options.py): the loss list, the signatures and the docstrings derive from
+that one place, and every option is checked with an error that names it (docs/conventions.md §11)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import math
+import typing
+
+import numpy as np
+import pytest
+
+import cbloss
+from cbloss import options
+from cbloss.losses import LOSSES
+
+CORE_MODULES = [
+    "cbloss.functional",
+    "cbloss.module",
+    "cbloss.weights",
+    "cbloss.losses.softmax",
+    "cbloss.losses.sigmoid",
+    "cbloss.losses.softmax_focal",
+]
+
+
+def test_loss_names_are_the_registry():
+    assert set(typing.get_args(options.LossName)) == set(LOSSES)
+
+
+def test_focal_losses_reduce_to_their_plain_loss_at_gamma_zero():
+    for name, spec in LOSSES.items():
+        if spec.without_focusing is not None:
+            assert options.loss_options(loss=name, gamma=0.0).kind == spec.without_focusing
+            assert options.loss_options(loss=name).gamma == 2.0
+
+
+@pytest.mark.parametrize(
+    "name, bad",
+    [
+        ("loss", "cross_entropy"),
+        ("reduction", "avg"),
+        ("gamma", -1.0),
+        ("gamma", math.inf),
+        ("gamma", math.nan),
+        ("label_smoothing", 1.5),
+        ("ignore_index", 1.5),
+    ],
+)
+def test_each_option_is_checked_naming_itself(name, bad):
+    kwargs = {"loss": "focal"} if name == "gamma" else {}
+    kwargs[name] = bad
+    with pytest.raises((ValueError, TypeError), match=f"^{name}:"):
+        cbloss.class_balanced_loss(np.zeros((2, 3)), np.array([0, 1]), **kwargs)
+
+
+def test_unknown_option_is_a_type_error_naming_it():
+    with pytest.raises(TypeError, match=r"^label_smooting: unknown option"):
+        cbloss.class_balanced_loss(np.zeros((2, 3)), np.array([0, 1]), label_smooting=0.1)
+
+
+def test_options_are_hashable_and_equal_by_value():
+    a = options.loss_options(loss="focal", gamma=1.0)
+    b = options.loss_options(gamma=1.0, loss="focal")
+    assert a == b and hash(a) == hash(b) and a != options.loss_options(loss="focal")
+
+
+@pytest.mark.parametrize("name", list(options.LOSS_OPTIONS))
+def test_every_loss_option_is_in_the_public_docstrings(name):
+    for func in (cbloss.class_balanced_loss, cbloss.class_balanced_loss_and_grad, cbloss.ClassBalancedLoss):
+        assert f"{name} (default" in func.__doc__
+
+
+@pytest.mark.parametrize("module", CORE_MODULES)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
