@@ -20,6 +20,20 @@ def namespace_of(*arrays: Any) -> Any:
     return array_api_compat.array_namespace(*arrays)
 
 
+def as_array(x: Any, name: str) -> Any:
+    """``x`` itself if it is an array of a supported namespace; a Python number or (nested) list of numbers as a
+    NumPy array; anything else a ``TypeError`` naming ``name``."""
+    if is_array(x):
+        return x
+    try:
+        array = np.asarray(x)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: must be an array or a (nested) list of numbers, got {type(x).__name__}")
+    return array
+
+
 def device_of(x: Any) -> Any:
     """The device of an array of any supported namespace."""
     return array_api_compat.device(x)
@@ -35,6 +49,8 @@ def to_numpy(x: Any) -> np.ndarray:
         return x
     if not is_array(x):
         return np.asarray(x)
+    if getattr(x, "requires_grad", False):
+        x = x.detach()  # a PyTorch tensor in an autograd graph: its values only
     try:
         return np.asarray(x)
     except Exception:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._namespace import device_of, namespace_of
+from ._namespace import as_array, device_of, namespace_of
 from .engine import evaluate
 from .options import LossOptions, loss_options, with_options_doc
 from .primitives import Primitives
@@ -24,6 +24,7 @@ def evaluate_arrays(
     logits: Any, labels: Any, weights: Any, opts: LossOptions, axis: int, validate: bool, with_grad: bool
 ) -> tuple[Any, Any]:
     """Check, convert to the compute layout (class axis last, compute dtype), evaluate, convert back."""
+    logits, labels = as_array(logits, "logits"), as_array(labels, "labels")
     xp = namespace_of(logits, labels)
     axis, soft = check_class_axis(xp, logits, labels, axis)
     num_classes = logits.shape[axis]
@@ -34,6 +35,8 @@ def evaluate_arrays(
     if axis != last:
         z = xp.moveaxis(z, axis, last)
     given_dtype = labels.dtype
+    if not soft and labels.dtype != xp.int64:
+        labels = xp.astype(labels, xp.int64)  # any integer dtype gives the int64 result (docs/conventions.md §6.1)
     if soft:
         labels = xp.astype(labels, dtype)
         if axis != last:

@@ -83,6 +83,8 @@ def check_ignore_index(ignore_index: Any) -> int | None:
         raise TypeError(f"ignore_index: must be an integer or None, got {ignore_index!r}") from None
     if as_int != ignore_index:
         raise TypeError(f"ignore_index: must be an integer or None, got {ignore_index!r}")
+    if not -(2**63) <= as_int < 2**63:
+        raise ValueError(f"ignore_index: must fit in int64, got {as_int}")
     return as_int
 
 
@@ -117,6 +119,8 @@ def check_class_axis(xp: Any, logits: Any, labels: Any, axis: int) -> tuple[int,
     mismatch = given != expected and (
         len(given) != len(expected) or any(a != b and None not in (a, b) for a, b in zip(given, expected, strict=False))
     )
+    if mismatch and soft and given == expected[:axis] + expected[axis + 1 :]:
+        raise TypeError(f"labels: class indices must be integers, got dtype {labels.dtype}")
     if mismatch:
         if soft:
             kind = "soft targets must have the logits' shape"

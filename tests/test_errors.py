@@ -155,8 +155,8 @@ def test_logits_not_floating_point(asarray, dtype):
 
 @pytest.mark.parametrize(
     "labels",
-    [np.array([0, 1]), np.array([[0, 1, 2]]), np.zeros((3, 3)) + 1 / 3, np.zeros((3, 4, 1)), np.array([0.0, 1.0, 2.0])],
-    ids=["fewer_positions", "extra_dim", "soft_wrong_classes", "soft_extra_dim", "float_indices"],
+    [np.array([0, 1]), np.array([[0, 1, 2]]), np.zeros((3, 3)) + 1 / 3, np.zeros((3, 4, 1))],
+    ids=["fewer_positions", "extra_dim", "soft_wrong_classes", "soft_extra_dim"],
 )
 def test_labels_and_logits_shapes_do_not_match(asarray, labels):
     with pytest.raises(ValueError, match=names("labels")):
@@ -262,3 +262,54 @@ def test_given_weights_must_be_one_dimensional():
         cbloss.ClassBalancedLoss.from_weights([[1.0, 2.0]])
     with pytest.raises(ValueError, match=r"^weights: expected 3 class weights"):
         cbloss.class_balanced_loss(np.zeros((2, 3)), np.array([0, 2]), [1.0, 2.0])
+
+
+# ---------------------------------------------------------------------------------------------------- label dtypes
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16", "int32"])
+@pytest.mark.parametrize("loss", ["softmax", "sigmoid", "focal", "softmax_focal"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_any_integer_label_dtype_gives_the_int64_result(asarray, dtype, loss, label_smoothing):
+    """A label dtype too narrow to count the classes (C = 300 > 2**8) must not wrap: class k is never also class
+    k + 2**bits (docs/conventions.md §6.1)."""
+    rng = np.random.default_rng(7)
+    logits = rng.normal(size=(5, 300))
+    high = min(300, np.iinfo(dtype).max + 1)
+    labels = rng.integers(0, high, size=5)
+    labels[0] = high - 1
+    want = cbloss.class_balanced_loss_and_grad(logits, labels, loss=loss, label_smoothing=label_smoothing)
+    got = cbloss.class_balanced_loss_and_grad(
+        asarray(logits), asarray(labels.astype(dtype)), loss=loss, label_smoothing=label_smoothing
+    )
+    np.testing.assert_array_equal(np.asarray(got[0]), want[0])
+    np.testing.assert_array_equal(np.asarray(got[1]), want[1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_float_class_indices_are_reported_as_not_integers(asarray, dtype):
+    with pytest.raises(TypeError, match=r"^labels: class indices must be integers, got dtype .*float"):
+        cbloss.class_balanced_loss(asarray(Z), asarray(np.array([0.0, 1.0, 2.0], dtype=dtype)))
+
+
+def test_python_numbers_and_lists_are_arrays():
+    z = [[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]]
+    want = cbloss.class_balanced_loss(np.array(z), np.array([0, 2]), loss="focal")
+    assert cbloss.class_balanced_loss(z, [0, 2], loss="focal") == want
+    unbatched = cbloss.class_balanced_loss(np.array(z[0]), np.array(1))
+    assert cbloss.class_balanced_loss(z[0], 1) == unbatched
+
+
+@pytest.mark.parametrize("argument, logits, labels", [("logits", "zz", Y), ("labels", Z, object()), ("labels", Z, "a")])
+def test_non_numeric_inputs_name_the_argument(argument, logits, labels):
+    with pytest.raises(TypeError, match=names(argument)):
+        cbloss.class_balanced_loss(logits, labels)
+
+
+def test_ignore_index_beyond_the_label_dtype():
+    """An ignore_index no label can equal ignores nothing; one beyond int64 is an error naming it."""
+    labels = np.array([0, 1, 2], dtype=np.int8)
+    want = cbloss.class_balanced_loss(Z, labels.astype(np.int64))
+    assert cbloss.class_balanced_loss(Z, labels, ignore_index=10**6) == want
+    with pytest.raises(ValueError, match=names("ignore_index")):
+        cbloss.class_balanced_loss(Z, labels, ignore_index=2**70)
