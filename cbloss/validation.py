@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._namespace import is_array, to_numpy
+from ._namespace import is_array, namespace_of, to_numpy
 
 __all__ = [
     "check_beta",
@@ -204,7 +204,8 @@ def prepare_weights(xp: Any, weights: Any, num_classes: int, dtype: Any, device:
     lists) are always checked; ``validate`` decides whether an array of ``xp`` (maybe on a device) is read."""
     if weights is None:
         return None
-    if isinstance(weights, np.ndarray) or not hasattr(weights, "shape"):
+    if isinstance(weights, np.ndarray) or not hasattr(weights, "shape") or _foreign(xp, weights):
+        # Host weights, and arrays of another framework (read by value, never reinterpreted).
         return xp.asarray(host_class_weights(weights, num_classes), dtype=dtype, device=device)
     if tuple(weights.shape) != (num_classes,):
         raise ValueError(f"weights: expected {num_classes} class weights, got shape {tuple(weights.shape)}")
@@ -212,3 +213,8 @@ def prepare_weights(xp: Any, weights: Any, num_classes: int, dtype: Any, device:
     if validate and bool(xp.any(~(xp.isfinite(weights) & (weights >= 0)))):
         raise ValueError("weights: must be finite and >= 0")
     return xp.astype(weights, dtype)
+
+
+def _foreign(xp: Any, array: Any) -> bool:
+    """Whether ``array`` is a known array of a namespace other than ``xp``."""
+    return is_array(array) and namespace_of(array) is not xp
