@@ -33,51 +33,69 @@ def evaluate(
     *,
     soft: bool,
     with_grad: bool,
+    sample_weight: Any | None = None,
     global_sum: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, Any]:
     """``(loss, d loss / d z)`` (the gradient None without ``with_grad``).
 
     ``z``: (P..., C) logits in the compute dtype. ``labels``: integer class indices (P...) or, with ``soft``,
     a (P..., C) distribution in the compute dtype. ``weights``: (C,) in the compute dtype on ``z``'s device,
-    or None. ``global_sum``: maps the local sum of the denominator shares to the one to divide by (an
-    adapter's all-reduce across data-parallel replicas). With ``reduction="none"`` the loss is per position
-    and the gradient is ``d loss[p] / d z[p]``.
+    or None. ``sample_weight``: (P...) in the compute dtype, or None: multiplies each position's loss and its
+    ``"weighted_mean"`` share (docs/conventions.md §7). ``global_sum``: maps the local sum of the denominator
+    shares to the one to divide by (an adapter's all-reduce across data-parallel replicas). With
+    ``reduction="none"`` the loss is per position and the gradient is ``d loss[p] / d z[p]``.
     """
     xp = ops.xp
     spec = LOSSES[opts.kind]
     eps = opts.label_smoothing
-    num_classes = z.shape[-1]
+    smooth = eps / z.shape[-1]
     if soft:
         shares = soft_shares(xp, opts.reduction, labels, weights)
         target = labels if weights is None else labels * weights
-        coefficients = Coefficients(dense=(1.0 - eps) * target if eps else target)
-        if eps:
-            coefficients = coefficients._replace(smooth=eps / num_classes, weights=weights)
+        if sample_weight is not None:
+            target = target * sample_weight[..., None]
+            shares = shares * sample_weight if opts.reduction == "weighted_mean" else shares
         factor = reduction_factor(xp, opts.reduction, shares, global_sum)
-        if factor is not None and not (isinstance(factor, float) and factor == 1.0):
-            coefficients = coefficients.scaled(factor)
+        scale = _times(factor, sample_weight)  # of the smoothing part, per position
+        coefficients = Coefficients(dense=_times(target, factor))
+        if eps:
+            coefficients = Coefficients(
+                dense=(1.0 - eps) * coefficients.dense, smooth=_times(smooth, scale), weights=weights
+            )
         value, grad = spec.dense(ops, z, coefficients, opts.gamma, with_grad)
     else:
         valid = None
         if opts.ignore_index is not None:
             valid = labels != opts.ignore_index
             labels = xp.where(valid, labels, xp.zeros_like(labels))  # any class: its coefficients are 0
+        # each position's scale: 0 where ignored, its sample weight
+        scale = None if valid is None else xp.astype(valid, z.dtype)
+        scale = _times(scale, sample_weight)
         if weights is None:
-            label_weight = xp.ones(labels.shape, dtype=z.dtype, device=device_of(z))
+            label_weight = xp.ones(labels.shape, dtype=z.dtype, device=device_of(z)) if scale is None else scale
         else:
-            label_weight = ops.take_weights(weights, labels)
-        if valid is not None:
-            label_weight = xp.where(valid, label_weight, xp.zeros_like(label_weight))
+            label_weight = _times(ops.take_weights(weights, labels), scale)
         shares = hard_shares(xp, opts.reduction, label_weight, valid, z.dtype)
         factor = reduction_factor(xp, opts.reduction, shares, global_sum)
-        coef = label_weight if factor is None else label_weight * factor
+        coef = _times(label_weight, factor)
         if eps:
-            smooth = eps / num_classes if valid is None else (eps / num_classes) * xp.astype(valid, z.dtype)
-            if factor is not None:
-                smooth = smooth * factor
-            coefficients = Coefficients(labels=labels, label_coef=(1.0 - eps) * coef, smooth=smooth, weights=weights)
+            coefficients = Coefficients(
+                labels=labels,
+                label_coef=(1.0 - eps) * coef,
+                smooth=_times(smooth, _times(scale, factor)),
+                weights=weights,
+            )
             value, grad = spec.dense(ops, z, coefficients, opts.gamma, with_grad)
         else:
             value, grad = spec.hard(ops, z, labels, coef, opts.gamma, with_grad)
     loss = value if opts.reduction == "none" else xp.sum(value)
     return loss, grad
+
+
+def _times(a: Any, b: Any) -> Any:
+    """``a * b``, where None stands for 1 (and a Python 1.0 costs nothing)."""
+    if b is None or (isinstance(b, float) and b == 1.0):
+        return a
+    if a is None or (isinstance(a, float) and a == 1.0):
+        return b
+    return a * b

@@ -10,7 +10,13 @@ from ._namespace import as_array, device_of, namespace_of
 from .engine import evaluate
 from .options import LossOptions, loss_options, with_options_doc
 from .primitives import Primitives
-from .validation import check_class_axis, check_label_values, compute_dtype, prepare_weights
+from .validation import (
+    check_class_axis,
+    check_label_values,
+    compute_dtype,
+    prepare_sample_weight,
+    prepare_weights,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -21,7 +27,14 @@ __all__ = ["class_balanced_loss", "class_balanced_loss_and_grad", "evaluate_arra
 
 
 def evaluate_arrays(
-    logits: Any, labels: Any, weights: Any, opts: LossOptions, axis: int, validate: bool, with_grad: bool
+    logits: Any,
+    labels: Any,
+    weights: Any,
+    opts: LossOptions,
+    axis: int,
+    validate: bool,
+    with_grad: bool,
+    sample_weight: Any = None,
 ) -> tuple[Any, Any]:
     """Check, convert to the compute layout (class axis last, compute dtype), evaluate, convert back."""
     logits, labels = as_array(logits, "logits"), as_array(labels, "labels")
@@ -30,6 +43,8 @@ def evaluate_arrays(
     num_classes = logits.shape[axis]
     dtype = compute_dtype(xp, logits.dtype)
     w = prepare_weights(xp, weights, num_classes, dtype, device_of(logits), validate)
+    positions = tuple(labels.shape[:axis] + labels.shape[axis + 1 :]) if soft else tuple(labels.shape)
+    sw = prepare_sample_weight(xp, sample_weight, positions, dtype, device_of(logits), validate)
     last = logits.ndim - 1
     z = xp.astype(logits, dtype)
     if axis != last:
@@ -45,7 +60,7 @@ def evaluate_arrays(
         check_label_values(xp, labels, num_classes, soft, opts.ignore_index, given_dtype)
     # log(0) = -inf is intended (a class with no competitor); keep NumPy from warning about it.
     with np.errstate(divide="ignore", under="ignore", over="ignore", invalid="ignore"):
-        loss, grad = evaluate(Primitives(xp), z, labels, w, opts, soft=soft, with_grad=with_grad)
+        loss, grad = evaluate(Primitives(xp), z, labels, w, opts, soft=soft, with_grad=with_grad, sample_weight=sw)
     if grad is not None:
         if axis != last:
             grad = xp.moveaxis(grad, last, axis)
@@ -59,6 +74,7 @@ def class_balanced_loss(
     labels: Any,
     weights: Any = None,
     *,
+    sample_weight: Any = None,
     axis: int = -1,
     validate: bool = True,
     **options: Unpack[LossKwargs],
@@ -73,6 +89,10 @@ def class_balanced_loss(
         labels: integer class indices shaped like ``logits`` without the class axis (a 0-d array for an
             unbatched ``(C,)`` input), or soft targets (probabilities, ``logits``' shape) for mixup/cutmix.
         weights: the (C,) class weights (for example :func:`cbloss.class_balanced_weights`), or None.
+        sample_weight: per-position weights shaped like the class indices (the logits without the class axis),
+            or None. Each position's loss is multiplied by its sample weight; ``"mean"`` still divides by the
+            number of counted positions, ``"weighted_mean"`` by the sum of ``sample_weight * w_y``
+            (docs/conventions.md §7).
         axis: the class axis.
         validate: check label values (range, soft targets summing to 1); False skips the pass over them.
         **options: the loss options below.
@@ -91,7 +111,7 @@ def class_balanced_loss(
         1.407893
     """
     opts = loss_options(**options)
-    return evaluate_arrays(logits, labels, weights, opts, axis, validate, with_grad=False)[0]
+    return evaluate_arrays(logits, labels, weights, opts, axis, validate, False, sample_weight)[0]
 
 
 @with_options_doc
@@ -100,6 +120,7 @@ def class_balanced_loss_and_grad(
     labels: Any,
     weights: Any = None,
     *,
+    sample_weight: Any = None,
     axis: int = -1,
     validate: bool = True,
     **options: Unpack[LossKwargs],
@@ -120,4 +141,4 @@ def class_balanced_loss_and_grad(
         [[0.5, -0.5]]
     """
     opts = loss_options(**options)
-    return evaluate_arrays(logits, labels, weights, opts, axis, validate, with_grad=True)
+    return evaluate_arrays(logits, labels, weights, opts, axis, validate, True, sample_weight)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .functional import evaluate_arrays
 from .options import LossOptions, loss_options, split_options, with_options_doc
-from .validation import host_class_weights
+from .validation import check_counts_match, host_class_weights
 from .weights import class_balanced_weights
 
 if TYPE_CHECKING:
@@ -66,12 +66,22 @@ class ClassBalancedLoss:
     def num_classes(self) -> int | None:
         return None if self.weights is None else int(self.weights.shape[0])
 
-    def __call__(self, logits: Any, labels: Any, *, validate: bool = True) -> Any:
-        return evaluate_arrays(logits, labels, self.weights, self.options, self.axis, validate, with_grad=False)[0]
+    def __call__(self, logits: Any, labels: Any, *, sample_weight: Any = None, validate: bool = True) -> Any:
+        """The loss, see :func:`cbloss.class_balanced_loss`."""
+        return self._evaluate(logits, labels, sample_weight, validate, with_grad=False)[0]
 
-    def loss_and_grad(self, logits: Any, labels: Any, *, validate: bool = True) -> tuple[Any, Any]:
+    def loss_and_grad(
+        self, logits: Any, labels: Any, *, sample_weight: Any = None, validate: bool = True
+    ) -> tuple[Any, Any]:
         """``(loss, d loss / d logits)``, see :func:`cbloss.class_balanced_loss_and_grad`."""
-        return evaluate_arrays(logits, labels, self.weights, self.options, self.axis, validate, with_grad=True)
+        return self._evaluate(logits, labels, sample_weight, validate, with_grad=True)
+
+    def _evaluate(self, logits: Any, labels: Any, sample_weight: Any, validate: bool, with_grad: bool):
+        weights = self.weights
+        if self.beta is not None:
+            # built from counts: a class-count mismatch is the counts' fault, not the weights'
+            check_counts_match(weights, logits, self.axis)
+        return evaluate_arrays(logits, labels, weights, self.options, self.axis, validate, with_grad, sample_weight)
 
     def __repr__(self) -> str:
         o = self.options

@@ -20,6 +20,7 @@ __all__ = [
     "check_beta",
     "check_choice",
     "check_class_axis",
+    "check_counts_match",
     "check_gamma",
     "check_ignore_index",
     "check_label_smoothing",
@@ -28,6 +29,7 @@ __all__ = [
     "compute_dtype",
     "host_class_weights",
     "labels_out_of_range",
+    "prepare_sample_weight",
     "prepare_weights",
     "soft_target_tolerance",
     "soft_targets_invalid",
@@ -218,3 +220,46 @@ def prepare_weights(xp: Any, weights: Any, num_classes: int, dtype: Any, device:
 def _foreign(xp: Any, array: Any) -> bool:
     """Whether ``array`` is a known array of a namespace other than ``xp``."""
     return is_array(array) and namespace_of(array) is not xp
+
+
+def prepare_sample_weight(
+    xp: Any, sample_weight: Any, positions: tuple, dtype: Any, device: Any, validate: bool
+) -> Any:
+    """Per-position weights as an array of ``xp`` in ``dtype`` on ``device``, shaped ``positions`` (the labels'
+    shape without a class axis); None stays None. Host values and arrays of another framework are read by value
+    and always checked; ``validate`` decides whether an array of ``xp`` (maybe on a device) is read."""
+    if sample_weight is None:
+        return None
+    on_host = (
+        not hasattr(sample_weight, "shape") or isinstance(sample_weight, np.ndarray) or _foreign(xp, sample_weight)
+    )
+    if on_host:
+        try:
+            sample_weight = np.asarray(to_numpy(sample_weight), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"sample_weight: must be real numbers, got {type(sample_weight).__name__}") from None
+    if tuple(sample_weight.shape) != tuple(positions):
+        raise ValueError(
+            f"sample_weight: must have the labels' shape {tuple(positions)} (one weight per position), "
+            f"got {tuple(sample_weight.shape)}"
+        )
+    if on_host:
+        if not (np.isfinite(sample_weight).all() and (sample_weight >= 0).all()):
+            raise ValueError("sample_weight: must be finite and >= 0")
+        return xp.asarray(sample_weight, dtype=dtype, device=device)
+    if not (xp.isdtype(sample_weight.dtype, "real floating") or xp.isdtype(sample_weight.dtype, "integral")):
+        raise TypeError(f"sample_weight: must be real numbers, got dtype {sample_weight.dtype}")
+    sample_weight = xp.astype(xp.asarray(sample_weight, device=device), dtype)
+    if validate and bool(xp.any(~(xp.isfinite(sample_weight) & (sample_weight >= 0)))):
+        raise ValueError("sample_weight: must be finite and >= 0")
+    return sample_weight
+
+
+def check_counts_match(weights: Any, logits: Any, axis: int) -> None:
+    """For a loss built from class counts: as many counts as the logits have classes."""
+    ndim = len(logits.shape)
+    if ndim and -ndim <= axis < ndim and logits.shape[axis] is not None and len(weights) != logits.shape[axis]:
+        raise ValueError(
+            f"samples_per_class: {len(weights)} class counts were given, but the logits have "
+            f"{logits.shape[axis]} classes (axis {axis})"
+        )

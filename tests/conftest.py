@@ -33,3 +33,18 @@ def _installed(backend):
     if missing:
         pytest.skip(f"backend {backend.name}: {missing}")
     return backend
+
+
+def _namespaces():
+    yield "numpy", lambda a: a
+    try:
+        import array_api_strict as xp
+    except ImportError:  # pragma: no cover
+        return
+    yield "array_api_strict", xp.asarray
+
+
+@pytest.fixture(params=list(_namespaces()), ids=lambda p: p[0])
+def asarray(request):
+    """Converts a NumPy array to each framework-free namespace the core supports (NumPy, array_api_strict)."""
+    return request.param[1]

@@ -19,20 +19,6 @@ def names(argument: str) -> str:
     return rf"^{argument}\b"
 
 
-def _namespaces():
-    yield "numpy", lambda a: a
-    try:
-        import array_api_strict as xp
-    except ImportError:  # pragma: no cover
-        return
-    yield "array_api_strict", xp.asarray
-
-
-@pytest.fixture(params=list(_namespaces()), ids=lambda p: p[0])
-def asarray(request):
-    return request.param[1]
-
-
 # ---------------------------------------------------------------------------------------------------- beta
 
 
