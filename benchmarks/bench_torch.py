@@ -1,22 +1,35 @@
-"""PyTorch: cbloss.adapters.torch against PyTorch's own fused losses, forward + backward, eager, float32, CPU.
+"""PyTorch: cbloss.adapters.torch against PyTorch's own fused losses, forward + backward, float32, on the CPU
+(one thread) or with ``--device cuda`` on the GPU.
 
-Cases (issue 3's targets): CB softmax vs unweighted ``F.cross_entropy`` (<= 1.10x; 1.25x at (4096, 10)),
-CB sigmoid vs ``F.binary_cross_entropy_with_logits`` (<= 1.10x), CB focal vs the same (<= 1.5x), CB
-softmax-focal vs ``F.cross_entropy`` (<= 1.5x). The candidate is the module a user writes
+Speed cases (issue 3's targets, eager): CB softmax vs unweighted ``F.cross_entropy`` (<= 1.10x; 1.25x at
+(4096, 10)), CB sigmoid vs ``F.binary_cross_entropy_with_logits`` (<= 1.10x), CB focal vs the same (<= 1.5x),
+CB softmax-focal vs ``F.cross_entropy`` (<= 1.5x). The candidate is the module a user writes
 (``ClassBalancedLoss(counts, 0.9999, loss=...)``, weights from a long-tailed count vector, label validation on);
 the BCE baseline gets its one-hot target precomputed outside the timed call. Shapes are (N, C) or a dense
 (N, C, H, W) with the class dim 1. Both variants reset ``x.grad`` to None before each call, as for a
 non-leaf logit tensor in training, so neither pays a gradient accumulation.
 
-``memory(shapes, quick)``: the peak memory allocated during one forward + backward (gradient included), for
-CB softmax and ``F.cross_entropy`` with the same class weights, from PyTorch's profiler memory timeline
-(``profile_memory=True``: every CPU allocation and free while the call runs).
-Run alone: ``python -m benchmarks.bench_torch``.
+``compiled_cases``: the same pairs with ``torch.compile(dynamic=False, fullgraph=True)`` applied to both the
+module and the native loss (the backward is compiled by AOTAutograd). Goals: CB sigmoid <= 1.10x, CB focal
+and CB softmax-focal <= 1.25x; CB softmax is informative. ``torch._dynamo.reset()`` runs before each case, so
+no case hits the recompilation limit; compilation happens in the untimed warm-up, and a failure is recorded.
+
+``memory``: the peak memory allocated during one forward + backward (gradient included) of every loss, with
+``label_smoothing`` 0 and 0.1, against PyTorch's own loss with the same class weights and smoothing
+(``F.cross_entropy(weight=w, label_smoothing=ls)``; ``F.binary_cross_entropy_with_logits(weight=w)`` on the
+smoothed one-hot target, built from the labels within the measured call, as the class-balanced loss has to).
+On the CPU it is read from PyTorch's profiler memory timeline
+(``profile_memory=True``: every allocation and free while the call runs); on CUDA from
+``torch.cuda.max_memory_allocated``. Run alone: ``python -m benchmarks.bench_torch``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import sys
+import warnings
 
 import numpy as np
 import torch
@@ -24,15 +37,51 @@ import torch.nn.functional as F
 
 from cbloss.adapters.torch import ClassBalancedLoss
 
-from .harness import SHAPES, Case
+from .harness import (
+    LOSSES,
+    MEMORY_LABEL_SMOOTHING,
+    SHAPES,
+    Case,
+    DeviceUnavailable,
+    Settings,
+    error_text,
+    memory_row,
+)
 
 TARGETS = {"softmax": 1.10, "sigmoid": 1.10, "focal": 1.5, "softmax_focal": 1.5}
+COMPILE_TARGETS = {"softmax": None, "sigmoid": 1.10, "focal": 1.25, "softmax_focal": 1.25}
 BASELINES = {
     "softmax": "F.cross_entropy",
     "softmax_focal": "F.cross_entropy",
     "sigmoid": "F.binary_cross_entropy_with_logits",
     "focal": "F.binary_cross_entropy_with_logits",
 }
+BETA = 0.9999
+# The memory baselines take the same integer labels, class weights and label smoothing (BCE: the smoothed one-hot
+# target is built inside the measured call, as the class-balanced loss builds what it needs).
+CE_WEIGHTED = "F.cross_entropy(weight=w)"
+BCE_WEIGHTED = "F.binary_cross_entropy_with_logits(one_hot(y), weight=w)"
+
+
+def device(settings: Settings) -> str:
+    if not settings.gpu:
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise DeviceUnavailable(
+            f"--device cuda/gpu: PyTorch sees no CUDA GPU (torch {torch.__version__}, "
+            f"built with CUDA {torch.version.cuda}; torch.cuda.is_available() is False)"
+        )
+    return f"cuda ({torch.cuda.get_device_name(0)})"
+
+
+def threads(settings: Settings) -> str:
+    return "GPU" if settings.gpu else f"torch.set_num_threads({torch.get_num_threads()})"
+
+
+def _device(settings: Settings) -> torch.device:
+    if not settings.gpu:
+        torch.set_num_threads(1)  # the shared machine: one thread is what is stable
+    return torch.device("cuda" if settings.gpu else "cpu")
 
 
 def _long_tail_counts(num_classes: int) -> np.ndarray:
@@ -40,37 +89,60 @@ def _long_tail_counts(num_classes: int) -> np.ndarray:
     return np.round(5000 * 0.01 ** (np.arange(num_classes) / max(num_classes - 1, 1))) + 1
 
 
-def _inputs(shape: tuple[int, ...], seed: int = 0):
+def _inputs(shape: tuple[int, ...], dev: torch.device, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     num_classes = shape[1]
-    x = torch.randn(shape, generator=generator).requires_grad_()
-    y = torch.randint(0, num_classes, shape[:1] + shape[2:], generator=generator)
+    x = torch.randn(shape, generator=generator).to(dev).requires_grad_()
+    y = torch.randint(0, num_classes, shape[:1] + shape[2:], generator=generator).to(dev)
     return x, y
 
 
-def _step(criterion, x, target):
+def _one_hot(y: torch.Tensor, num_classes: int, dtype: torch.dtype, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The (N, C, ...) one-hot target of ``y``, smoothed as ``(1 - ls) * t + ls / C``."""
+    onehot = F.one_hot(y, num_classes).movedim(-1, 1).to(dtype)
+    if label_smoothing:
+        onehot = onehot * (1 - label_smoothing) + label_smoothing / num_classes
+    return onehot.contiguous()
+
+
+def _step(criterion, x, target, sync: bool = False):
     def run():
         x.grad = None
         criterion(x, target).backward()
+        if sync:
+            torch.cuda.synchronize()
 
     return run
 
 
-def cases(shapes, quick) -> list[Case]:
-    torch.set_num_threads(1)  # the shared machine: one thread is what is stable
+def _cross_entropy(x, y):
+    return F.cross_entropy(x, y)
+
+
+def _bce(x, t):
+    return F.binary_cross_entropy_with_logits(x, t)
+
+
+def _pairs(shapes, settings: Settings, compiled: bool) -> list[Case]:
+    dev = _device(settings)
+    targets = COMPILE_TARGETS if compiled else TARGETS
     out = []
     for loss, baseline_name in BASELINES.items():
         for shape in shapes:
-            x, y = _inputs(shape)
+            x, y = _inputs(shape, dev)
             x_base = x.detach().clone().requires_grad_()
-            criterion = ClassBalancedLoss(_long_tail_counts(shape[1]), 0.9999, loss=loss)
+            criterion = ClassBalancedLoss(_long_tail_counts(shape[1]), BETA, loss=loss).to(dev)
             if baseline_name == "F.cross_entropy":
-                baseline = _step(F.cross_entropy, x_base, y)
+                native, native_target = _cross_entropy, y
             else:
-                onehot = F.one_hot(y, shape[1]).movedim(-1, 1).to(x.dtype).contiguous()
-                baseline = _step(F.binary_cross_entropy_with_logits, x_base, onehot)
-            target = TARGETS[loss]
-            if loss == "softmax" and tuple(shape) == (4096, 10):
+                native, native_target = _bce, _one_hot(y, shape[1], x.dtype)
+            extra = {}
+            if compiled:
+                options = dict(dynamic=False, fullgraph=True, backend=settings.compile_backend)
+                criterion, native = torch.compile(criterion, **options), torch.compile(native, **options)
+                extra = {"compile_backend": settings.compile_backend, "dynamic": False, "fullgraph": True}
+            target = targets[loss]
+            if not compiled and loss == "softmax" and tuple(shape) == (4096, 10):
                 target = 1.25
             out.append(
                 Case(
@@ -78,66 +150,116 @@ def cases(shapes, quick) -> list[Case]:
                     name=f"CB {loss}",
                     baseline_name=baseline_name,
                     shape=tuple(shape),
-                    candidate=_step(criterion, x, y),
-                    baseline=baseline,
+                    candidate=_step(criterion, x, y, settings.gpu),
+                    baseline=_step(native, x_base, native_target, settings.gpu),
                     target=target,
-                    mode="eager",
+                    mode="torch.compile" if compiled else "eager",
+                    setup=torch._dynamo.reset if compiled else None,
+                    min_warmup=2 if compiled else 1,
+                    extra=extra,
                 )
             )
     return out
 
 
-def peak_bytes(fn) -> int:
-    """Peak bytes allocated on the CPU while ``fn`` runs (profiler memory timeline; allocations made before
-    ``fn`` are not counted)."""
+def cases(shapes, settings: Settings) -> list[Case]:
+    return _pairs(shapes, settings, compiled=False)
+
+
+def compiled_cases(shapes, settings: Settings) -> list[Case]:
+    # Dynamo notes every lru_cache-wrapped helper it traces through (array_api_compat's among them): noise here.
+    warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
+    return _pairs(shapes, settings, compiled=True)
+
+
+def _bce_from_labels(x, y, weight, ls):
+    return F.binary_cross_entropy_with_logits(x, _one_hot(y, x.shape[1], x.dtype, ls), weight=weight)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silences the profiler's native start/stop lines on file descriptor 2 (Python errors still raise)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def peak_bytes(fn, x: torch.Tensor) -> int:
+    """Peak bytes allocated while ``fn`` runs, beyond what was allocated before (``x.grad`` is cleared
+    first, so the gradient ``fn`` makes counts): the profiler's memory timeline on the CPU,
+    ``torch.cuda.max_memory_allocated`` on CUDA."""
+    fn()  # warm up: lazy initialisation does not count
+    x.grad = None
+    if x.is_cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
     from torch.profiler import ProfilerActivity, profile
     from torch.profiler._memory_profiler import MemoryProfileTimeline
 
-    fn()  # warm up: lazy initialisation does not count
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as p:
+    activities = [ProfilerActivity.CPU]
+    with _quiet_stderr(), profile(activities=activities, profile_memory=True, record_shapes=True, with_stack=True) as p:
         fn()
     _, sizes = MemoryProfileTimeline(p._memory_profile())._coalesce_timeline("cpu")
     return int(np.asarray(sizes).sum(axis=1).max()) if len(sizes) else 0
 
 
-def memory(shapes, quick) -> list[dict]:
+def _method(dev: torch.device) -> str:
+    return "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "torch.profiler memory timeline (CPU)"
+
+
+def memory(shapes, settings: Settings) -> list[dict]:
+    dev = _device(settings)
     rows = []
     for shape in shapes:
-        x, y = _inputs(shape)
-        criterion = ClassBalancedLoss(_long_tail_counts(shape[1]), 0.9999)
+        x, y = _inputs(shape, dev)
+        num_classes = shape[1]
+        counts = _long_tail_counts(num_classes)
+        weight = ClassBalancedLoss(counts, BETA).to(dev).weight.to(x.dtype)
+        class_weight = weight.reshape((num_classes,) + (1,) * (len(shape) - 2))  # broadcasts along dim 1
         unit = x.numel() * x.element_size()
-        ours = peak_bytes(_step(criterion, x, y))
-        # The baseline is F.cross_entropy with the same class weights (what the loss replaces): PyTorch's
-        # weighted kernel itself allocates one (C,) vector more than the unweighted one, a weight, not a tile.
-        weight = criterion.weight.to(x.dtype)
-        theirs = peak_bytes(_step(functools.partial(F.cross_entropy, weight=weight), x, y))
-        rows.append(
-            {
-                "framework": "torch",
-                "loss": "CB softmax",
-                "baseline": "F.cross_entropy(weight=w)",
-                "shape": list(shape),
-                "candidate_peak_bytes": ours,
-                "baseline_peak_bytes": theirs,
-                "candidate_peak_in_inputs": ours / unit,
-                "baseline_peak_in_inputs": theirs / unit,
-                "ratio": ours / theirs,
-                "meets_target": ours <= theirs,
+        for ls in MEMORY_LABEL_SMOOTHING:
+            natives = {
+                CE_WEIGHTED: _step(
+                    functools.partial(F.cross_entropy, weight=weight, label_smoothing=ls), x, y, settings.gpu
+                ),
+                BCE_WEIGHTED: _step(
+                    functools.partial(_bce_from_labels, weight=class_weight, ls=ls), x, y, settings.gpu
+                ),
             }
-        )
+            theirs: dict[str, int | None] = {}
+            errors: dict[str, str] = {}
+            for name, step in natives.items():
+                try:
+                    theirs[name] = peak_bytes(step, x)
+                except Exception as error:
+                    theirs[name], errors[name] = None, "baseline: " + error_text(error)
+            for loss in LOSSES:
+                native = CE_WEIGHTED if loss.startswith("softmax") else BCE_WEIGHTED
+                ours, error = None, errors.get(native)
+                try:
+                    criterion = ClassBalancedLoss(counts, BETA, loss=loss, label_smoothing=ls).to(dev)
+                    ours = peak_bytes(_step(criterion, x, y, settings.gpu), x)
+                except Exception as exc:
+                    error = error_text(exc)
+                rows.append(
+                    memory_row(
+                        "torch", f"CB {loss}", native, shape, ls, _method(dev), unit, ours, theirs[native], error
+                    )
+                )
     return rows
 
 
-def _print_memory(rows: list[dict]) -> None:
-    print(f"{'loss':12} {'shape':16} {'cbloss peak':>12} {'F.ce(w) peak':>12}  (in units of the input's size)  ok")
-    for r in rows:
-        shape = "x".join(map(str, r["shape"]))
-        ok = "yes" if r["meets_target"] else "NO"
-        print(
-            f"{r['loss']:12} {shape:16} {r['candidate_peak_in_inputs']:12.2f} {r['baseline_peak_in_inputs']:12.2f}"
-            f"  {ok}"
-        )
-
-
 if __name__ == "__main__":
-    _print_memory(memory(SHAPES, quick=False))
+    from .harness import memory_table
+
+    print(memory_table(memory(SHAPES, Settings())))

@@ -1,9 +1,26 @@
 """One harness for every framework's benchmark.
 
-A framework module ``benchmarks/bench_<name>.py`` defines ``cases(shapes, quick) -> list[Case]``; this harness
-times every case's candidate and baseline *interleaved in one process* (round-robin, repeated), so that noise on
-this shared machine hits both alike, and reports min/median/max per variant, the median ratio and whether it
-meets the target. Results go to a table on stdout, a JSON file and a PNG plot.
+Every number is a ratio, cbloss to the framework's own loss, measured side by side in one process: the
+candidate and baseline calls are *interleaved* (round-robin, repeated), so that noise on a shared machine hits
+both alike. Four sections, each optional (``--section``):
+
+- ``speed``: forward + backward of each class-balanced loss against the framework's own fused unweighted loss
+  at :data:`SHAPES`, in the framework's usual modes (PyTorch eager, JAX ``jit``, TensorFlow ``tf.function``
+  and XLA);
+- ``compile``: the same under ``torch.compile`` (both sides compiled, ``dynamic=False``, ``fullgraph=True``)
+  at :data:`COMPILE_SHAPES`; JAX ``jit`` and TensorFlow XLA are already compiled in ``speed``;
+- ``overhead``: the per-call cost, one forward + backward on a :data:`OVERHEAD_SHAPE` input, in microseconds;
+- ``memory``: the peak memory of one forward + backward (gradient included), with and without label
+  smoothing, against the framework's own loss with the same class weights, at :data:`SHAPES`.
+
+``--quick`` uses small shapes everywhere (:data:`QUICK_SHAPES`, :data:`QUICK_COMPILE_SHAPES`,
+:data:`QUICK_MEMORY_SHAPES`): CI's smoke run, and a check that every column can be measured.
+
+A framework module ``benchmarks/bench_<name>.py`` defines ``device(settings)`` (raises
+:class:`DeviceUnavailable`), ``cases(shapes, settings) -> list[Case]`` and optionally
+``compiled_cases(shapes, settings) -> list[Case]`` and ``memory(shapes, settings) -> list[dict]`` (which may
+raise :class:`Skipped`). Results go to tables on stdout, ``results.json``, ``ratios.png`` and, on request,
+the markdown of :mod:`benchmarks.report`.
 """
 
 from __future__ import annotations
@@ -12,8 +29,10 @@ import dataclasses
 import gc
 import importlib
 import json
+import os
 import platform
 import resource
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,13 +40,56 @@ from pathlib import Path
 # (N, C) shapes of the issues, plus a dense segmentation-like input written as (N, C, H, W).
 SHAPES: list[tuple[int, ...]] = [(4096, 10), (1024, 100), (512, 1000), (128, 8142), (64, 32000), (4, 19, 128, 128)]
 QUICK_SHAPES: list[tuple[int, ...]] = [(256, 10), (8, 5, 8, 8)]
+# torch.compile: the large shapes only (compilation costs seconds per cell).
+COMPILE_SHAPES: list[tuple[int, ...]] = [(512, 1000), (128, 8142), (64, 32000), (4, 19, 128, 128)]
+QUICK_COMPILE_SHAPES: list[tuple[int, ...]] = [(8, 5, 8, 8)]
+OVERHEAD_SHAPE: tuple[int, ...] = (2, 3)
+QUICK_MEMORY_SHAPES: list[tuple[int, ...]] = [(8, 5, 8, 8)]
+MEMORY_LABEL_SMOOTHING = (0.0, 0.1)
+MEMORY_TARGET = 2.0  # cbloss's peak <= 2x the framework's own loss's peak
 FRAMEWORKS = ("torch", "jax", "tensorflow")
+SECTIONS = ("speed", "compile", "overhead", "memory")
+DEVICES = ("cpu", "cuda", "gpu")  # "gpu" is "cuda": each framework's GPU device
+LOSSES = ("softmax", "sigmoid", "focal", "softmax_focal")
+
+
+class DeviceUnavailable(RuntimeError):
+    """The requested ``--device`` is not visible to a framework."""
+
+
+class Skipped(Exception):
+    """A section a framework cannot measure here; the message goes to the JSON's notes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    quick: bool = False
+    repeats: int = 51
+    warmup: int = 5
+    device: str = "cpu"  # "cpu" or "cuda" (normalised from "gpu")
+    compile_backend: str = "inductor"
+    overhead_calls: int = 50  # calls per timed sample in the overhead section
+    sections: tuple[str, ...] = SECTIONS
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device: one of {DEVICES}, got {self.device!r}")
+        if self.device == "gpu":
+            object.__setattr__(self, "device", "cuda")
+        unknown = set(self.sections) - set(SECTIONS)
+        if unknown:
+            raise ValueError(f"sections: unknown {sorted(unknown)}; choose from {SECTIONS}")
+
+    @property
+    def gpu(self) -> bool:
+        return self.device == "cuda"
 
 
 @dataclasses.dataclass
 class Case:
     """``candidate`` and ``baseline`` are zero-argument callables that run forward + backward once and block
-    until the result is ready. ``target`` is the largest acceptable candidate/baseline median ratio."""
+    until the result is ready. ``target`` is the largest acceptable candidate/baseline median ratio.
+    ``setup``, if given, runs once before the case's warm-up (e.g. resetting torch.compile's caches)."""
 
     framework: str
     name: str  # e.g. "CB softmax"
@@ -36,38 +98,35 @@ class Case:
     candidate: Callable[[], object]
     baseline: Callable[[], object]
     target: float | None = None
-    mode: str = "eager"  # eager / jit / tf.function / xla ...
+    mode: str = "eager"  # eager / jit / tf.function / xla / torch.compile
+    setup: Callable[[], object] | None = None
+    min_warmup: int = 1
+    extra: dict = dataclasses.field(default_factory=dict)  # more JSON fields, e.g. the compile backend
 
 
-def _time_once(fn: Callable[[], object]) -> tuple[float, int]:
+def error_text(error: BaseException, limit: int = 4000) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= limit else text[:limit] + " [...]"
+
+
+def _time_once(fn: Callable[[], object], calls: int) -> tuple[float, float]:
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
-    fn()
+    for _ in range(calls):
+        fn()
     elapsed = time.perf_counter() - start
-    return elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return elapsed / calls, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / calls
 
 
-def measure(case: Case, repeats: int, warmup: int) -> dict:
-    for _ in range(warmup):
-        case.candidate()
-        case.baseline()
-    times: dict[str, list[float]] = {"candidate": [], "baseline": []}
-    faults: dict[str, list[int]] = {"candidate": [], "baseline": []}
-    gc.disable()
-    try:
-        for i in range(repeats):
-            order = ("candidate", "baseline") if i % 2 == 0 else ("baseline", "candidate")
-            for variant in order:
-                t, f = _time_once(getattr(case, variant))
-                times[variant].append(t)
-                faults[variant].append(f)
-    finally:
-        gc.enable()
+def _summary(values: list[float]) -> dict:
+    ordered = sorted(values)
+    return {"min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1]}
 
-    def summary(values: list[float]) -> dict:
-        ordered = sorted(values)
-        return {"min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1]}
 
+def measure(case: Case, repeats: int, warmup: int, calls: int = 1) -> dict:
+    """Times ``case``: ``warmup`` untimed calls of each variant (compilation happens there; the first call's
+    time is kept as ``first_call_s``), then ``repeats`` interleaved samples of ``calls`` calls each. An
+    exception (a compilation failure, say) is recorded as ``error`` with no ratio, instead of raised."""
     result = {
         "framework": case.framework,
         "mode": case.mode,
@@ -75,64 +134,148 @@ def measure(case: Case, repeats: int, warmup: int) -> dict:
         "baseline": case.baseline_name,
         "shape": list(case.shape),
         "target": case.target,
-        "candidate_s": summary(times["candidate"]),
-        "baseline_s": summary(times["baseline"]),
-        "candidate_page_faults_median": sorted(faults["candidate"])[repeats // 2],
-        "baseline_page_faults_median": sorted(faults["baseline"])[repeats // 2],
+        **case.extra,
     }
+    times: dict[str, list[float]] = {"candidate": [], "baseline": []}
+    faults: dict[str, list[float]] = {"candidate": [], "baseline": []}
+    first: dict[str, float] = {}
+    try:
+        if case.setup is not None:
+            case.setup()
+        for i in range(max(warmup, case.min_warmup, 1)):
+            for variant in ("candidate", "baseline"):
+                t, _ = _time_once(getattr(case, variant), 1)
+                if i == 0:
+                    first[variant] = t
+        gc.disable()
+        try:
+            for i in range(repeats):
+                order = ("candidate", "baseline") if i % 2 == 0 else ("baseline", "candidate")
+                for variant in order:
+                    t, f = _time_once(getattr(case, variant), calls)
+                    times[variant].append(t)
+                    faults[variant].append(f)
+        finally:
+            gc.enable()
+    except Exception as error:
+        result.update(ratio=None, meets_target=None, error=error_text(error))
+        return result
+    result.update(
+        {
+            "calls_per_sample": calls,
+            "first_call_s": first,
+            "candidate_s": _summary(times["candidate"]),
+            "baseline_s": _summary(times["baseline"]),
+            "candidate_page_faults_median": sorted(faults["candidate"])[repeats // 2],
+            "baseline_page_faults_median": sorted(faults["baseline"])[repeats // 2],
+        }
+    )
     result["ratio"] = result["candidate_s"]["median"] / result["baseline_s"]["median"]
     result["meets_target"] = None if case.target is None else result["ratio"] <= case.target
     return result
 
 
-def collect(frameworks: list[str], quick: bool) -> list[Case]:
-    shapes = QUICK_SHAPES if quick else SHAPES
-    cases: list[Case] = []
+def load(framework: str):
+    """The module ``benchmarks.bench_<framework>``, or None (printed) when the framework is not installed."""
+    try:
+        return importlib.import_module(f"benchmarks.bench_{framework}")
+    except ModuleNotFoundError as error:
+        print(f"[skip] {framework}: {error}")
+        return None
+
+
+def check_devices(frameworks: list[str], settings: Settings) -> dict[str, str]:
+    """Each installed framework's device description for ``settings.device``; raises DeviceUnavailable."""
+    devices = {}
     for name in frameworks:
-        try:
-            module = importlib.import_module(f"benchmarks.bench_{name}")
-        except ModuleNotFoundError as error:
-            print(f"[skip] {name}: {error}")
-            continue
-        cases.extend(module.cases(shapes, quick))
-    return cases
+        module = load(name)
+        if module is not None:
+            devices[name] = module.device(settings)
+    return devices
 
 
-def collect_memory(frameworks: list[str], quick: bool) -> list[dict]:
-    """Peak-memory rows from the framework modules that define ``memory(shapes, quick) -> list[dict]`` (each
-    row: framework, loss, baseline, shape, candidate/baseline peak bytes, ratio, meets_target)."""
-    shapes = QUICK_SHAPES if quick else SHAPES
-    rows: list[dict] = []
-    for name in frameworks:
-        try:
-            module = importlib.import_module(f"benchmarks.bench_{name}")
-        except ModuleNotFoundError:
-            continue
-        if hasattr(module, "memory"):
-            rows.extend(module.memory(shapes, quick))
-    return rows
+def memory_row(
+    framework: str,
+    loss: str,
+    baseline: str,
+    shape: tuple[int, ...],
+    label_smoothing: float,
+    method: str,
+    input_bytes: int,
+    candidate: int | None,
+    baseline_bytes: int | None,
+    error: str | None = None,
+) -> dict:
+    """One row of the memory section (see :func:`benchmarks.report` for its layout)."""
+    row = {
+        "framework": framework,
+        "loss": loss,
+        "label_smoothing": label_smoothing,
+        "baseline": baseline,
+        "shape": list(shape),
+        "method": method,
+        "input_bytes": input_bytes,
+        "candidate_peak_bytes": candidate,
+        "baseline_peak_bytes": baseline_bytes,
+        "target": MEMORY_TARGET,
+    }
+    if error is not None or candidate is None or baseline_bytes is None:
+        row.update(ratio=None, meets_target=None, error=error or "no measurement")
+        return row
+    row["candidate_peak_in_inputs"] = candidate / input_bytes
+    row["baseline_peak_in_inputs"] = baseline_bytes / input_bytes
+    row["ratio"] = candidate / baseline_bytes if baseline_bytes else float("inf")
+    row["meets_target"] = row["ratio"] <= MEMORY_TARGET
+    return row
 
 
-def memory_table(rows: list[dict]) -> str:
-    head = f"{'framework':10} {'peak memory of':18} {'vs':34} {'shape':18} {'ratio':>6}  ok"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        shape = "x".join(map(str, r["shape"]))
-        ok = "yes" if r["meets_target"] else "NO"
-        lines.append(f"{r['framework']:10} {r['loss']:18} {r['baseline']:34} {shape:18} {r['ratio']:6.2f}  {ok}")
-    return "\n".join(lines)
+# ----------------------------------------------------------------------------------------------------------
+# Tables on stdout
+# ----------------------------------------------------------------------------------------------------------
+def _shape(r: dict) -> str:
+    return "x".join(map(str, r["shape"]))
+
+
+def _ok(r: dict) -> str:
+    if r.get("error"):
+        return "error"
+    return {None: "", True: "yes", False: "NO"}[r["meets_target"]]
 
 
 def table(results: list[dict]) -> str:
-    head = f"{'framework':10} {'mode':12} {'loss':18} {'vs':34} {'shape':18} {'ratio':>6} {'target':>6}  ok"
+    head = f"{'framework':10} {'mode':13} {'loss':18} {'vs':34} {'shape':18} {'ratio':>6} {'target':>6}  ok"
     lines = [head, "-" * len(head)]
     for r in results:
         target = "" if r["target"] is None else f"{r['target']:.2f}"
-        ok = {None: "", True: "yes", False: "NO"}[r["meets_target"]]
-        shape = "x".join(map(str, r["shape"]))
+        ratio = "error" if r.get("error") else f"{r['ratio']:6.2f}"
         lines.append(
-            f"{r['framework']:10} {r['mode']:12} {r['loss']:18} {r['baseline']:34} {shape:18} "
-            f"{r['ratio']:6.2f} {target:>6}  {ok}"
+            f"{r['framework']:10} {r['mode']:13} {r['loss']:18} {r['baseline']:34} {_shape(r):18} "
+            f"{ratio:>6} {target:>6}  {_ok(r)}"
+        )
+    return "\n".join(lines)
+
+
+def overhead_table(rows: list[dict]) -> str:
+    head = f"{'framework':10} {'mode':13} {'loss':18} {'vs':34} {'cbloss us':>10} {'native us':>10} {'ratio':>6}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if r.get("error"):
+            numbers = f"{'error':>10} {'':>10} {'':>6}"
+        else:
+            c, b = r["candidate_s"]["median"] * 1e6, r["baseline_s"]["median"] * 1e6
+            numbers = f"{c:10.1f} {b:10.1f} {r['ratio']:6.2f}"
+        lines.append(f"{r['framework']:10} {r['mode']:13} {r['loss']:18} {r['baseline']:34} {numbers}")
+    return "\n".join(lines)
+
+
+def memory_table(rows: list[dict]) -> str:
+    head = f"{'framework':10} {'peak memory of':18} {'ls':>4} {'vs':58} {'shape':16} {'ratio':>6} {'target':>6}  ok"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        ratio = "error" if r.get("error") else f"{r['ratio']:6.2f}"
+        lines.append(
+            f"{r['framework']:10} {r['loss']:18} {r['label_smoothing']:4.2g} {r['baseline']:58} {_shape(r):16} "
+            f"{ratio:>6} {r['target']:6.2f}  {_ok(r)}"
         )
     return "\n".join(lines)
 
@@ -143,7 +286,8 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['framework']}/{r['mode']} {r['loss']}\n{'x'.join(map(str, r['shape']))}" for r in results]
+    results = [r for r in results if not r.get("error")]
+    labels = [f"{r['framework']}/{r['mode']} {r['loss']}\n{_shape(r)}" for r in results]
     ratios = [r["ratio"] for r in results]
     colors = ["tab:green" if r["meets_target"] in (True, None) else "tab:red" for r in results]
     fig, ax = plt.subplots(figsize=(8, max(3, 0.28 * len(results))))
@@ -160,20 +304,161 @@ def plot(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def run(frameworks: list[str], quick: bool, repeats: int, warmup: int, out: Path) -> list[dict]:
-    results = []
-    for case in collect(frameworks, quick):
-        results.append(measure(case, repeats, warmup))
-        r = results[-1]
-        print(f"  {r['framework']:10} {r['mode']:12} {r['loss']:18} {r['shape']} ratio {r['ratio']:.2f}", flush=True)
-    print(table(results))
-    memory = collect_memory(frameworks, quick)
-    if memory:
-        print(memory_table(memory))
+# ----------------------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------------------
+def _versions(frameworks: list[str]) -> dict[str, str]:
+    versions = {}
+    for name, module_name in (("torch", "torch"), ("jax", "jax"), ("tensorflow", "tensorflow")):
+        if name in frameworks:
+            try:
+                versions[name] = importlib.import_module(module_name).__version__
+            except ImportError:
+                pass
+    return versions
+
+
+def _code_state() -> dict:
+    """cbloss's version and, in a git checkout, the commit and whether cbloss/ has uncommitted changes."""
+    state: dict = {}
+    try:
+        import cbloss
+
+        state["version"] = getattr(cbloss, "__version__", None)
+    except ImportError:
+        pass
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--", "cbloss"], cwd=root, capture_output=True, text=True
+        )
+    except OSError:
+        return state
+    if commit.returncode == 0:
+        state["commit"] = commit.stdout.strip()
+        state["uncommitted_changes"] = bool(changes.stdout.strip())
+    return state
+
+
+def _command(frameworks: list[str], settings: Settings) -> str:
+    """The command line that makes this run (default options left out)."""
+    words = ["python -m benchmarks", *(f"--framework {name}" for name in frameworks)]
+    if settings.quick:
+        words.append("--quick")
+    if settings.device != "cpu":
+        words.append(f"--device {settings.device}")
+    if tuple(settings.sections) != SECTIONS:
+        words += [f"--section {section}" for section in settings.sections]
+    if settings.repeats != (5 if settings.quick else 51):
+        words.append(f"--repeats {settings.repeats}")
+    if settings.overhead_calls != (10 if settings.quick else 50):
+        words.append(f"--overhead-calls {settings.overhead_calls}")
+    if settings.compile_backend != "inductor":
+        words.append(f"--compile-backend {settings.compile_backend}")
+    return " ".join(words)
+
+
+def _meta(frameworks: list[str], settings: Settings, devices: dict[str, str], threads: dict[str, str]) -> dict:
+    return {
+        "command": _command(frameworks, settings),
+        "frameworks": list(devices),
+        "quick": settings.quick,
+        "repeats": settings.repeats,
+        "warmup": settings.warmup,
+        "overhead_calls_per_sample": settings.overhead_calls,
+        "sections": list(settings.sections),
+        "device": settings.device,
+        "devices": devices,
+        "compile_backend": settings.compile_backend,
+        "threads": threads,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "versions": _versions(frameworks),
+        "cbloss": _code_state(),
+    }
+
+
+def _progress(r: dict) -> None:
+    ratio = "error" if r.get("error") else f"{r['ratio']:.2f}"
+    print(f"  {r['framework']:10} {r['mode']:13} {r['loss']:18} {r['shape']} ratio {ratio}", flush=True)
+
+
+def run(
+    frameworks: list[str],
+    quick: bool = False,
+    repeats: int = 51,
+    warmup: int = 5,
+    out: Path = Path("benchmarks/results"),
+    *,
+    device: str = "cpu",
+    compile_backend: str = "inductor",
+    sections: tuple[str, ...] | list[str] = SECTIONS,
+    overhead_calls: int | None = None,
+    markdown: Path | None = None,
+) -> dict:
+    """Runs the selected sections for ``frameworks``, prints the tables and writes ``out/results.json`` and
+    ``out/ratios.png`` (and the markdown report to ``markdown`` if given). Returns the JSON's content."""
+    settings = Settings(
+        quick=quick,
+        repeats=repeats,
+        warmup=warmup,
+        device=device,
+        compile_backend=compile_backend,
+        overhead_calls=overhead_calls or (10 if quick else 50),
+        sections=tuple(sections),
+    )
+    devices = check_devices(frameworks, settings)  # fails before any measurement
+    shapes = QUICK_SHAPES if quick else SHAPES
+    report: dict = {"results": [], "compiled": [], "overhead": [], "memory": [], "notes": []}
+    threads: dict[str, str] = {}
+    for name in devices:
+        module = load(name)
+        if "speed" in settings.sections:
+            for case in module.cases(shapes, settings):
+                report["results"].append(measure(case, settings.repeats, settings.warmup))
+                _progress(report["results"][-1])
+        if "compile" in settings.sections and hasattr(module, "compiled_cases"):
+            compile_shapes = QUICK_COMPILE_SHAPES if quick else COMPILE_SHAPES
+            for case in module.compiled_cases(compile_shapes, settings):
+                report["compiled"].append(measure(case, settings.repeats, settings.warmup))
+                _progress(report["compiled"][-1])
+        if "overhead" in settings.sections:
+            for case in module.cases([OVERHEAD_SHAPE], settings):
+                case.target = None
+                report["overhead"].append(measure(case, settings.repeats, settings.warmup, settings.overhead_calls))
+                _progress(report["overhead"][-1])
+        if "memory" in settings.sections and hasattr(module, "memory"):
+            try:
+                report["memory"].extend(module.memory(QUICK_MEMORY_SHAPES if quick else shapes, settings))
+            except Skipped as skip:
+                report["notes"].append(f"{name} memory: {skip}")
+        threads[name] = module.threads(settings) if hasattr(module, "threads") else "framework default"
+    for key, title, make in (
+        ("results", "speed", table),
+        ("compiled", "torch.compile", table),
+        ("overhead", "per-call overhead", overhead_table),
+        ("memory", "peak memory", memory_table),
+    ):
+        if report[key]:
+            print(f"\n{title}\n{make(report[key])}")
+    for note in report["notes"]:
+        print(f"note: {note}")
+    report = {"meta": _meta(frameworks, settings, devices, threads), **report}
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"python": platform.python_version(), "machine": platform.machine(), "quick": quick, "repeats": repeats}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results, "memory": memory}, indent=2))
-    if results:
-        plot(results, out / "ratios.png")
-    print(f"wrote {out / 'results.json'} and {out / 'ratios.png'}")
-    return results
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    written = [out / "results.json"]
+    if report["results"] or report["compiled"]:
+        plot(report["results"] + report["compiled"], out / "ratios.png")
+        written.append(out / "ratios.png")
+    if markdown is not None:
+        from .report import markdown as render
+
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(render([report], [str(out / "results.json")]))
+        written.append(markdown)
+    print("wrote " + ", ".join(map(str, written)))
+    return report
