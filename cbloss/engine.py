@@ -49,7 +49,9 @@ def evaluate(
     spec = LOSSES[opts.kind]
     eps = opts.label_smoothing
     smooth = eps / z.shape[-1]
-    if soft:
+    if opts.multi_label is not None:
+        value, grad = _multi_hot(ops, z, labels, weights, opts, with_grad, sample_weight, global_sum)
+    elif soft:
         shares = soft_shares(xp, opts.reduction, labels, weights)
         target = labels if weights is None else labels * weights
         if sample_weight is not None:
@@ -90,6 +92,47 @@ def evaluate(
             value, grad = spec.hard(ops, z, labels, coef, opts.gamma, with_grad)
     loss = value if opts.reduction == "none" else xp.sum(value)
     return loss, grad
+
+
+def _multi_hot(
+    ops: Primitives,
+    z: Any,
+    targets: Any,
+    weights: Any | None,
+    opts: LossOptions,
+    with_grad: bool,
+    sample_weight: Any | None,
+    global_sum: Callable[[Any], Any] | None,
+) -> tuple[Any, Any]:
+    """Multi-hot targets (docs/conventions.md §6.5): per-class weights for ``"class"``; for ``"sample"`` one
+    weight per position, the mean class weight of its positives (1 without positives), from the un-smoothed
+    targets."""
+    xp = ops.xp
+    class_weights, position_weights = weights, sample_weight
+    if opts.multi_label == "sample":
+        positives = xp.sum(targets, axis=-1)
+        weighted = positives if weights is None else xp.matmul(targets, weights)
+        has_positives = positives > 0
+        mean_weight = weighted / xp.where(has_positives, positives, xp.ones_like(positives))
+        class_weights = None
+        position_weights = _times(xp.where(has_positives, mean_weight, xp.ones_like(mean_weight)), sample_weight)
+    if opts.reduction == "weighted_mean":
+        shares = position_weights
+    else:
+        shares = xp.ones(targets.shape[:-1], dtype=z.dtype, device=device_of(z)) if opts.reduction == "mean" else None
+    factor = reduction_factor(xp, opts.reduction, shares, global_sum)
+    if factor is not None and not (isinstance(factor, float) and factor == 1.0):
+        if position_weights is not None:
+            position_weights = position_weights * factor
+        elif class_weights is not None:
+            class_weights = class_weights * factor
+        else:
+            class_weights = xp.ones(z.shape[-1:], dtype=z.dtype, device=device_of(z)) * factor
+    if opts.label_smoothing:
+        targets = (1.0 - opts.label_smoothing) * targets + opts.label_smoothing / 2
+    multi_hot = LOSSES[opts.kind].multi_hot
+    assert multi_hot is not None  # loss_options admits multi_label only for these losses
+    return multi_hot(ops, z, targets, class_weights, position_weights, opts.gamma, with_grad)
 
 
 def _times(a: Any, b: Any) -> Any:

@@ -39,7 +39,8 @@ def evaluate_arrays(
     """Check, convert to the compute layout (class axis last, compute dtype), evaluate, convert back."""
     logits, labels = as_array(logits, "logits"), as_array(labels, "labels")
     xp = namespace_of(logits, labels)
-    axis, soft = check_class_axis(xp, logits, labels, axis)
+    multi_label = opts.multi_label is not None
+    axis, soft = check_class_axis(xp, logits, labels, axis, multi_label=multi_label)
     num_classes = logits.shape[axis]
     dtype = compute_dtype(xp, logits.dtype)
     w = prepare_weights(xp, weights, num_classes, dtype, device_of(logits), validate)
@@ -57,7 +58,7 @@ def evaluate_arrays(
         if axis != last:
             labels = xp.moveaxis(labels, axis, last)
     if validate:
-        check_label_values(xp, labels, num_classes, soft, opts.ignore_index, given_dtype)
+        check_label_values(xp, labels, num_classes, soft, opts.ignore_index, given_dtype, multi_label=multi_label)
     # log(0) = -inf is intended (a class with no competitor); keep NumPy from warning about it.
     with np.errstate(divide="ignore", under="ignore", over="ignore", invalid="ignore"):
         loss, grad = evaluate(Primitives(xp), z, labels, w, opts, soft=soft, with_grad=with_grad, sample_weight=sw)

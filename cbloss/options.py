@@ -35,10 +35,12 @@ LossName = Literal["softmax", "sigmoid", "focal", "softmax_focal"]
 Reduction = Literal["none", "sum", "mean", "weighted_mean"]
 Normalize = Literal["classes", "samples"] | None
 ZeroCount = Literal["error", "zero"]
+MultiLabel = Literal["class", "sample"] | None
 
 REDUCTIONS: tuple[str, ...] = typing.get_args(Reduction)
 NORMALIZATIONS: tuple[str | None, ...] = ("classes", "samples", None)
 ZERO_COUNTS: tuple[str, ...] = typing.get_args(ZeroCount)
+MULTI_LABEL_MODES: tuple[str | None, ...] = (None, "class", "sample")
 
 
 class Option(NamedTuple):
@@ -94,6 +96,15 @@ class LossKwargs(TypedDict, total=False):
     ignore_index: Annotated[
         int | None,
         Option(None, check_ignore_index, "class indices equal to it are not counted (hard labels only)."),
+    ]
+    multi_label: Annotated[
+        MultiLabel,
+        Option(
+            None,
+            lambda value: check_choice("multi_label", value, MULTI_LABEL_MODES),
+            "None (one label per position), or multi-hot targets shaped like the logits, weighted per 'class' "
+            "(sum_c w_c l_c) or per 'sample' (the mean weight of the position's positives); sigmoid and focal only.",
+        ),
     ]
 
 
@@ -197,6 +208,17 @@ def loss_options(**options: Any) -> LossOptions:
             f"gamma: only the focal losses {focal_losses} take gamma; got gamma={values['gamma']} "
             f"with loss={values['loss']!r}"
         )
+    if values["multi_label"] is not None:
+        if LOSSES[values["loss"]].multi_hot is None:
+            multi_hot = [name for name, spec in LOSSES.items() if spec.multi_hot]
+            raise ValueError(f"multi_label: applies to the losses {multi_hot}, got loss={values['loss']!r}")
+        if values["multi_label"] == "class" and values["reduction"] == "weighted_mean":
+            raise ValueError(
+                "reduction: 'weighted_mean' has no per-position weight with multi_label='class'; use 'mean', 'sum' "
+                "or 'none' (or multi_label='sample')"
+            )
+        if values["ignore_index"] is not None:
+            raise ValueError("ignore_index: does not apply to multi-hot targets (multi_label is set)")
     return LossOptions(values)
 
 

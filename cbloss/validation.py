@@ -29,6 +29,7 @@ __all__ = [
     "compute_dtype",
     "host_class_weights",
     "labels_out_of_range",
+    "multi_hot_invalid",
     "prepare_sample_weight",
     "prepare_weights",
     "soft_target_tolerance",
@@ -100,16 +101,25 @@ def compute_dtype(xp: Any, dtype: Any) -> Any:
     return xp.float32
 
 
-def check_class_axis(xp: Any, logits: Any, labels: Any, axis: int) -> tuple[int, bool]:
+def check_class_axis(xp: Any, logits: Any, labels: Any, axis: int, *, multi_label: bool = False) -> tuple[int, bool]:
     """Shapes and dtypes of ``logits`` and ``labels``; returns (the class axis as a non-negative int, whether
-    the labels are soft targets). A None (unknown, traced) size matches any size."""
+    the labels are targets shaped like the logits: soft targets, or multi-hot targets with ``multi_label``, which
+    may be bool, integer or floating). A None (unknown, traced) size matches any size."""
     if not xp.isdtype(logits.dtype, "real floating"):
         raise TypeError(f"logits: must be floating point, got dtype {logits.dtype}")
-    if xp.isdtype(labels.dtype, "bool"):
-        raise TypeError("labels: must be integer class indices or floating soft targets, got bool")
-    soft = xp.isdtype(labels.dtype, "real floating")
-    if not soft and not xp.isdtype(labels.dtype, "integral"):
-        raise TypeError(f"labels: must be integer class indices or soft targets, got dtype {labels.dtype}")
+    if multi_label:
+        if not (xp.isdtype(labels.dtype, "bool") or xp.isdtype(labels.dtype, ("integral", "real floating"))):
+            raise TypeError(f"labels: multi-hot targets must be bool, integer or floating, got dtype {labels.dtype}")
+        soft = True
+    else:
+        if xp.isdtype(labels.dtype, "bool"):
+            raise TypeError(
+                "labels: must be integer class indices or floating soft targets, got bool (multi-hot targets need "
+                "multi_label='class' or 'sample')"
+            )
+        soft = xp.isdtype(labels.dtype, "real floating")
+        if not soft and not xp.isdtype(labels.dtype, "integral"):
+            raise TypeError(f"labels: must be integer class indices or soft targets, got dtype {labels.dtype}")
     if logits.ndim == 0:
         raise ValueError("logits: must have a class axis, got a 0-d array")
     if not -logits.ndim <= axis < logits.ndim:
@@ -121,10 +131,12 @@ def check_class_axis(xp: Any, logits: Any, labels: Any, axis: int) -> tuple[int,
     mismatch = given != expected and (
         len(given) != len(expected) or any(a != b and None not in (a, b) for a, b in zip(given, expected, strict=False))
     )
-    if mismatch and soft and given == expected[:axis] + expected[axis + 1 :]:
+    if mismatch and soft and not multi_label and given == expected[:axis] + expected[axis + 1 :]:
         raise TypeError(f"labels: class indices must be integers, got dtype {labels.dtype}")
     if mismatch:
-        if soft:
+        if multi_label:
+            kind = "multi-hot targets must have the logits' shape"
+        elif soft:
             kind = "soft targets must have the logits' shape"
         else:
             kind = "class indices must have the logits' shape without the class axis"
@@ -160,11 +172,28 @@ def soft_targets_invalid(xp: Any, targets: Any, tolerance: float) -> tuple[Any, 
     return negative, off
 
 
+def multi_hot_invalid(xp: Any, targets: Any) -> Any:
+    """0-d boolean: any multi-hot target outside [0, 1] or NaN."""
+    return xp.any(~((targets >= 0) & (targets <= 1)))
+
+
 def check_label_values(
-    xp: Any, labels: Any, num_classes: int, soft: bool, ignore_index: int | None, given_dtype: Any = None
+    xp: Any,
+    labels: Any,
+    num_classes: int,
+    soft: bool,
+    ignore_index: int | None,
+    given_dtype: Any = None,
+    *,
+    multi_label: bool = False,
 ) -> None:
     """Eager value checks. Soft targets are checked along the last axis; ``given_dtype``, the targets' dtype as
-    the user gave them, sets the tolerance of their sum (:func:`soft_target_tolerance`)."""
+    the user gave them, sets the tolerance of their sum (:func:`soft_target_tolerance`). Multi-hot targets must
+    lie in [0, 1]."""
+    if multi_label:
+        if bool(multi_hot_invalid(xp, labels)):
+            raise ValueError("labels: multi-hot targets must be in [0, 1] (found a value outside, or NaN)")
+        return
     if soft:
         tolerance = soft_target_tolerance(xp, labels.dtype if given_dtype is None else given_dtype)
         negative, off = soft_targets_invalid(xp, labels, tolerance)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._namespace import is_array, namespace_of, to_numpy
+from ._namespace import is_array, to_numpy
 from .effective_number import effective_number
 from .options import weight_options, with_options_doc
 from .validation import check_beta
@@ -85,12 +85,13 @@ def class_balanced_weights(samples_per_class: Any, beta: float, **options: Unpac
     return weights
 
 
-def _count_batch(labels: Any, num_classes: int) -> np.ndarray:
-    if is_array(labels):
-        xp = namespace_of(labels)
-        if not xp.isdtype(labels.dtype, "integral"):
-            raise TypeError(f"labels: must be integer class indices, got dtype {labels.dtype}")
-    labels = np.asarray(to_numpy(labels) if is_array(labels) else labels)
+def _host_batch(batch: Any) -> np.ndarray:
+    """One batch of labels as a host NumPy array (any framework's array, or a (nested) list)."""
+    return to_numpy(batch) if (is_array(batch) or hasattr(batch, "numpy")) else np.asarray(batch)
+
+
+def _count_indices(batch: Any, num_classes: int) -> np.ndarray:
+    labels = _host_batch(batch)
     if labels.size and labels.dtype.kind not in "iu":
         raise TypeError(f"labels: must be integer class indices, got dtype {labels.dtype}")
     labels = labels.astype(np.int64, copy=False).ravel()
@@ -100,20 +101,57 @@ def _count_batch(labels: Any, num_classes: int) -> np.ndarray:
     return np.bincount(labels, minlength=num_classes)
 
 
-def count_samples_per_class(labels: Any, num_classes: int) -> np.ndarray:
+def _count_multi_hot(batch: Any, num_classes: int) -> np.ndarray:
+    targets = _host_batch(batch)
+    if targets.ndim == 0 or targets.shape[-1] != num_classes:
+        raise ValueError(
+            f"labels: multi-hot targets must have {num_classes} classes on the last axis, got {targets.shape}"
+        )
+    if targets.dtype.kind not in "biuf" or not np.isin(targets, (0, 1)).all():
+        raise ValueError("labels: multi-hot targets to count must be 0/1 (bool, integer or floating)")
+    return targets.reshape(-1, num_classes).sum(axis=0, dtype=np.int64)
+
+
+def _is_batch(labels: Any) -> bool:
+    """One array of any framework, or a (nested) list of numbers, rather than an iterable of batches (a list of
+    equally shaped batches reads as one batch: the counts are the same)."""
+    if is_array(labels) or (hasattr(labels, "shape") and hasattr(labels, "dtype")):
+        return True
+    if isinstance(labels, (list, tuple)):
+        try:
+            return np.asarray(labels).dtype.kind in "biuf"
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+def count_samples_per_class(labels: Any, num_classes: int, *, multi_label: bool = False) -> np.ndarray:
     """Number of samples of each class, as an int64 NumPy array of length ``num_classes``.
 
-    ``labels`` is an array of integer class indices of any supported namespace (any shape), or an iterable of
-    such label batches, for example ``(y for _, y in loader)`` over a PyTorch DataLoader or a ``tf.data``
-    pipeline. Labels outside ``[0, num_classes)`` raise.
+    Args:
+        labels: integer class indices of any supported framework (any shape), or, with ``multi_label``, 0/1
+            multi-hot targets with the classes on the last axis (each positive counts); or an iterable of such
+            batches, for example ``(y for _, y in loader)`` over a PyTorch DataLoader or a ``tf.data`` pipeline.
+        num_classes: ``C``.
+        multi_label: count the positives of multi-hot targets instead of class indices.
+
+    Labels outside ``[0, num_classes)`` (or multi-hot values other than 0 and 1) raise.
+
+    Example:
+        >>> import cbloss
+        >>> cbloss.count_samples_per_class([0, 2, 2, 1, 2], 3).tolist()
+        [1, 1, 3]
+        >>> cbloss.count_samples_per_class([[1, 0, 1], [0, 0, 1]], 3, multi_label=True).tolist()
+        [1, 0, 2]
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
-    if is_array(labels) or (isinstance(labels, (list, tuple)) and all(np.ndim(x) == 0 for x in labels)):
-        return _count_batch(labels, int(num_classes))
+    count = _count_multi_hot if multi_label else _count_indices
+    if _is_batch(labels):
+        return count(labels, int(num_classes))
     if not isinstance(labels, Iterable):
         raise TypeError(f"labels: must be an array or an iterable of label batches, got {type(labels)}")
     total = np.zeros(int(num_classes), dtype=np.int64)
     for batch in labels:
-        total += _count_batch(batch, int(num_classes))
+        total += count(batch, int(num_classes))
     return total

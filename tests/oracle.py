@@ -183,13 +183,17 @@ def loss_and_grad(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     ignore_index: int | None = None,
+    multi_label: str | None = None,
     cotangent=1.0,
 ) -> Result:
     """Reference loss and gradient. ``labels``: int class indices shaped like ``logits[..., 0]`` or float soft
-    targets shaped like ``logits``. ``gamma`` defaults to 2 for the focal losses and is 0 otherwise."""
+    targets shaped like ``logits`` (multi-hot targets with ``multi_label``). ``gamma`` defaults to 2 for the focal
+    losses and is 0 otherwise."""
     if loss not in LOSSES:
         raise ValueError(loss)
     gamma = (2.0 if loss in FOCAL else 0.0) if gamma is None else float(gamma)
+    if multi_label is not None:
+        return _multi_label(logits, labels, weights, loss, gamma, multi_label, reduction, label_smoothing, cotangent)
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels)
     soft = labels.dtype.kind == "f"
@@ -255,5 +259,86 @@ def loss_and_grad(
             value=value,
             grad=np.array([[float(g) for g in row] for row in grad], dtype=np.float64).reshape(logits.shape),
             position_weight=np.array([float(a) for a in A]).reshape(batch_shape),
+            dvalue=np.array([float(d) for d in dvalue]).reshape(batch_shape),
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Multi-label targets (docs/conventions.md §6.5)
+
+
+def _binary_element(z, t, gamma):
+    """t * l(z) + (1 - t) * l(-z), l(x) = (1 - sigmoid(x))^gamma * (-log sigmoid(x)): the expected binary loss
+    of one class under the target probability t."""
+    g = _mpf(gamma)
+
+    def binary_loss(x):
+        return mpmath.power(_sigmoid(-x), g) * -_log_sigmoid(x)
+
+    return t * binary_loss(z) + (1 - t) * binary_loss(-z)
+
+
+def _multi_label(logits, targets, weights, loss, gamma, mode, reduction, label_smoothing, cotangent) -> Result:
+    """Per position: ``"class"``: sum_c w_c e_c; ``"sample"``: omega * sum_c e_c with omega the mean class weight
+    of the position's positives (sum_c t_c w_c / sum_c t_c, 1 without positives; un-smoothed t); e_c the binary
+    element of class c under the smoothed target t (1 - eps) + eps / 2. Gradients by central differences."""
+    if loss not in ("sigmoid", "focal") or mode not in ("class", "sample"):
+        raise ValueError((loss, mode))
+    logits = np.asarray(logits, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    C = logits.shape[-1]
+    batch_shape = logits.shape[:-1]
+    P = int(np.prod(batch_shape, dtype=np.int64))
+    z2, t2 = logits.reshape(P, C), targets.reshape(P, C)
+    w = np.ones(C) if weights is None else np.asarray(weights, dtype=np.float64)
+    with mpmath.workdps(DPS):
+        wm = [_mpf(v) for v in w]
+        eps = _mpf(label_smoothing)
+        values, grads, scales = [], [], []
+        for p in range(P):
+            t = [_mpf(v) for v in t2[p]]
+            positives = mpmath.fsum(t)
+            if mode == "class":
+                coef = wm
+                scales.append(max(wm))
+            else:
+                omega = mpmath.fsum(t[c] * wm[c] for c in range(C)) / positives if positives else mpmath.mpf(1)
+                coef = [omega] * C
+                scales.append(omega)
+            ts = [(1 - eps) * tc + eps / 2 for tc in t]
+            z = [_mpf(v) for v in z2[p]]
+            values.append(mpmath.fsum(coef[c] * _binary_element(z[c], ts[c], gamma) for c in range(C)))
+            grads.append(
+                [
+                    coef[c]
+                    * (_binary_element(z[c] + H, ts[c], gamma) - _binary_element(z[c] - H, ts[c], gamma))
+                    / (2 * H)
+                    for c in range(C)
+                ]
+            )
+        cot = np.asarray(cotangent, dtype=np.float64)
+        if reduction == "none":
+            cots = [_mpf(v) for v in np.broadcast_to(cot, batch_shape).reshape(P)]
+            value = np.array([float(v) for v in values]).reshape(batch_shape)
+            grad = [[cots[p] * g for g in grads[p]] for p in range(P)]
+            dvalue = [abs(c) for c in cots]
+        else:
+            if reduction == "sum":
+                r = mpmath.mpf(1)
+            elif reduction == "mean":
+                r = mpmath.mpf(0) if P == 0 else 1 / mpmath.mpf(P)
+            elif reduction == "weighted_mean" and mode == "sample":
+                D = mpmath.fsum(scales)
+                r = mpmath.mpf(0) if D == 0 else 1 / D
+            else:
+                raise ValueError(reduction)
+            c0 = _mpf(cot.reshape(()))
+            value = np.array(float(r * mpmath.fsum(values)))
+            grad = [[c0 * r * g for g in grads[p]] for p in range(P)]
+            dvalue = [abs(c0 * r)] * P
+        return Result(
+            value=value,
+            grad=np.array([[float(g) for g in row] for row in grad], dtype=np.float64).reshape(logits.shape),
+            position_weight=np.array([float(a) for a in scales]).reshape(batch_shape),
             dvalue=np.array([float(d) for d in dvalue]).reshape(batch_shape),
         )

@@ -38,6 +38,8 @@ LOSSES = [
     ("softmax_focal", 2.0),
 ]
 REDUCTIONS = ["none", "sum", "mean", "weighted_mean"]
+MULTI_LABEL_LOSSES = [("sigmoid", None), ("focal", 0.0), ("focal", 0.5), ("focal", 2.0)]
+MULTI_LABELS = ["multi_class", "multi_sample", "multi_class_smooth", "multi_sample_fractional"]
 LABELS = ["hard", "hard_ignore", "hard_smooth", "hard_ignore_smooth", "soft", "soft_smooth"]
 SHAPES = {"P7": (7,), "N2xd3": (2, 3), "unbatched": ()}
 CLASSES = [2, 5]
@@ -71,6 +73,8 @@ class Case:
             opts["label_smoothing"] = SMOOTHING
         if "ignore" in self.labels:
             opts["ignore_index"] = IGNORE
+        if self.labels.startswith("multi"):
+            opts["multi_label"] = self.labels.split("_")[1]
         return opts
 
 
@@ -100,6 +104,17 @@ CASES = (
         for gamma in (1.0, 1.5, 3.0)
         for labels in ("hard", "soft_smooth")
     ]
+    + [
+        # multi-hot targets (docs/conventions.md §6.5): 0/1 and fractional, both weightings, with smoothing
+        Case(loss, gamma, reduction, labels, weights, shape, C)
+        for loss, gamma in MULTI_LABEL_LOSSES
+        for labels in MULTI_LABELS
+        for reduction in REDUCTIONS
+        if not (labels.startswith("multi_class") and reduction == "weighted_mean")
+        for weights in ("w", "now")
+        for shape in SHAPES
+        for C in CLASSES
+    ]
 )
 
 
@@ -119,7 +134,15 @@ def inputs(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.nd
     logits = logits.astype(np.float16).astype(np.float64)
 
     rng = _rng("labels", case.labels, case.shape, case.C)
-    if case.labels.startswith("soft"):
+    if case.labels.startswith("multi"):
+        if case.labels.endswith("fractional"):
+            labels = rng.integers(0, 65, (*batch, case.C)) / 64.0  # exact in float16
+        else:
+            labels = (rng.uniform(size=(*batch, case.C)) < 0.4).astype(np.float64)
+            if case.shape == "P7":
+                labels[2] = 0.0  # a position with no positive
+                labels[0] = 1.0  # every class positive at the saturated position
+    elif case.labels.startswith("soft"):
         # multiples of 1/64 summing to exactly 1, some classes zero
         probs = rng.dirichlet(np.full(case.C, 0.7), size=batch)
         counts = np.apply_along_axis(lambda q: np.bincount(rng.choice(case.C, 64, p=q), minlength=case.C), -1, probs)

@@ -4,7 +4,9 @@ Each module holds its math (docstring), its value and its analytic gradient, as 
 
 - ``hard(ops, z, labels, coef, gamma, with_grad)``: ``coef * L_y`` for class indices, the hot path;
 - ``dense(ops, z, a, gamma, with_grad)``: ``sum_c a_c L_c`` for any :class:`~cbloss.targets.Coefficients`
-  (soft targets, label smoothing).
+  (soft targets, label smoothing);
+- for the losses that treat each class as a binary problem, ``multi_hot(ops, z, targets, class_weights,
+  position_weights, gamma, with_grad)``: multi-hot targets (docs/conventions.md §6.5).
 
 Both return ``(value, grad)``: the per-position values and ``d value / d z`` (None without ``with_grad``).
 :data:`LOSSES` is the one list of losses: the options' choices, the focal losses and the docs' table derive from
@@ -30,18 +32,25 @@ class LossSpec(NamedTuple):
     without_focusing: str | None
     #: The per-position loss for a class index y, one line (the docs' table).
     formula: str
+    #: Multi-hot targets (several positives per position), for the per-class binary losses; None otherwise.
+    multi_hot: Callable[..., tuple[Any, Any]] | None = None
 
 
 LOSSES: dict[str, LossSpec] = {
     "softmax": LossSpec(softmax.hard, softmax.dense, None, "w_y * (-log softmax(z)_y)"),
     "sigmoid": LossSpec(
-        sigmoid.hard, sigmoid.dense, None, "w_y * sum_i -log sigmoid(x_i), x_i = z_i if i == y else -z_i"
+        sigmoid.hard,
+        sigmoid.dense,
+        None,
+        "w_y * sum_i -log sigmoid(x_i), x_i = z_i if i == y else -z_i",
+        sigmoid.multi_hot,
     ),
     "focal": LossSpec(
         sigmoid.hard,
         sigmoid.dense,
         "sigmoid",
         "w_y * sum_i -(1 - sigmoid(x_i))**gamma * log sigmoid(x_i), x_i = z_i if i == y else -z_i",
+        sigmoid.multi_hot,
     ),
     "softmax_focal": LossSpec(
         softmax_focal.hard, softmax_focal.dense, "softmax", "w_y * -(1 - p_y)**gamma * log p_y, p = softmax(z)"

@@ -20,6 +20,11 @@ a position with target coefficients ``a`` (``A = sum_c a_c``) has
 where ``dneg_j/dz_j = dl/dy at y = z_j`` and ``dpos_j/dz_j = -dl/dy at y = -z_j``. For a class index the label's
 column is evaluated on its own, so that every entry keeps its relative digits.
 
+Multi-hot targets (docs/conventions.md §6.5) give each class its own binary target ``t_c`` in [0, 1]: the element
+is linear in it, ``e_c = t_c pos_c + (1 - t_c) neg_c`` (the expected loss under ``t_c``; for 0/1 targets exactly
+the binary focal loss ``(1 - p_t)**gamma * BCE``), and a position's loss is ``s * sum_c v_c e_c`` with per-class
+weights ``v`` and a per-position weight ``s``.
+
 Example:
     >>> import numpy as np, cbloss
     >>> z = np.array([[2.0, 0.0, -1.0]]); y = np.array([0])
@@ -69,3 +74,33 @@ def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: boo
     if not with_grad:
         return value, None
     return value, a.subtract_from(ops, neg_slope * total[..., None], neg_slope + pos_slope)
+
+
+def multi_hot(
+    ops: Primitives,
+    z: Any,
+    targets: Any,
+    class_weights: Any | None,
+    position_weights: Any | None,
+    gamma: float,
+    with_grad: bool,
+) -> tuple[Any, Any]:
+    """``s * sum_c v_c e_c`` and its gradient for multi-hot ``targets`` (P..., C), per-class weights
+    ``class_weights`` (C,) and per-position weights ``position_weights`` (P...), each None for all ones. Written as
+    ``(1 - t) neg + t pos`` (not ``neg + t (pos - neg)``), so that 0/1 targets keep every digit."""
+    xp = ops.xp
+    neg, neg_slope = element(ops, z, gamma, with_grad)
+    pos, pos_slope = element(ops, -z, gamma, with_grad)
+    others = 1.0 - targets
+    elements = others * neg + targets * pos
+    value = xp.sum(elements, axis=-1) if class_weights is None else xp.matmul(elements, class_weights)
+    if position_weights is not None:
+        value = value * position_weights
+    if not with_grad:
+        return value, None
+    grad = others * neg_slope - targets * pos_slope
+    if class_weights is not None:
+        grad = grad * class_weights
+    if position_weights is not None:
+        grad = grad * position_weights[..., None]
+    return value, grad
