@@ -5,6 +5,7 @@ framework adapters live in ``cbloss.adapters`` and are imported only on demand, 
 no deep-learning framework.
 """
 
+from . import schedules
 from .effective_number import beta_from_volume, effective_number, effective_number_recursive
 from .functional import class_balanced_loss, class_balanced_loss_and_grad
 from .module import ClassBalancedLoss
@@ -19,6 +20,7 @@ __all__ = [
     "count_samples_per_class",
     "effective_number",
     "effective_number_recursive",
+    "schedules",
 ]
 
 __version__ = "0.1.0"

@@ -22,6 +22,7 @@ CORE_MODULES = [
     "cbloss.losses.softmax",
     "cbloss.losses.sigmoid",
     "cbloss.losses.softmax_focal",
+    "cbloss.schedules",
 ]
 
 

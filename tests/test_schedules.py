@@ -1,0 +1,59 @@
+"""Re-weighting schedules (cbloss.schedules) against the oracle's class weights at the scheduled beta."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cbloss.schedules import BetaWarmup, DeferredReweighting
+from tests import oracle
+
+COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+
+
+@pytest.mark.parametrize("normalize", ["classes", "samples", None])
+@pytest.mark.parametrize("beta", [0.9, 0.999, 0.9999])
+def test_deferred_reweighting_switches_at_start(normalize, beta):
+    drw = DeferredReweighting(COUNTS, beta, start=160, normalize=normalize)
+    for epoch in (0, 1, 159, 159.99):
+        np.testing.assert_array_equal(drw(epoch), np.ones(10))
+    want = oracle.class_weights(COUNTS, beta, normalize=normalize)
+    for epoch in (160, 161, 199):
+        np.testing.assert_allclose(drw(epoch), want, rtol=1e-14)
+
+
+def test_deferred_reweighting_hands_out_copies():
+    drw = DeferredReweighting(COUNTS, start=1)
+    drw(1)[:] = 0.0
+    np.testing.assert_allclose(drw(1), oracle.class_weights(COUNTS, 0.9999), rtol=1e-14)
+
+
+@pytest.mark.parametrize("shape", ["linear", "cosine"])
+def test_beta_warmup_follows_its_shape(shape):
+    warm = BetaWarmup(COUNTS, 0.999, start=5, end=15, shape=shape)
+    for epoch in (0, 5, 7.5, 10, 14, 15, 40):
+        fraction = min(max((epoch - 5) / 10, 0.0), 1.0)
+        if shape == "cosine":
+            fraction = (1 - math.cos(math.pi * fraction)) / 2
+        beta = 0.999 * fraction
+        assert warm.beta_at(epoch) == pytest.approx(beta, rel=1e-15, abs=0)
+        np.testing.assert_allclose(warm(epoch), oracle.class_weights(COUNTS, beta), rtol=1e-13)
+    np.testing.assert_array_equal(warm(0), np.ones(10))
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: DeferredReweighting(COUNTS, 1.5, start=1), "beta"),
+        (lambda: DeferredReweighting(COUNTS, start=-1), "epoch"),
+        (lambda: DeferredReweighting([1, -2], start=1), "samples_per_class"),
+        (lambda: BetaWarmup(COUNTS, 0.9, start=3, end=3), "end"),
+        (lambda: BetaWarmup(COUNTS, 0.9, start=0, end=3, shape="step"), "shape"),
+        (lambda: BetaWarmup(COUNTS, 0.9, start=0, end=3, normalize="rows"), "normalize"),
+    ],
+)
+def test_bad_arguments_are_named(make, name):
+    with pytest.raises((ValueError, TypeError), match=rf"^{name}:"):
+        make()
