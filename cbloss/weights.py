@@ -125,17 +125,78 @@ def _is_batch(labels: Any) -> bool:
     return False
 
 
-def count_samples_per_class(labels: Any, num_classes: int, *, multi_label: bool = False) -> np.ndarray:
+def _labels_of(batch: Any) -> Any:
+    """The labels of one item of a data pipeline: a batch of labels itself, the last array of an ``(inputs, ...,
+    labels)`` pair (a PyTorch DataLoader's or a ``tf.data`` pipeline's), or the ``"label"``/``"labels"`` entry of a
+    dict."""
+    if isinstance(batch, dict):
+        for key in ("labels", "label", "targets", "target", "y"):
+            if key in batch:
+                return batch[key]
+        raise TypeError(f"labels: a dict batch needs a 'labels' or 'label' entry, got keys {sorted(batch)}")
+    if isinstance(batch, (list, tuple)) and len(batch) >= 2 and all(hasattr(part, "shape") for part in batch):
+        return batch[-1]
+    return batch
+
+
+def _dataset_targets(labels: Any) -> Any:
+    """A dataset's own label array when it has one (torchvision-style ``targets``/``labels``), read without
+    loading a single input; for a ``DataLoader`` its dataset's, and for a ``Subset`` the selected ones."""
+    dataset = getattr(labels, "dataset", None) if hasattr(labels, "batch_size") else labels
+    indices = None
+    while dataset is not None and hasattr(dataset, "indices") and hasattr(dataset, "dataset"):
+        selected = np.asarray(dataset.indices)
+        indices = selected if indices is None else selected[indices]
+        dataset = dataset.dataset
+    for name in ("targets", "labels"):
+        targets = getattr(dataset, name, None)
+        if targets is not None and not callable(targets):
+            host = _host_batch(targets)
+            return host if indices is None else host[indices]
+    return None
+
+
+class _Progress:
+    """A one-line count of batches on stderr, for long passes over a pipeline; silent unless ``enabled``."""
+
+    def __init__(self, enabled: bool | None):
+        import sys
+
+        self.stream = sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else bool(enabled)
+        self.batches = 0
+
+    def step(self) -> None:
+        self.batches += 1
+        if self.enabled and (self.batches < 10 or self.batches % 50 == 0):
+            self.stream.write(f"\rcounting labels: {self.batches} batches")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.batches:
+            self.stream.write(f"\rcounting labels: {self.batches} batches, done\n")
+            self.stream.flush()
+
+
+def count_samples_per_class(
+    labels: Any, num_classes: int, *, multi_label: bool = False, progress: bool | None = None
+) -> np.ndarray:
     """Number of samples of each class, as an int64 NumPy array of length ``num_classes``.
 
     Args:
         labels: integer class indices of any supported framework (any shape), or, with ``multi_label``, 0/1
-            multi-hot targets with the classes on the last axis (each positive counts); or an iterable of such
-            batches, for example ``(y for _, y in loader)`` over a PyTorch DataLoader or a ``tf.data`` pipeline.
+            multi-hot targets with the classes on the last axis (each positive counts); or a data pipeline: a
+            PyTorch ``DataLoader`` or dataset (its ``targets``/``labels`` are read without loading inputs when it
+            has them, also through ``Subset``), a ``tf.data.Dataset``, or any iterable of batches. A batch is the
+            labels themselves, an ``(inputs, ..., labels)`` tuple or list of arrays (its last entry), or a dict
+            with a ``"labels"``/``"label"`` entry.
         num_classes: ``C``.
         multi_label: count the positives of multi-hot targets instead of class indices.
+        progress: show a count of batches on stderr while iterating a pipeline; None (default) shows it only
+            when stderr is a terminal.
 
-    Labels outside ``[0, num_classes)`` (or multi-hot values other than 0 and 1) raise.
+    Labels outside ``[0, num_classes)`` (or multi-hot values other than 0 and 1) raise. Under data parallelism
+    each rank counts its own shard; the adapters' ``count_samples_per_class`` sum the counts across ranks.
 
     Example:
         >>> import cbloss
@@ -149,9 +210,17 @@ def count_samples_per_class(labels: Any, num_classes: int, *, multi_label: bool 
     count = _count_multi_hot if multi_label else _count_indices
     if _is_batch(labels):
         return count(labels, int(num_classes))
+    targets = _dataset_targets(labels)
+    if targets is not None:
+        return count(targets, int(num_classes))
     if not isinstance(labels, Iterable):
         raise TypeError(f"labels: must be an array or an iterable of label batches, got {type(labels)}")
     total = np.zeros(int(num_classes), dtype=np.int64)
-    for batch in labels:
-        total += count(batch, int(num_classes))
+    bar = _Progress(progress)
+    try:
+        for batch in labels:
+            total += count(_labels_of(batch), int(num_classes))
+            bar.step()
+    finally:
+        bar.close()
     return total

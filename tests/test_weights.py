@@ -137,3 +137,56 @@ def test_count_feeds_the_weights():
     np.testing.assert_array_equal(
         cbloss.class_balanced_weights(counts, 0.99), cbloss.class_balanced_weights([50, 5, 1], 0.99)
     )
+
+
+def test_count_pipeline_items_of_inputs_and_labels():
+    """Items of a pipeline may be (inputs, labels) pairs or dicts: the labels are counted, the inputs skipped."""
+    inputs = np.zeros((3, 2))
+    pairs = [(inputs, LABELS[0]), (inputs, LABELS[1])]
+    _check_counts(cbloss.count_samples_per_class(iter(pairs), 5))
+    dicts = [{"image": inputs, "label": LABELS[0]}, {"image": inputs, "label": LABELS[1]}]
+    _check_counts(cbloss.count_samples_per_class(iter(dicts), 5))
+    with pytest.raises(TypeError, match=r"^labels: a dict batch"):
+        cbloss.count_samples_per_class(iter([{"image": inputs}]), 5)
+
+
+def test_count_progress_on_request(capsys):
+    cbloss.count_samples_per_class(iter(list(LABELS)), 5, progress=True)
+    assert "counting labels: 2 batches, done" in capsys.readouterr().err
+    cbloss.count_samples_per_class(iter(list(LABELS)), 5, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+class _TargetsOnly:
+    """A dataset whose inputs cannot be loaded: counting must read ``targets`` alone."""
+
+    def __init__(self, targets):
+        self.targets = targets
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        raise AssertionError("an input was loaded")
+
+
+def test_count_reads_a_datasets_targets_without_loading_inputs():
+    _check_counts(cbloss.count_samples_per_class(_TargetsOnly(list(LABELS.reshape(-1))), 5))
+
+
+@pytest.mark.parametrize("dtype", [bool, np.int64, np.float32])
+def test_count_multi_hot_positives(dtype):
+    rng = np.random.default_rng(5)
+    targets = rng.uniform(size=(4, 7, 6)) < 0.3
+    want = targets.reshape(-1, 6).sum(axis=0)
+    got = cbloss.count_samples_per_class(targets.astype(dtype), 6, multi_label=True)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.int64
+    batches = iter([targets[0].astype(dtype), targets[1:].astype(dtype)])
+    np.testing.assert_array_equal(cbloss.count_samples_per_class(batches, 6, multi_label=True), want)
+
+
+@pytest.mark.parametrize("bad", [np.full((2, 3), 0.5), np.full((2, 4), 1.0), np.full((2, 3), 2)])
+def test_count_multi_hot_rejects_non_binary_or_wrong_classes(bad):
+    with pytest.raises(ValueError, match=r"^labels: multi-hot"):
+        cbloss.count_samples_per_class(bad, 3, multi_label=True)

@@ -1,0 +1,21 @@
+"""count_samples_per_class over tf.data pipelines (the framework-free cases are in tests/test_weights.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cbloss
+from tests.test_weights import LABELS, _check_counts
+
+tf = pytest.importorskip("tensorflow")
+
+
+def test_count_from_tensors_and_pipelines():
+    labels = LABELS.reshape(-1)
+    _check_counts(cbloss.count_samples_per_class(tf.constant(labels), 5))
+    pairs = tf.data.Dataset.from_tensor_slices((np.zeros((6, 2), np.float32), labels)).batch(4)
+    _check_counts(cbloss.count_samples_per_class(pairs, 5))
+    dicts = tf.data.Dataset.from_tensor_slices({"image": np.zeros((6, 2), np.float32), "label": labels}).batch(4)
+    _check_counts(cbloss.count_samples_per_class(dicts, 5))
+    _check_counts(cbloss.count_samples_per_class(tf.data.Dataset.from_tensor_slices(labels).batch(5), 5))
