@@ -1,5 +1,6 @@
 """The PyTorch adapter: ``cbloss.adapters.torch.class_balanced_loss`` with the class dim 1 (like
-``F.cross_entropy``), differentiated by torch autograd through the ``autograd.Function`` the adapter registers."""
+``F.cross_entropy``), differentiated by torch autograd: through the ``autograd.Function`` the adapter registers,
+and for CB softmax through PyTorch's own softmax cross-entropy kernels."""
 
 from __future__ import annotations
 

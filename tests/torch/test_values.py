@@ -147,30 +147,21 @@ def test_autocast_cpu_bfloat16():
     assert model.weight.grad is not None and torch.isfinite(model.weight.grad).all()
 
 
-@pytest.mark.parametrize("loss", ["sigmoid", "focal", "softmax_focal"])
-def test_double_backward_raises(loss):
-    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
-    target = torch.tensor([0, 1, 2, 0])
-    value = class_balanced_loss(x, target, loss=loss)
-    with pytest.raises(RuntimeError, match="double backward"):
-        torch.autograd.grad(value, x, create_graph=True)
-    # the first derivative alone still works
-    (grad,) = torch.autograd.grad(class_balanced_loss(x, target, loss=loss), x)
-    assert torch.isfinite(grad).all()
-
-
+@pytest.mark.parametrize("ignore_index", [None, -1])
 @pytest.mark.parametrize("reduction", ["mean", "weighted_mean", "none", "sum"])
-def test_softmax_second_derivatives(reduction):
-    """CB softmax runs on F.cross_entropy, so second derivatives exist: a Hessian-vector product equals the
-    analytic one, position by position c_i * (p * v - p * (p . v)) with p = softmax(z_i) and c_i = w_{y_i} times
-    the reduction's factor (written here from the definition, in NumPy)."""
+def test_softmax_second_derivatives(reduction, ignore_index):
+    """CB softmax runs on PyTorch's own kernels (log_softmax and gather without ignore_index, F.cross_entropy
+    with it), so second derivatives exist: a Hessian-vector product equals the analytic one, position by
+    position c_i * (p * v - p * (p . v)) with p = softmax(z_i) and c_i = w_{y_i} times the reduction's factor
+    (written here from the definition, in NumPy)."""
     rng = np.random.default_rng(5)
     z = rng.normal(size=(6, 4)) * 2
     y = rng.integers(0, 4, size=6)
     w = rng.uniform(0.2, 2.0, 4)
     v = rng.normal(size=(6, 4))
     x = torch.tensor(z, requires_grad=True)
-    loss = class_balanced_loss(x, torch.tensor(y), torch.tensor(w), reduction=reduction)
+    options = {} if ignore_index is None else dict(ignore_index=ignore_index)
+    loss = class_balanced_loss(x, torch.tensor(y), torch.tensor(w), reduction=reduction, **options)
     (grad,) = torch.autograd.grad(loss.sum(), x, create_graph=True)
     (hvp,) = torch.autograd.grad((grad * torch.tensor(v)).sum(), x)
     p = np.exp(z - z.max(axis=1, keepdims=True))
@@ -190,12 +181,13 @@ def test_no_grad_path_gives_the_same_value():
     torch.testing.assert_close(without, with_grad.detach(), rtol=0, atol=0)
 
 
-def test_retain_graph_backward_twice():
+@pytest.mark.parametrize("loss", LOSSES)
+def test_retain_graph_backward_twice(loss):
     x = torch.randn(4, 3, requires_grad=True)
-    loss = class_balanced_loss(x, torch.tensor([0, 1, 2, 0]))
+    loss = class_balanced_loss(x, torch.tensor([0, 1, 2, 0]), loss=loss)
     loss.backward(retain_graph=True)
     first = x.grad.clone()
-    loss.backward(retain_graph=True)  # the saved gradient is handed out as is for a 1.0 seed: never mutated
+    loss.backward(retain_graph=True)  # accumulating into x.grad must not change what the graph keeps
     loss.backward()
     torch.testing.assert_close(x.grad, 3 * first)
 
@@ -220,3 +212,133 @@ def test_empty_batch(loss, reduction):
         else:
             assert value.item() == 0.0 and not torch.isnan(value)
         assert x.grad.shape == (0, 5)
+
+
+FORMS = {
+    "hard": dict(),
+    "smooth": dict(label_smoothing=0.1),
+    "ignore-smooth-weighted": dict(ignore_index=-1, label_smoothing=0.1, reduction="weighted_mean"),
+    "none": dict(reduction="none"),
+    "soft": dict(),
+}
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (3, 5, 4, 2)], ids=str)
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("loss", LOSSES)
+def test_arguments_are_left_bitwise_unchanged(loss, form, shape):
+    """docs/conventions.md §14: input, target and weight are read, never written, forward and backward."""
+    z, y, w = _inputs(shape, form == "soft", seed=11, ignore=-1 if "ignore" in form else None)
+    x = torch.tensor(z, dtype=torch.float32, requires_grad=True)
+    target = torch.tensor(y, dtype=torch.float32) if form == "soft" else torch.tensor(y)
+    weight = torch.tensor(w)
+    saved = [t.detach().clone() for t in (x, target, weight)]
+    value = class_balanced_loss(x, target, weight, loss=loss, **FORMS[form])
+    value.sum().backward()
+    with torch.no_grad():
+        class_balanced_loss(x, target, weight, loss=loss, **FORMS[form])
+    for tensor, before in zip((x, target, weight), saved, strict=True):
+        assert torch.equal(tensor.detach(), before)
+
+
+@pytest.mark.parametrize("requires_grad", [True, False])
+@pytest.mark.parametrize("options", [dict(), dict(label_smoothing=0.1), dict(reduction="none")], ids=str)
+@pytest.mark.parametrize("bad", [-100, -(2**63)])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_label_outside_the_classes_is_never_ignored_silently(loss, bad, options, requires_grad):
+    """docs/conventions.md §6.4: with ignore_index=None no label value is ignored, not PyTorch's -100, not the
+    smallest int64. validate=True raises the core's ValueError; validate=False raises from the kernels (on the
+    CPU) or gives NaN, never a finite loss that leaves the position out."""
+    x = torch.randn(3, 4, requires_grad=requires_grad)
+    target = torch.tensor([0, bad, 3])
+    with pytest.raises(ValueError, match=rf"^target: class indices must be in \[0, 4\), got \[{bad}\]"):
+        class_balanced_loss(x, target, loss=loss, **options)
+    try:
+        value = class_balanced_loss(x, target, loss=loss, validate=False, **options)
+    except (RuntimeError, IndexError):
+        return
+    assert torch.isnan(value.reshape(-1)[1 if options.get("reduction") == "none" else 0])
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_weight_that_requires_grad_is_a_constant(loss):
+    """docs/conventions.md §10: a learnable weight vector is accepted and receives no gradient."""
+    z, y, w = _inputs((6, 5), False, seed=13)
+    weight = torch.tensor(w, requires_grad=True)
+    x = torch.tensor(z, requires_grad=True)
+    value = class_balanced_loss(x, torch.tensor(y), weight, loss=loss, reduction="weighted_mean")
+    value.backward()
+    assert weight.grad is None
+    expected, expected_grad = cbloss.class_balanced_loss_and_grad(z, y, w, axis=1, loss=loss, reduction="weighted_mean")
+    np.testing.assert_allclose(value.item(), expected, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), expected_grad, rtol=1e-11, atol=1e-15)
+    if loss == "softmax":
+        b = torch.tensor(z, requires_grad=True)
+        F.cross_entropy(b, torch.tensor(y), weight=weight.detach()).backward()
+        torch.testing.assert_close(x.grad, b.grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_ignore_index_has_no_effect_on_probability_targets(loss, reduction):
+    """docs/conventions.md §6.4, as in PyTorch: with probability targets ignore_index changes nothing."""
+    z, y, w = _inputs((3, 5, 4), True, seed=17)
+    results = []
+    for options in (dict(), dict(ignore_index=-100), dict(ignore_index=0)):
+        x = torch.tensor(z, requires_grad=True)
+        value = class_balanced_loss(x, torch.tensor(y), torch.tensor(w), loss=loss, reduction=reduction, **options)
+        value.sum().backward()
+        results.append((value.detach(), x.grad))
+    for value, grad in results[1:]:
+        torch.testing.assert_close(value, results[0][0], rtol=0, atol=0)
+        torch.testing.assert_close(grad, results[0][1], rtol=0, atol=0)
+    if loss == "softmax" and reduction != "weighted_mean":
+        theirs = F.cross_entropy(torch.tensor(z), torch.tensor(y), weight=torch.tensor(w), reduction=reduction)
+        torch.testing.assert_close(results[0][0], theirs, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int64, torch.float64])
+@pytest.mark.parametrize("shape", [(6, 5), (3, 5, 4, 2), (5,)], ids=str)
+def test_multi_hot_class_weighting_equals_bce_with_logits(shape, dtype):
+    """docs/conventions.md §6.5: multi_label="class" with the sigmoid loss and 0/1 targets (bool, integer or
+    float, class dim 1) is F.binary_cross_entropy_with_logits(weight=w) summed over the classes; its gradient
+    is autograd's through that function."""
+    rng = np.random.default_rng(19)
+    z = rng.normal(size=shape) * 3
+    t = rng.integers(0, 2, size=shape)
+    w = rng.uniform(0.2, 2.0, shape[1] if len(shape) > 1 else shape[0])
+    class_dim = 1 if len(shape) > 1 else 0
+    w_b = torch.tensor(w).view(-1, *(1,) * (len(shape) - class_dim - 1))
+    for reduction in ("none", "sum", "mean"):
+        a, b = torch.tensor(z, requires_grad=True), torch.tensor(z, requires_grad=True)
+        got = class_balanced_loss(
+            a, torch.tensor(t).to(dtype), torch.tensor(w), loss="sigmoid", multi_label="class", reduction=reduction
+        )
+        per_position = F.binary_cross_entropy_with_logits(
+            b, torch.tensor(t, dtype=torch.float64), weight=w_b, reduction="none"
+        ).sum(class_dim)
+        expected = {"none": per_position, "sum": per_position.sum(), "mean": per_position.mean()}[reduction]
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
+        got.sum().backward()
+        expected.sum().backward()
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "focal"])
+@pytest.mark.parametrize("multi_label", ["class", "sample"])
+def test_multi_hot_targets_match_the_core_and_are_checked(loss, multi_label):
+    rng = np.random.default_rng(23)
+    z = rng.normal(size=(3, 5, 4)) * 3
+    t = rng.uniform(size=(3, 5, 4)).round(2)
+    w = rng.uniform(0.2, 2.0, 5)
+    options = dict(loss=loss, multi_label=multi_label, label_smoothing=0.1)
+    expected, expected_grad = cbloss.class_balanced_loss_and_grad(z, t, w, axis=1, **options)
+    x = torch.tensor(z, requires_grad=True)
+    got = class_balanced_loss(x, torch.tensor(t), torch.tensor(w), **options)
+    got.backward()
+    np.testing.assert_allclose(got.item(), expected, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), expected_grad, rtol=1e-11, atol=1e-15)
+    with pytest.raises(ValueError, match=r"^target: multi-hot targets must be in \[0, 1\]"):
+        class_balanced_loss(x, torch.tensor(t) + 1.0, torch.tensor(w), **options)
+    with pytest.raises(ValueError, match=r"^target: multi-hot targets must have the input's shape"):
+        class_balanced_loss(x, torch.tensor(t[:, 0]), torch.tensor(w), **options)

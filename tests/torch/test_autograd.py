@@ -1,0 +1,122 @@
+"""Gradients through torch's machinery: the adapter's autograd.Function under torch.func transforms, the
+returned gradient owned by the caller, double backward; and the neutral core on torch tensors, differentiated
+by torch autograd through its generic Array-API operations, against the oracle (docs/conventions.md §10, §15)."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import cbloss
+from cbloss.adapters.torch import class_balanced_loss
+from tests import oracle
+
+LOSSES = ["softmax", "sigmoid", "focal", "softmax_focal"]
+SHAPES = [(6, 5), (2, 5, 3, 2)]
+
+
+def _data(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g)
+    w = torch.rand(shape[1], generator=g, dtype=torch.float64) + 0.25
+    return x, y, w
+
+
+def _autograd_grad(f, x):
+    x = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(f(x), x)
+    return grad
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_torch_func_grad_vmap_jacrev_match_autograd(loss, shape):
+    x, y, w = _data(shape)
+    gamma = 1.5 if "focal" in loss else None
+
+    def mean_loss(x):
+        return class_balanced_loss(x, y, w, loss=loss, gamma=gamma, reduction="weighted_mean", label_smoothing=0.1)
+
+    def per_position(x):
+        return class_balanced_loss(x, y, w, loss=loss, gamma=gamma, reduction="none")
+
+    expected = _autograd_grad(mean_loss, x)
+    torch.testing.assert_close(torch.func.grad(mean_loss)(x), expected, rtol=1e-14, atol=1e-16)
+
+    batch = torch.stack([x, 2 * x, -x])
+    per_sample = torch.stack([_autograd_grad(mean_loss, b) for b in batch])
+    torch.testing.assert_close(torch.func.vmap(torch.func.grad(mean_loss))(batch), per_sample, rtol=1e-14, atol=1e-16)
+    torch.testing.assert_close(torch.func.vmap(mean_loss)(batch), torch.stack([mean_loss(b) for b in batch]))
+
+    # jacrev of the per-position losses: row p is the gradient of loss[p], zero outside position p
+    jacobian = torch.func.jacrev(per_position)(x)
+    positions = y.numel()
+    rows = jacobian.reshape(positions, *x.shape)
+    for p in range(positions):
+        cotangent = torch.zeros(positions, dtype=x.dtype)
+        cotangent[p] = 1.0
+        xr = x.clone().requires_grad_()
+        (row,) = torch.autograd.grad(per_position(xr), xr, cotangent.view(y.shape))
+        torch.testing.assert_close(rows[p], row, rtol=1e-14, atol=1e-16)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_the_returned_gradient_belongs_to_the_caller(loss, reduction):
+    """Writing into the gradient torch.autograd.grad returned must not change a second grad call."""
+    x, y, w = _data((2, 5, 3, 2), seed=1)
+    x.requires_grad_()
+    value = class_balanced_loss(x, y, w, loss=loss, reduction=reduction)
+    cotangent = torch.ones_like(value)
+    (first,) = torch.autograd.grad(value, x, cotangent, retain_graph=True)
+    expected = first.clone()
+    first.mul_(-7.0).add_(3.0)
+    (second,) = torch.autograd.grad(value, x, cotangent)
+    torch.testing.assert_close(second, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "focal", "softmax_focal"])
+def test_double_backward_raises(loss):
+    """The first derivative is available with create_graph=True (torch.func.grad always asks for it); any
+    derivative of it raises instead of treating the analytic gradient as a constant."""
+    x, y, _ = _data((4, 3), seed=2)
+    x.requires_grad_()
+    value = class_balanced_loss(x, y, loss=loss)
+    (grad,) = torch.autograd.grad(value, x, create_graph=True)
+    torch.testing.assert_close(grad.detach(), _autograd_grad(lambda x: class_balanced_loss(x, y, loss=loss), x))
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(grad.square().sum(), x)
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.func.jacrev(torch.func.grad(lambda x: class_balanced_loss(x, y, loss=loss)))(x.detach())
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean", "weighted_mean"])
+@pytest.mark.parametrize("form", ["hard", "ignore-smooth", "soft"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_core_on_torch_tensors_through_torch_autograd_matches_the_oracle(loss, form, reduction):
+    """cbloss.class_balanced_loss (the neutral core, not the adapter) computes the value with array-api-compat
+    operations on torch tensors; torch autograd differentiates them. Both against the 60-digit oracle."""
+    rng = np.random.default_rng(zlib.crc32(f"{loss}-{form}-{reduction}".encode()))
+    z = rng.normal(size=(4, 3)) * 3
+    if form == "soft":
+        y = rng.dirichlet(np.ones(3), size=4)
+    else:
+        y = rng.integers(0, 3, size=4)
+        if form == "ignore-smooth":
+            y[1] = -100
+    options = dict(loss=loss, reduction=reduction)
+    if form == "ignore-smooth":
+        options.update(ignore_index=-100, label_smoothing=0.2)
+    w = rng.uniform(0.25, 2.0, 3)
+    cotangent = rng.uniform(0.5, 1.5, 4 if reduction == "none" else ())
+    want = oracle.loss_and_grad(z, y, w, cotangent=cotangent, **options)
+    x = torch.tensor(z, requires_grad=True)
+    value = cbloss.class_balanced_loss(x, torch.tensor(y), torch.tensor(w), **options)
+    assert isinstance(value, torch.Tensor) and value.requires_grad
+    (grad,) = torch.autograd.grad(value, x, torch.tensor(cotangent))
+    np.testing.assert_allclose(value.detach().numpy(), want.value, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(grad.numpy(), want.grad, rtol=1e-11, atol=1e-14)
