@@ -19,7 +19,7 @@ from .losses import LOSSES
 from .options import LossOptions
 from .primitives import Primitives
 from .reductions import hard_shares, reduction_factor, soft_shares
-from .targets import Coefficients
+from .targets import Coefficients, label_weights
 
 __all__ = ["evaluate"]
 
@@ -66,17 +66,7 @@ def evaluate(
             )
         value, grad = spec.dense(ops, z, coefficients, opts.gamma, with_grad)
     else:
-        valid = None
-        if opts.ignore_index is not None:
-            valid = labels != opts.ignore_index
-            labels = xp.where(valid, labels, xp.zeros_like(labels))  # any class: its coefficients are 0
-        # each position's scale: 0 where ignored, its sample weight
-        scale = None if valid is None else xp.astype(valid, z.dtype)
-        scale = _times(scale, sample_weight)
-        if weights is None:
-            label_weight = xp.ones(labels.shape, dtype=z.dtype, device=device_of(z)) if scale is None else scale
-        else:
-            label_weight = _times(ops.take_weights(weights, labels), scale)
+        labels, valid, scale, label_weight = label_weights(ops, labels, weights, opts.ignore_index, sample_weight, z)
         shares = hard_shares(xp, opts.reduction, label_weight, valid, z.dtype)
         factor = reduction_factor(xp, opts.reduction, shares, global_sum)
         coef = _times(label_weight, factor)

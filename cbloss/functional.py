@@ -10,13 +10,7 @@ from ._namespace import as_array, device_of, namespace_of
 from .engine import evaluate
 from .options import LossOptions, loss_options, with_options_doc
 from .primitives import Primitives
-from .validation import (
-    check_class_axis,
-    check_label_values,
-    compute_dtype,
-    prepare_sample_weight,
-    prepare_weights,
-)
+from .validation import prepare_inputs
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -39,32 +33,26 @@ def evaluate_arrays(
     """Check, convert to the compute layout (class axis last, compute dtype), evaluate, convert back."""
     logits, labels = as_array(logits, "logits"), as_array(labels, "labels")
     xp = namespace_of(logits, labels)
-    multi_label = opts.multi_label is not None
-    axis, soft = check_class_axis(xp, logits, labels, axis, multi_label=multi_label)
-    num_classes = logits.shape[axis]
-    dtype = compute_dtype(xp, logits.dtype)
-    w = prepare_weights(xp, weights, num_classes, dtype, device_of(logits), validate)
-    positions = tuple(labels.shape[:axis] + labels.shape[axis + 1 :]) if soft else tuple(labels.shape)
-    sw = prepare_sample_weight(xp, sample_weight, positions, dtype, device_of(logits), validate)
+    given = prepare_inputs(xp, logits, labels, weights, sample_weight, opts, axis, device_of(logits), validate)
     last = logits.ndim - 1
-    z = xp.astype(logits, dtype)
-    if axis != last:
-        z = xp.moveaxis(z, axis, last)
-    given_dtype = labels.dtype
-    if not soft and labels.dtype != xp.int64:
-        labels = xp.astype(labels, xp.int64)  # any integer dtype gives the int64 result (docs/conventions.md §6.1)
-    if soft:
-        labels = xp.astype(labels, dtype)
-        if axis != last:
-            labels = xp.moveaxis(labels, axis, last)
-    if validate:
-        check_label_values(xp, labels, num_classes, soft, opts.ignore_index, given_dtype, multi_label=multi_label)
+    z = xp.astype(logits, given.dtype)
+    if given.axis != last:
+        z = xp.moveaxis(z, given.axis, last)
     # log(0) = -inf is intended (a class with no competitor); keep NumPy from warning about it.
     with np.errstate(divide="ignore", under="ignore", over="ignore", invalid="ignore"):
-        loss, grad = evaluate(Primitives(xp), z, labels, w, opts, soft=soft, with_grad=with_grad, sample_weight=sw)
+        loss, grad = evaluate(
+            Primitives(xp),
+            z,
+            given.labels,
+            given.weights,
+            opts,
+            soft=given.soft,
+            with_grad=with_grad,
+            sample_weight=given.sample_weight,
+        )
     if grad is not None:
-        if axis != last:
-            grad = xp.moveaxis(grad, last, axis)
+        if given.axis != last:
+            grad = xp.moveaxis(grad, last, given.axis)
         grad = xp.astype(grad, logits.dtype)
     return loss, grad
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ._namespace import device_of
 from .primitives import Primitives
 
-__all__ = ["Coefficients"]
+__all__ = ["Coefficients", "LabelWeights", "label_weights"]
 
 
 class Coefficients(NamedTuple):
@@ -79,6 +80,38 @@ class Coefficients(NamedTuple):
             at_label = self.label_coef if x is None else self.label_coef * ops.take_label(x, self.labels)
             out = ops.put_at_label(out, self.labels, ops.take_label(out, self.labels) - at_label)
         return out
+
+
+class LabelWeights(NamedTuple):
+    """Class indices made ready for the losses: ``labels`` with ignored positions set to class 0 (any class would
+    do: their coefficients are 0), ``valid`` the mask of counted positions (None when every position counts),
+    ``scale`` each position's factor (0 where ignored, its sample weight; None for all ones) and ``weight`` the
+    position's weight ``w_y * scale``."""
+
+    labels: Any
+    valid: Any
+    scale: Any
+    weight: Any
+
+
+def label_weights(
+    ops: Primitives, labels: Any, weights: Any | None, ignore_index: int | None, sample_weight: Any | None, like: Any
+) -> LabelWeights:
+    """:class:`LabelWeights` of integer ``labels`` (P...), in the dtype and on the device of ``like``."""
+    xp = ops.xp
+    valid = None
+    if ignore_index is not None:
+        valid = labels != ignore_index
+        labels = xp.where(valid, labels, xp.zeros_like(labels))
+    scale = None if valid is None else xp.astype(valid, like.dtype)
+    if sample_weight is not None:
+        scale = sample_weight if scale is None else scale * sample_weight
+    if weights is not None:
+        weight = ops.take_weights(weights, labels)
+        weight = weight if scale is None else weight * scale
+    else:
+        weight = xp.ones(labels.shape, dtype=like.dtype, device=device_of(like)) if scale is None else scale
+    return LabelWeights(labels, valid, scale, weight)
 
 
 def _add(parts: list) -> Any:

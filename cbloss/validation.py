@@ -10,7 +10,7 @@ array *values* (labels in range, soft targets summing to 1, weights finite) are 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,6 +30,7 @@ __all__ = [
     "host_class_weights",
     "labels_out_of_range",
     "multi_hot_invalid",
+    "prepare_inputs",
     "prepare_sample_weight",
     "prepare_weights",
     "soft_target_tolerance",
@@ -289,6 +290,52 @@ def check_counts_match(weights: Any, logits: Any, axis: int) -> None:
     ndim = len(logits.shape)
     if ndim and -ndim <= axis < ndim and logits.shape[axis] is not None and len(weights) != logits.shape[axis]:
         raise ValueError(
-            f"samples_per_class: {len(weights)} class counts were given, but the logits have "
-            f"{logits.shape[axis]} classes (axis {axis})"
+            f"samples_per_class: {len(weights)} class counts were given, but the logits' class axis ({axis}) "
+            f"has {logits.shape[axis]} classes"
         )
+
+
+class Inputs(NamedTuple):
+    """Everything but the logits, checked and in the engine's layout: ``labels`` int64 class indices, or targets
+    (soft or multi-hot) in the compute dtype with the class axis last; ``weights`` (C,) and ``sample_weight``
+    (positions) in the compute dtype on the logits' device, or None; ``soft`` whether the labels are targets;
+    ``axis`` the logits' class axis (non-negative); ``dtype`` the compute dtype."""
+
+    labels: Any
+    weights: Any
+    sample_weight: Any
+    soft: bool
+    axis: int
+    dtype: Any
+
+
+def prepare_inputs(
+    xp: Any,
+    logits: Any,
+    labels: Any,
+    weights: Any,
+    sample_weight: Any,
+    opts: Any,
+    axis: int,
+    device: Any,
+    check_values: bool,
+) -> Inputs:
+    """Check shapes, dtypes and (with ``check_values``, eagerly) values, and convert to the engine's layout. The
+    one place the core and the adapters turn user input into :class:`Inputs` (docs/conventions.md §6, §9, §11)."""
+    multi_label = opts.multi_label is not None
+    axis, soft = check_class_axis(xp, logits, labels, axis, multi_label=multi_label)
+    num_classes = logits.shape[axis]
+    dtype = compute_dtype(xp, logits.dtype)
+    w = prepare_weights(xp, weights, num_classes, dtype, device, check_values)
+    positions = tuple(labels.shape[:axis]) + tuple(labels.shape[axis + 1 :]) if soft else tuple(labels.shape)
+    sw = prepare_sample_weight(xp, sample_weight, positions, dtype, device, check_values)
+    given_dtype = labels.dtype
+    if soft:
+        labels = xp.astype(labels, dtype)
+        if axis != logits.ndim - 1:
+            labels = xp.moveaxis(labels, axis, -1)
+    elif labels.dtype != xp.int64:
+        labels = xp.astype(labels, xp.int64)  # any integer dtype gives the int64 result (docs/conventions.md §6.1)
+    if check_values:
+        check_label_values(xp, labels, num_classes, soft, opts.ignore_index, given_dtype, multi_label=multi_label)
+    return Inputs(labels, w, sw, soft, axis, dtype)

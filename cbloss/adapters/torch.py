@@ -20,7 +20,8 @@ from ..engine import evaluate
 from ..options import LossOptions, loss_options, split_options, with_options_doc
 from ..primitives import Primitives
 from ..reductions import MEANS, hard_shares, reduction_factor, soft_shares
-from ..validation import check_class_axis, check_label_values, compute_dtype, host_class_weights, prepare_weights
+from ..targets import label_weights
+from ..validation import check_counts_match, compute_dtype, host_class_weights, prepare_inputs
 from ..weights import class_balanced_weights
 
 if TYPE_CHECKING:
@@ -99,14 +100,16 @@ class _CoreGradient(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(input, labels, weight, config):  # type: ignore[override]
+    def forward(input, labels, weight, sample_weight, config):  # type: ignore[override]
         opts, soft, class_dim, global_sum = config
         z = input.to(compute_dtype(xp, input.dtype)).movedim(class_dim, -1)
-        return evaluate(_OPS, z, labels, weight, opts, soft=soft, with_grad=True, global_sum=global_sum)
+        return evaluate(
+            _OPS, z, labels, weight, opts, soft=soft, with_grad=True, sample_weight=sample_weight, global_sum=global_sum
+        )
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        input, _, _, (opts, _, class_dim, _) = inputs
+        input, _, _, _, (opts, _, class_dim, _) = inputs
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(output[1])
         ctx.per_position, ctx.class_dim, ctx.dtype = opts.reduction == "none", class_dim, input.dtype
@@ -117,39 +120,39 @@ class _CoreGradient(torch.autograd.Function):
         if grad_of_grad is not None and not torch.compiler.is_compiling():
             raise RuntimeError(_DOUBLE_BACKWARD)
         if grad_output is None:
-            return None, None, None, None
+            return None, None, None, None, None
         (grad,) = ctx.saved_tensors
         scale = grad_output.unsqueeze(-1) if ctx.per_position else grad_output
         # A new tensor, never the saved one: the caller may change what it receives in place.
-        return (grad * scale.to(grad.dtype)).movedim(-1, ctx.class_dim).to(ctx.dtype), None, None, None
+        return (grad * scale.to(grad.dtype)).movedim(-1, ctx.class_dim).to(ctx.dtype), None, None, None, None
 
 
-def _cross_entropy(input, labels, w, opts: LossOptions, soft: bool, class_dim: int, global_sum) -> torch.Tensor:
+def _cross_entropy(
+    input, labels, w, opts: LossOptions, soft: bool, class_dim: int, sample_weight, global_sum
+) -> torch.Tensor:
     """CB softmax on PyTorch's fused kernels, differentiated by autograd: per position they compute exactly the
-    core's ``sum_c a_c (-log p_c)`` (docs/conventions.md §7 parity); the reduction is the core's."""
+    core's ``sum_c a_c (-log p_c)`` (docs/conventions.md §7 parity); the position weights and the reduction are
+    the core's. Label smoothing without ``ignore_index`` goes through the core instead (see :func:`_loss`)."""
     z = input.to(compute_dtype(xp, input.dtype))
     eps, reduction = opts.label_smoothing, opts.reduction
     if soft:  # ignore_index has no effect on probabilities (docs/conventions.md §6.4)
         values = F.cross_entropy(z, labels.movedim(-1, class_dim), weight=w, reduction="none", label_smoothing=eps)
         shares = soft_shares(xp, reduction, labels, w)
+        if sample_weight is not None:
+            values = values * sample_weight
+            shares = shares * sample_weight if reduction == "weighted_mean" else shares
     else:
-        valid = None if opts.ignore_index is None else labels != opts.ignore_index
-        index = labels if valid is None else torch.where(valid, labels, 0)
-        label_weight = torch.ones_like(labels, dtype=z.dtype) if w is None else _OPS.take_weights(w, index)
+        _, valid, _, label_weight = label_weights(_OPS, labels, w, opts.ignore_index, sample_weight, z)
         if valid is not None:
-            label_weight = torch.where(valid, label_weight, 0.0)
             values = F.cross_entropy(
                 z, labels, weight=w, ignore_index=opts.ignore_index, reduction="none", label_smoothing=eps
             )
+            values = values if sample_weight is None else values * sample_weight
         else:
             # F.cross_entropy needs an ignore value, and with ignore_index=None no label may be ignored
             # (docs/conventions.md §6.4): log_softmax and gather, which reject every label outside [0, C).
             log_p = F.log_softmax(z, dim=class_dim)
-            values = -log_p.gather(class_dim, labels.unsqueeze(class_dim)).squeeze(class_dim)
-            values = values if w is None else values * label_weight
-            if eps:  # (1 - eps) w_y (-log p_y) + eps / C sum_c w_c (-log p_c), docs/conventions.md §6.3
-                per_class = log_p if w is None else log_p * w.view(-1, *(1,) * (z.ndim - class_dim - 1))
-                values = (1.0 - eps) * values - (eps / z.shape[class_dim]) * per_class.sum(class_dim)
+            values = -log_p.gather(class_dim, labels.unsqueeze(class_dim)).squeeze(class_dim) * label_weight
         shares = hard_shares(xp, reduction, label_weight, valid, z.dtype)
     factor = reduction_factor(xp, reduction, shares, global_sum)
     return values if factor is None else torch.sum(values) * factor
@@ -163,6 +166,11 @@ def _torch_names() -> Iterator[None]:
     except (TypeError, ValueError) as error:
         message = str(error).replace("logits'", "input's").replace("logits", "input").replace("labels:", "target:")
         raise type(error)(message) from None
+
+
+def _detached(x: Any) -> Any:
+    """Targets and weights are constants (docs/conventions.md §10)."""
+    return x.detach() if isinstance(x, torch.Tensor) else x
 
 
 def _check_global_normalizer(global_normalizer: bool, reduction: str) -> None:
@@ -186,33 +194,41 @@ def _global_sum(group: Any) -> Callable[[Any], Any] | None:
     return global_sum
 
 
-def _loss(input, target, weight, opts: LossOptions, validate: bool, global_normalizer: bool, group) -> torch.Tensor:
+def _loss(
+    input,
+    target,
+    weight,
+    opts: LossOptions,
+    validate: bool,
+    global_normalizer: bool,
+    group,
+    sample_weight=None,
+    from_counts: bool = False,
+) -> torch.Tensor:
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input: must be a torch.Tensor, got {type(input).__name__}")
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target: must be a torch.Tensor, got {type(target).__name__}")
     _check_global_normalizer(global_normalizer, opts.reduction)
-    class_dim, multi_label = 1 if input.ndim >= 2 else 0, opts.multi_label is not None
-    with _torch_names():  # soft: probabilities or multi-hot targets, shaped like the input
-        _, soft = check_class_axis(xp, input, target, class_dim, multi_label=multi_label)
-    num_classes, dtype = input.shape[class_dim], compute_dtype(xp, input.dtype)
+    class_dim = 1 if input.ndim >= 2 else 0
     # Reading values synchronises with a GPU; a compiled graph or the meta device has none to read.
     check = validate and input.device.type != "meta" and not torch.compiler.is_compiling()
-    if isinstance(weight, torch.Tensor):
-        weight = weight.detach()  # targets and weights are constants (docs/conventions.md §10)
-    w = prepare_weights(xp, weight, num_classes, dtype, input.device, check)
-    target = target.detach()
-    labels = target.to(dtype).movedim(class_dim, -1) if soft else target.to(torch.int64)
-    if check:
-        with _torch_names():
-            check_label_values(xp, labels, num_classes, soft, opts.ignore_index, target.dtype, multi_label=multi_label)
+    target, weight, sample_weight = (_detached(a) for a in (target, weight, sample_weight))
+    with _torch_names():
+        if from_counts and weight is not None:
+            check_counts_match(weight, input, class_dim)
+        given = prepare_inputs(xp, input, target, weight, sample_weight, opts, class_dim, input.device, check)
+    labels, w, sw, soft = given.labels, given.weights, given.sample_weight, given.soft
     global_sum = _global_sum(group) if global_normalizer else None
-    if opts.kind == "softmax":
-        return _cross_entropy(input, labels, w, opts, soft, class_dim, global_sum)
+    # The fused kernels smooth with the uniform target themselves only where they also take an ignore value.
+    fused = soft or opts.ignore_index is not None or not opts.label_smoothing
+    if opts.kind == "softmax" and fused:
+        return _cross_entropy(input, labels, w, opts, soft, class_dim, sw, global_sum)
+    config = (opts, soft, class_dim, global_sum)
     if torch.is_grad_enabled() and input.requires_grad:
-        return _CoreGradient.apply(input, labels, w, (opts, soft, class_dim, global_sum))[0]
-    z = input.to(dtype).movedim(class_dim, -1)  # no gradient wanted: the value alone
-    return evaluate(_OPS, z, labels, w, opts, soft=soft, with_grad=False, global_sum=global_sum)[0]
+        return _CoreGradient.apply(input, labels, w, sw, config)[0]
+    z = input.to(given.dtype).movedim(class_dim, -1)  # no gradient wanted: the value alone
+    return evaluate(_OPS, z, labels, w, opts, soft=soft, with_grad=False, sample_weight=sw, global_sum=global_sum)[0]
 
 
 @with_options_doc
@@ -221,6 +237,7 @@ def class_balanced_loss(
     target: torch.Tensor,
     weight: Any = None,
     *,
+    sample_weight: Any = None,
     validate: bool = True,
     global_normalizer: bool = False,
     process_group: Any = None,
@@ -237,6 +254,8 @@ def class_balanced_loss(
         target: class indices (``input``'s shape without dim 1; 0-d for ``(C,)``) or probabilities
             (``input``'s shape).
         weight: ``(C,)`` class weights (tensor, array or sequence) or None; a constant.
+        sample_weight: per-position weights shaped like the class indices, or None; each position's loss is
+            multiplied by its weight (``"mean"`` still divides by the counted positions, docs/conventions.md §7).
         validate: check label values eagerly (a GPU synchronisation); skipped under ``torch.compile`` and on
             the ``meta`` device.
         global_normalizer: ``"mean"``/``"weighted_mean"`` divide by the denominator all-reduced over
@@ -257,7 +276,7 @@ def class_balanced_loss(
         0.0849
     """
     opts = loss_options(**options)
-    return _loss(input, target, weight, opts, validate, global_normalizer, process_group)
+    return _loss(input, target, weight, opts, validate, global_normalizer, process_group, sample_weight)
 
 
 @with_options_doc
@@ -335,10 +354,29 @@ class ClassBalancedLoss(torch.nn.Module):
     def num_classes(self) -> int | None:
         return None if self.weight is None else int(self.weight.shape[0])
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, target: torch.Tensor, sample_weight: Any = None) -> torch.Tensor:
         return _loss(
-            input, target, self.weight, self.options, self.validate, self.global_normalizer, self.process_group
+            input,
+            target,
+            self.weight,
+            self.options,
+            self.validate,
+            self.global_normalizer,
+            self.process_group,
+            sample_weight,
+            from_counts=self.beta is not None,  # a class-count mismatch is then the counts' fault
         )
+
+    def set_weights(self, weight: Any) -> None:
+        """Replace the class weights in place (checked: ``(C,)``, finite, >= 0), for a re-weighting schedule: the
+        buffer keeps its identity, so a compiled module sees the new values without recompiling."""
+        if self.weight is None:
+            raise ValueError("weight: this loss is unweighted (from_weights(None)); build it with weights to set them")
+        if isinstance(weight, torch.Tensor):
+            weight = weight.detach().to("cpu", torch.float64)
+        checked = host_class_weights(weight, self.num_classes)
+        with torch.no_grad():
+            self.weight.copy_(torch.from_numpy(checked))
 
     def extra_repr(self) -> str:
         o = self.options

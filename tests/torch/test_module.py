@@ -162,7 +162,7 @@ def test_module_matches_the_core(options, loss, shape, dtype):
         (lambda crit: crit(torch.zeros(2, 5), torch.tensor([0, -100])), ValueError, "target"),
         (lambda crit: crit(torch.zeros(2, 5), torch.tensor([0, 1, 2])), ValueError, "target"),
         (lambda crit: crit(torch.zeros(2, 5, 3), torch.tensor([[0, 1], [2, 3]])), ValueError, "target"),
-        (lambda crit: crit(torch.zeros(2, 4), torch.tensor([0, 1])), ValueError, "weights"),
+        (lambda crit: crit(torch.zeros(2, 4), torch.tensor([0, 1])), ValueError, "samples_per_class"),
         (lambda crit: crit([[0.0] * 5], torch.tensor([0])), TypeError, "input"),
         (lambda crit: crit(torch.zeros(2, 5), [0, 1]), TypeError, "target"),
         (lambda crit: crit(torch.zeros(2, 5, dtype=torch.int64), torch.tensor([0, 1])), TypeError, "input"),
@@ -293,6 +293,8 @@ def test_deepcopy_is_independent(loss):
 
 
 def test_class_count_of_the_buffer_is_checked():
-    crit = ClassBalancedLoss(COUNTS, 0.99)
+    """Built from counts, a mismatch names the counts; built from weights, the weights."""
+    with pytest.raises(ValueError, match=r"^samples_per_class: 5 class counts .* input's class axis \(1\) has 4 classes"):
+        ClassBalancedLoss(COUNTS, 0.99)(torch.randn(6, 4), torch.randint(0, 4, (6,)))
     with pytest.raises(ValueError, match=r"^weights"):
-        crit(torch.randn(6, 4), torch.randint(0, 4, (6,)))
+        ClassBalancedLoss.from_weights(np.ones(5))(torch.randn(6, 4), torch.randint(0, 4, (6,)))
