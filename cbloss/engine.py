@@ -109,7 +109,7 @@ def _multi_hot(
     if opts.reduction == "weighted_mean":
         shares = position_weights
     else:
-        shares = xp.ones(targets.shape[:-1], dtype=z.dtype, device=device_of(z)) if opts.reduction == "mean" else None
+        shares = xp.ones_like(targets[..., 0]) if opts.reduction == "mean" else None
     factor = reduction_factor(xp, opts.reduction, shares, global_sum)
     if factor is not None and not (isinstance(factor, float) and factor == 1.0):
         if position_weights is not None:

@@ -24,6 +24,7 @@ __all__ = [
     "Reduction",
     "WeightKwargs",
     "ZeroCount",
+    "describe",
     "loss_options",
     "options_doc",
     "split_options",
@@ -237,6 +238,13 @@ def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], LossOptio
 def options_doc(table: Mapping[str, Option] = LOSS_OPTIONS) -> str:
     """The options' documentation, one line each, indented for a docstring section."""
     return "\n".join(f"        {name} (default {option.default!r}): {option.doc}" for name, option in table.items())
+
+
+def describe(opts: LossOptions) -> str:
+    """The options that differ from their defaults, ``name=value`` comma-separated (for a loss's repr)."""
+    defaults = {name: option.default for name, option in LOSS_OPTIONS.items()}
+    defaults["gamma"] = loss_options(loss=opts.loss).gamma
+    return ", ".join(f"{name}={value!r}" for name, value in opts.items() if name == "loss" or value != defaults[name])
 
 
 def with_options_doc(func: Callable) -> Callable:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ._namespace import device_of
 from .primitives import Primitives
 
 __all__ = ["Coefficients", "LabelWeights", "label_weights"]
@@ -110,7 +109,7 @@ def label_weights(
         weight = ops.take_weights(weights, labels)
         weight = weight if scale is None else weight * scale
     else:
-        weight = xp.ones(labels.shape, dtype=like.dtype, device=device_of(like)) if scale is None else scale
+        weight = xp.ones_like(labels, dtype=like.dtype) if scale is None else scale
     return LabelWeights(labels, valid, scale, weight)
 
 

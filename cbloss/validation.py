@@ -192,7 +192,7 @@ def check_label_values(
     the user gave them, sets the tolerance of their sum (:func:`soft_target_tolerance`). Multi-hot targets must
     lie in [0, 1]."""
     if multi_label:
-        if bool(multi_hot_invalid(xp, labels)):
+        if not xp.isdtype(labels.dtype, "bool") and bool(multi_hot_invalid(xp, labels)):
             raise ValueError("labels: multi-hot targets must be in [0, 1] (found a value outside, or NaN)")
         return
     if soft:
@@ -329,13 +329,12 @@ def prepare_inputs(
     w = prepare_weights(xp, weights, num_classes, dtype, device, check_values)
     positions = tuple(labels.shape[:axis]) + tuple(labels.shape[axis + 1 :]) if soft else tuple(labels.shape)
     sw = prepare_sample_weight(xp, sample_weight, positions, dtype, device, check_values)
-    given_dtype = labels.dtype
+    if soft and axis != logits.ndim - 1:
+        labels = xp.moveaxis(labels, axis, -1)
+    elif not soft and labels.dtype != xp.int64:
+        labels = xp.astype(labels, xp.int64)  # any integer dtype gives the int64 result (docs/conventions.md §6.1)
+    if check_values:  # targets in the dtype they were given: their sums are checked to that dtype's tolerance
+        check_label_values(xp, labels, num_classes, soft, opts.ignore_index, multi_label=multi_label)
     if soft:
         labels = xp.astype(labels, dtype)
-        if axis != logits.ndim - 1:
-            labels = xp.moveaxis(labels, axis, -1)
-    elif labels.dtype != xp.int64:
-        labels = xp.astype(labels, xp.int64)  # any integer dtype gives the int64 result (docs/conventions.md §6.1)
-    if check_values:
-        check_label_values(xp, labels, num_classes, soft, opts.ignore_index, given_dtype, multi_label=multi_label)
     return Inputs(labels, w, sw, soft, axis, dtype)

@@ -2,7 +2,7 @@
 
 ``array-api-compat`` does not support TensorFlow, and ``tf.experimental.numpy`` lacks ``astype``, ``isdtype``
 and other standard names, so the TensorFlow adapter passes this namespace to the core
-(:func:`cbloss.losses.loss_terms`, :func:`cbloss.losses.reduce_terms`). Every function follows the
+(:func:`cbloss.engine.evaluate` and the losses of :mod:`cbloss.losses`). Every function follows the
 standard's signature and semantics for the arguments the core passes; nothing here knows about losses.
 
 Works eagerly, under ``tf.function`` and under XLA (``jit_compile=True``), on tensors with unknown (None)
@@ -212,6 +212,19 @@ class TensorFlowNamespace:
         axis = _axis(axis, x.shape.rank)
         out = tf.argmax(x, axis=axis, output_type=tf.int64)
         return tf.expand_dims(out, axis) if keepdims else out
+
+    # -- linear algebra -----------------------------------------------------------------------------------
+    @staticmethod
+    def matmul(x1: tf.Tensor, x2: tf.Tensor, /) -> tf.Tensor:
+        """The standard's ``matmul``: a 1-D operand is a vector (its axis is contracted and dropped), N-D operands
+        are stacks of matrices whose batch dimensions broadcast."""
+        if x1.shape.rank == 1 and x2.shape.rank == 1:
+            return tf.tensordot(x1, x2, 1)
+        if x2.shape.rank == 1:
+            return tf.linalg.matvec(x1, x2)
+        if x1.shape.rank == 1:
+            return tf.linalg.matvec(x2, x1, transpose_a=True)
+        return tf.linalg.matmul(x1, x2)
 
     # -- indexing and shapes -----------------------------------------------------------------------------
     @staticmethod

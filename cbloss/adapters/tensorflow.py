@@ -1,222 +1,169 @@
-"""TensorFlow / Keras adapter: :func:`class_balanced_loss` on ``tf.Tensor``s and a serialisable
-:class:`ClassBalancedLoss` (``keras.losses.Loss``, Keras 3 with the TensorFlow backend).
+"""TensorFlow / Keras: :func:`class_balanced_loss` on ``tf.Tensor``s and the Keras 3 loss :class:`ClassBalancedLoss`.
 
-This module only converts (tensors, class axis, dtype, device), validates eagerly, and registers the core's
-analytic gradient with ``tf.custom_gradient``; the losses, weights and reductions are those of
-:mod:`cbloss.losses`, evaluated on TensorFlow through the small Array-API namespace
-:mod:`cbloss.adapters._tf_namespace` (array-api-compat does not support TensorFlow).
-
-Where it runs:
-
-- Eagerly, under ``tf.function`` and under ``tf.function(jit_compile=True)`` (XLA), with unknown (None)
-  batch and spatial dimensions; only the class dimension must be known when tracing.
-- Validation: eager calls check label values (class indices in range, soft targets summing to 1) and raise
-  ``ValueError`` naming ``labels``. A traced call cannot raise on values: with ``validate=None`` (default) it
-  checks nothing; with ``validate=True`` it adds ``tf.debugging`` assertions to the graph (they raise
-  ``InvalidArgumentError`` when run; XLA drops them). Unchecked out-of-range labels give an error from
-  ``tf.gather`` on CPU and are clamped silently under XLA: validate eagerly once, or use ``ignore_index``.
-- ``tf.distribute``: inside ``strategy.run`` with more than one replica, ``reduction="mean"`` and
-  ``"weighted_mean"`` divide by the denominator summed over all replicas (``cross_replica=True``, default),
-  so that the per-replica losses add up to the global-batch loss and the all-reduced (summed) gradients
-  equal a single device's gradient on the whole batch.
-- float16/bfloat16 logits (mixed precision) are computed in float32 and the loss is float32; the gradient
-  has the logits' dtype.
-"""
+A binding (docs/conventions.md §1, §13): it converts to the core's layout (class axis last, compute dtype) with
+the Array-API namespace :mod:`cbloss.adapters._tf_namespace`, validates, and registers the gradient of
+:func:`cbloss.engine.evaluate` with ``tf.custom_gradient``. Eager, ``tf.function`` or XLA, with unknown batch
+and spatial dimensions (§8)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-try:  # Keras 3; the adapter's function part works without it
-    import keras
-except ImportError:  # pragma: no cover - keras ships with tensorflow >= 2.16
-    keras = None
-
-from .._checks import NORMALIZATIONS, ZERO_COUNTS, check_choice
-from ..losses import (
-    LossName,
-    LossOptions,
-    Reduction,
-    check_label_values,
-    check_logits_and_labels,
-    compute_dtype,
-    loss_terms,
-    prepare_weights,
-    reduce_terms,
-    soft_target_tolerance,
-)
+from .. import validation
+from ..engine import evaluate
+from ..options import LossOptions, loss_options, split_options, with_options_doc
 from ..primitives import Primitives, SharedExpPrimitives
-from ..weights import class_balanced_weights, host_class_weights
+from ..weights import class_balanced_weights
 from ._tf_namespace import namespace as xp
 
-__all__ = ["ClassBalancedLoss", "TensorFlowPrimitives", "class_balanced_loss", "namespace"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
-namespace = xp
+    from ..options import LossKwargs, LossName, MultiLabel, WeightKwargs
+
+    class KerasLossKwargs(WeightKwargs, total=False):  # LossKwargs but reduction, Keras' own there
+        loss: LossName
+        gamma: float | None
+        label_smoothing: float
+        ignore_index: int | None
+        multi_label: MultiLabel
 
 
-class TensorFlowPrimitives(Primitives):
-    """TensorFlow's own kernels for named pieces, each computing exactly the core's definition (the
-    conformance suite checks them against the float64 oracle)."""
+__all__ = ["ClassBalancedLoss", "TensorFlowPrimitives", "TensorFlowXlaPrimitives", "class_balanced_loss"]
 
-    def log_softmax(self, x: Any) -> Any:
-        return tf.nn.log_softmax(x, axis=-1)
+try:  # private; TensorFlow's own tf.function and tf.custom_gradient use them
+    from tensorflow.python.eager.record import should_record_backprop as _taped
+    from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext as _graph_in_xla
+except ImportError:  # pragma: no cover - a TensorFlow without them: the plain set and an eager gradient always
+    _graph_in_xla = _taped = None
+try:  # private; Keras' Loss.__call__ reads the mask it sets
+    from keras.src.backend import set_keras_mask as _set_keras_mask
+except ImportError:  # pragma: no cover - another Keras 3 layout
 
-    def softmax_and_logsumexp(self, x: Any) -> tuple[Any, Any]:
-        # One softmax kernel; logsumexp(x) = max(x) - log(max(p)) (max(p) >= 1 / C) without a second exp pass.
-        p = tf.nn.softmax(x, axis=-1)
-        return p, tf.reduce_max(x, axis=-1) - tf.math.log(tf.reduce_max(p, axis=-1))
+    def _set_keras_mask(x: Any, mask: Any) -> None:
+        x._keras_mask = mask
+
+
+# Kernels for named pieces, each with the core's definition (docs/conventions.md §13; cbloss/primitives.py).
+class _TensorFlowIndexing(Primitives):
+    """Class-axis indexing with ``tf.gather``, whose shapes stay dynamic where the dimensions are unknown."""
 
     def take_label(self, x: Any, labels: Any) -> Any:
         rank = labels.shape.rank
         return tf.gather(x, labels, axis=rank, batch_dims=rank)
 
     def label_mask(self, labels: Any, num_classes: int) -> Any:
-        return tf.equal(labels[..., None], tf.range(num_classes, dtype=labels.dtype))
+        return tf.equal(labels[..., None], tf.range(num_classes, dtype=labels.dtype))  # labels: int64
 
     def take_weights(self, weights: Any, labels: Any) -> Any:
         return tf.gather(weights, labels)
 
-    def positive_part(self, x: Any) -> Any:
-        return tf.nn.relu(x)
 
-    # Eagerly and in plain tf.function graphs every op is a pass over memory: TensorFlow's one-kernel sigmoid
-    # beats the core's generic -expm1(-softplus(x)) (three kernels), and sigmoid(-x) its exp(-softplus(x)).
-    def softplus_and_sigmoid(self, x: Any) -> tuple[Any, Any]:
-        return self.softplus(x), tf.sigmoid(x)
+class TensorFlowPrimitives(_TensorFlowIndexing):
+    """Eagerly and in plain ``tf.function`` graphs every op is a pass over memory: TensorFlow's one-kernel
+    ``tf.nn.softmax`` and ``tf.sigmoid`` beat the core's forms built from several ops."""
 
-    def softplus_and_sigmoids(self, x: Any, *, reuse: bool = False) -> tuple[Any, Any, Any]:
+    def softmax_and_logsumexp(self, x: Any) -> tuple[Any, Any]:
+        # p = exp(x - max) / S has max(p) = 1 / S, so logsumexp(x) = max(x) + log(S) = max(x) - log(max(p)).
+        p = tf.nn.softmax(x, axis=-1)
+        return p, tf.reduce_max(x, axis=-1) - tf.math.log(tf.reduce_max(p, axis=-1))
+
+    def softplus_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any]:
         return self.softplus(x), tf.sigmoid(x), tf.sigmoid(-x)
 
 
-class TensorFlowXlaPrimitives(SharedExpPrimitives, TensorFlowPrimitives):
-    """The primitives under XLA (``jit_compile=True``): XLA fuses the elementwise passes, so the core's forms
-    that share each ``exp``/``log1p`` (:class:`cbloss.primitives.SharedExpPrimitives`: the sigmoid pieces, the
-    softmax with its normaliser) beat TensorFlow's separate kernels (tf.sigmoid, tf.nn.softmax)."""
+class TensorFlowXlaPrimitives(SharedExpPrimitives, _TensorFlowIndexing):
+    """Under XLA the elementwise passes fuse, so the core's forms that share each ``exp``/``log1p`` win: the
+    sigmoids of :class:`~cbloss.primitives.SharedExpPrimitives`, the softmax and its normaliser from one ``exp``."""
 
 
 _PRIMITIVES = TensorFlowPrimitives(xp)
 _XLA_PRIMITIVES = TensorFlowXlaPrimitives(xp)
 
 
-try:  # private; TensorFlow's own tf.function uses it
-    from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext as _graph_in_xla
-except ImportError:  # pragma: no cover - a TensorFlow without it: the plain set everywhere
-    _graph_in_xla = None
-
-
 def _in_xla_context() -> bool:
-    """Whether the current trace is compiled by XLA: inside ``tf.function(jit_compile=True)`` (also Keras'
-    ``jit_compile=True`` train/predict functions), or a ``tf.function`` traced within one. False eagerly and
-    in plain ``tf.function`` graphs, and if TensorFlow's (private) control-flow helper is not there."""
-    if _graph_in_xla is None or tf.executing_eagerly():
-        return False
+    """Whether XLA compiles the current trace (``jit_compile=True``, Keras' too, or a ``tf.function`` traced in
+    one); False eagerly, in plain graphs, and where TensorFlow's private helper is missing (None) or has changed."""
     try:
-        return bool(_graph_in_xla(tf.compat.v1.get_default_graph()))
-    except Exception:  # the helper changed: the plain set is correct everywhere, only slower under XLA
+        return not tf.executing_eagerly() and bool(_graph_in_xla(tf.compat.v1.get_default_graph()))
+    except Exception:
         return False
 
 
-def _primitives() -> TensorFlowPrimitives:
-    """The primitive set for the current trace: the same definitions either way, faster kernels for each."""
+def _primitives() -> Primitives:
+    """The kernel set for the current trace: the same definitions either way, the faster kernels for each."""
     return _XLA_PRIMITIVES if _in_xla_context() else _PRIMITIVES
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Checks (shapes and dtypes are static and always checked; values only eagerly)
-# ----------------------------------------------------------------------------------------------------------
-def _check_tensors(logits: tf.Tensor, labels: tf.Tensor, axis: int) -> tuple[int, bool]:
-    """The core's shape and dtype checks (which let a traced None size match any size), after the two that
-    only tracing raises: the rank and the class dimension must be known."""
+def _assertions(labels: tf.Tensor, num_classes: int, soft: bool, opts: LossOptions, given: Any) -> list:
+    """The eager value checks' rules (cbloss.validation) as ``tf.debugging`` assertions for a traced graph."""
+    if opts.multi_label is not None:
+        failed = [(validation.multi_hot_invalid(xp, labels), "multi-hot targets must be in [0, 1]")]
+    elif soft:
+        negative, off = validation.soft_targets_invalid(xp, labels, validation.soft_target_tolerance(xp, given))
+        failed = [(negative, "soft targets must be >= 0"), (off, "soft targets must sum to 1 along the class axis")]
+    else:
+        bad = xp.any(validation.labels_out_of_range(xp, labels, num_classes, opts.ignore_index))
+        failed = [(bad, f"class indices must be in [0, {num_classes})")]
+    return [tf.debugging.Assert(~bad, [f"labels: {message}"]) for bad, message in failed]
+
+
+def _global_sum(cross_replica: bool) -> Any:
+    """The all-reduce (SUM) of the replica context of a multi-replica ``tf.distribute`` strategy, or None."""
+    context = tf.distribute.get_replica_context()
+    if not cross_replica or context is None or context.num_replicas_in_sync <= 1:
+        return None
+    return lambda total: context.all_reduce(tf.distribute.ReduceOp.SUM, total)
+
+
+def _evaluate(
+    logits: Any, labels: Any, weights: Any, opts: LossOptions, axis: int, validate: bool | None, cross_replica: bool
+) -> tf.Tensor:
+    logits, labels = tf.convert_to_tensor(logits), tf.convert_to_tensor(labels)
     rank = logits.shape.rank
     if rank is None:
         raise ValueError("logits: the rank must be known (give the tf.function an input_signature with a rank)")
     if -rank <= axis < rank and logits.shape[axis] is None:
         raise ValueError(f"logits: the class dimension (axis {axis}) must be known, got shape {logits.shape}")
-    return check_logits_and_labels(xp, logits, labels, axis)
-
-
-def _graph_label_checks(
-    labels: tf.Tensor, num_classes: int, soft: bool, ignore_index: int | None, given_dtype: tf.DType
-) -> list:
-    """``tf.debugging`` assertions for a traced call with ``validate=True`` (the eager checks' rules)."""
-    if soft:
-        tolerance = soft_target_tolerance(xp, given_dtype)
-        return [
-            tf.debugging.assert_non_negative(labels, message="labels: soft targets must be >= 0"),
-            tf.debugging.assert_near(
-                tf.reduce_sum(labels, axis=-1),
-                tf.ones_like(labels[..., 0]),
-                atol=tolerance,
-                message="labels: soft targets must sum to 1 along the class axis",
-            ),
-        ]
-    bad = (labels < 0) | (labels >= num_classes)
-    if ignore_index is not None:
-        bad &= labels != ignore_index
-    return [tf.debugging.assert_equal(tf.reduce_any(bad), False, message="labels: class indices out of range")]
-
-
-def _cross_replica_denominator(norm: tf.Tensor) -> tf.Tensor | None:
-    """The mean's denominator summed over the replicas of the current ``tf.distribute`` strategy, or None
-    outside a multi-replica replica context."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync <= 1:
-        return None
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, xp.sum(norm))
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The evaluation: mirrors cbloss.losses._evaluate, with tf.custom_gradient around the core
-# ----------------------------------------------------------------------------------------------------------
-def _evaluate(
-    logits: Any,
-    labels: Any,
-    weights: Any,
-    opts: LossOptions,
-    axis: int,
-    validate: bool | None,
-    cross_replica: bool,
-) -> tf.Tensor:
-    logits = tf.convert_to_tensor(logits)
-    labels = tf.convert_to_tensor(labels)
-    axis, soft = _check_tensors(logits, labels, axis)
-    num_classes = int(logits.shape[axis])
+    multi = opts.multi_label is not None
+    axis, soft = validation.check_class_axis(xp, logits, labels, axis, multi_label=multi)
+    num_classes, last = int(logits.shape[axis]), rank - 1
     eager = tf.executing_eagerly()
-    check_values = eager if validate is None else bool(validate)
-    dtype = compute_dtype(xp, logits.dtype)
-    if isinstance(weights, tf.Variable):
-        weights = tf.convert_to_tensor(weights)  # read outside the custom gradient: a constant of the loss
-    w = prepare_weights(xp, weights, num_classes, dtype, logits.device, check_values and eager)
-    last = logits.shape.rank - 1
-    given_dtype = labels.dtype
-    if soft:
-        labels = xp.moveaxis(xp.astype(labels, dtype), axis, last)
-    elif labels.dtype not in (tf.int32, tf.int64):
-        labels = tf.cast(labels, tf.int64)
-    checks = []
-    if check_values and eager:
-        check_label_values(xp, labels, num_classes, soft, opts.ignore_index, given_dtype)
-    elif check_values:
-        checks = _graph_label_checks(labels, num_classes, soft, opts.ignore_index, given_dtype)
-    if checks:
-        with tf.control_dependencies(checks):
+    check = eager if validate is None else bool(validate)
+    dtype = validation.compute_dtype(xp, logits.dtype)
+    w = validation.prepare_weights(xp, weights, num_classes, dtype, xp.device(logits), check and eager)
+    given = labels.dtype
+    if soft:  # distributions are checked in their own dtype (§6.2), bool and integer multi-hot targets as floats
+        labels = xp.moveaxis(labels if given.is_floating else xp.astype(labels, dtype), axis, last)
+    else:
+        labels = xp.astype(labels, tf.int64)  # any integer dtype gives the int64 result (§6.1)
+    if check and eager:
+        validation.check_label_values(xp, labels, num_classes, soft, opts.ignore_index, given, multi_label=multi)
+    elif check:
+        with tf.control_dependencies(_assertions(labels, num_classes, soft, opts, given)):
             labels = tf.identity(labels)
+    if soft:
+        labels = xp.astype(labels, dtype)
+    ops, global_sum = _primitives(), _global_sum(cross_replica)
 
     @tf.custom_gradient
-    def forward(x: tf.Tensor):
+    def forward(x: tf.Tensor) -> Any:
         z = xp.moveaxis(xp.astype(x, dtype), axis, last)
-        terms = loss_terms(_primitives(), z, labels, w, opts, soft=soft, with_grad=True)
-        denominator = None
-        if cross_replica and opts.reduction in ("mean", "weighted_mean"):
-            denominator = _cross_replica_denominator(terms.norm)
-        loss, grad = reduce_terms(xp, terms, opts.reduction, denominator)
+
+        def run(with_grad: bool) -> tuple[Any, Any]:
+            return evaluate(ops, z, labels, w, opts, soft=soft, with_grad=with_grad, global_sum=global_sum)
+
+        # A graph computes the gradient only if it is asked for (unused ops are pruned); eagerly, only under a tape.
+        loss, grad = run(not eager or _taped is None or bool(_taped([x])))
 
         def backward(upstream: tf.Tensor) -> tf.Tensor:
+            g = grad if grad is not None else run(True)[1]
             upstream = tf.cast(upstream, dtype)
-            g = grad * (upstream[..., None] if opts.reduction == "none" else upstream)
+            g = g * (upstream[..., None] if opts.reduction == "none" else upstream)
             return tf.cast(xp.moveaxis(g, last, axis), x.dtype)
 
         return loss, backward
@@ -224,81 +171,70 @@ def _evaluate(
     return forward(logits)
 
 
+@with_options_doc
 def class_balanced_loss(
     logits: Any,
     labels: Any,
     weights: Any = None,
     *,
-    loss: LossName = "softmax",
-    gamma: float | None = None,
-    reduction: Reduction = "mean",
-    label_smoothing: float = 0.0,
-    ignore_index: int | None = None,
     axis: int = -1,
     validate: bool | None = None,
     cross_replica: bool = True,
+    **options: Unpack[LossKwargs],
 ) -> tf.Tensor:
-    """Class-balanced loss of ``logits`` (a ``tf.Tensor``, class axis ``axis``) against ``labels``; the
-    options are those of :func:`cbloss.class_balanced_loss`. Differentiable (``tf.GradientTape``) through
-    the core's analytic gradient with respect to the logits; labels and weights are constants.
+    """Class-balanced loss of ``logits`` against ``labels`` on ``tf.Tensor``s (docs/conventions.md §4-§8): for a
+    class index ``y`` the per-position loss is ``w_y * L_y(z)``, for a target distribution ``t`` it is
+    ``sum_c t_c w_c L_c(z)``, with ``L`` the unweighted loss chosen by ``loss``. ``tf.GradientTape`` gets the
+    core's analytic gradient with respect to the logits; labels and weights are constants (§10).
 
-    ``weights``: (C,) class weights (NumPy, list, ``tf.Tensor`` or ``tf.Variable``) or None.
-    ``validate``: None (default) checks label values when executing eagerly and nothing when traced; True
-    also adds ``tf.debugging`` assertions to a traced graph (not under XLA); False checks no values.
-    ``cross_replica``: inside ``tf.distribute`` ``strategy.run`` with several replicas, ``"mean"`` and
-    ``"weighted_mean"`` divide by the global (all-reduced) denominator; False divides per replica.
+    Args:
+        logits: floating tensor (or array), class axis ``axis``; float16/bfloat16 are computed in float32 (§9).
+        labels: integer class indices shaped like ``logits`` without the class axis, or soft targets shaped like
+            ``logits`` (mixup, cutmix).
+        weights: the (C,) class weights (NumPy, list, ``tf.Tensor`` or ``tf.Variable``), or None: unweighted.
+        axis: the class axis.
+        validate: None checks label values eagerly and nothing when traced; True also adds ``tf.debugging``
+            assertions to a traced graph (XLA drops them); False checks no values (§11.2). Shapes, dtypes and
+            options are always checked.
+        cross_replica: inside ``strategy.run`` of a ``tf.distribute`` strategy with several replicas,
+            ``"mean"`` and ``"weighted_mean"`` divide by the denominator summed over the replicas (§12).
+        **options: the loss options below.
+
+    Options:
+    {options}
+
+    Returns:
+        The loss: a 0-d tensor, or per position for ``reduction="none"``; float32 for float16/bfloat16 logits.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> from cbloss.adapters.tensorflow import class_balanced_loss
+        >>> z = tf.constant([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+        >>> round(float(class_balanced_loss(z, tf.constant([0, 2]), [0.5, 1.0, 2.0], loss="focal")), 6)
+        1.097879
     """
-    opts = LossOptions.make(loss, gamma, reduction, label_smoothing, ignore_index)
-    return _evaluate(logits, labels, weights, opts, axis, validate, cross_replica)
+    return _evaluate(logits, labels, weights, loss_options(**options), axis, validate, cross_replica)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Keras
-# ----------------------------------------------------------------------------------------------------------
-def _set_keras_mask(x: tf.Tensor, mask: tf.Tensor) -> None:
-    try:
-        from keras.src.backend.common.masking import set_keras_mask
-    except ImportError:  # pragma: no cover - older Keras 3 layouts
-        x._keras_mask = mask
-    else:
-        set_keras_mask(x, mask)
-
-
-if keras is not None:
-    _KerasLoss = keras.losses.Loss
-    _register = keras.saving.register_keras_serializable(package="cbloss", name="ClassBalancedLoss")
-else:  # pragma: no cover
-
-    class _KerasLoss:  # type: ignore[no-redef]
-        def __init__(self, *args: Any, **kwargs: Any):
-            raise ImportError("cbloss.adapters.tensorflow.ClassBalancedLoss needs Keras 3")
-
-    def _register(cls):
-        return cls
-
-
-@_register
-class ClassBalancedLoss(_KerasLoss):
+@with_options_doc
+@keras.saving.register_keras_serializable(package="cbloss", name="ClassBalancedLoss")
+class ClassBalancedLoss(keras.losses.Loss):
     """The class-balanced loss as a Keras 3 loss: ``model.compile(loss=ClassBalancedLoss(counts, beta))``.
 
-    The class weights are ``class_balanced_weights(samples_per_class, beta, normalize=normalize,
-    zero_count=zero_count)`` (float64, computed once on the host), or the given ``weights``; with neither the
-    loss is unweighted. ``loss``, ``gamma``, ``label_smoothing`` and ``ignore_index`` are the core's options.
-    ``y_pred`` must be logits (no final softmax/sigmoid), class axis ``axis`` (last by default).
+    The class weights are ``class_balanced_weights(samples_per_class, beta, normalize=..., zero_count=...)``
+    (float64, computed once on the host), or the given ``weights``; with neither the loss is unweighted.
+    ``y_pred`` must be logits (no final softmax/sigmoid), class axis ``axis``. ``y_true``: class indices shaped
+    like ``y_pred`` without the class axis, or with a trailing size-1 axis (like
+    ``SparseCategoricalCrossentropy``), or soft targets shaped like ``y_pred`` (like ``CategoricalCrossentropy``).
+    Keras casts ``y_true`` to float before :meth:`call`; class indices are cast back to integers.
 
-    ``y_true`` may be class indices shaped like ``y_pred`` without the class axis (or with a trailing size-1
-    axis, as Keras datasets often give them; like ``SparseCategoricalCrossentropy``), or one-hot/soft targets
-    shaped like ``y_pred`` (like ``CategoricalCrossentropy``: mixup/cutmix). Keras casts ``y_true`` to float
-    before ``call``; class indices are cast back to integers.
+    :meth:`call` returns the per-position losses ``w_y * L`` (the core's ``reduction="none"``); Keras multiplies
+    them by ``sample_weight`` and applies its own ``reduction`` (``"sum_over_batch_size"``, ``"sum"``,
+    ``"mean_with_sample_weight"``, ``"none"``). Positions labelled ``ignore_index`` get loss 0 and a Keras mask,
+    so that ``"sum_over_batch_size"`` divides by the counted positions only.
 
-    How it combines with Keras: ``call`` returns the per-position class-balanced losses ``w_y * L`` (the
-    core's ``reduction="none"``); Keras then multiplies by ``sample_weight`` and applies its own
-    ``reduction``: ``"sum_over_batch_size"`` (default; the mean over positions, which with hard labels and no
-    sample weights is the core's ``"mean"``), ``"sum"``, ``"mean_with_sample_weight"`` (sum divided by the sum
-    of sample weights) or ``"none"``. So class weights and sample weights multiply. Positions labelled
-    ``ignore_index`` get loss 0 and a Keras mask, so that ``"sum_over_batch_size"`` divides by the number of
-    counted positions only. Under ``tf.distribute`` Keras divides each replica's mean by the number of
-    replicas and sums the gradients: the global-batch mean for equal per-replica batches (Keras' own rule).
+    Options: those of :func:`class_balanced_loss` but ``reduction``, which is Keras' own here, and
+    {weight_options}
     """
 
     def __init__(
@@ -307,83 +243,50 @@ class ClassBalancedLoss(_KerasLoss):
         beta: float | None = None,
         *,
         weights: Any = None,
-        loss: LossName = "softmax",
-        gamma: float | None = None,
-        normalize: str | None = "classes",
-        zero_count: str = "error",
-        label_smoothing: float = 0.0,
-        ignore_index: int | None = None,
         axis: int = -1,
         reduction: str | None = "sum_over_batch_size",
         name: str | None = "class_balanced_loss",
         dtype: Any = None,
+        **options: Unpack[KerasLossKwargs],
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if keras.backend.backend() != "tensorflow":
             raise RuntimeError(
-                f"cbloss.adapters.tensorflow.ClassBalancedLoss needs the Keras TensorFlow backend, "
-                f"got {keras.backend.backend()!r} (use cbloss.adapters.jax or .torch there)"
+                f"cbloss.adapters.tensorflow.ClassBalancedLoss needs the Keras TensorFlow backend, got "
+                f"{keras.backend.backend()!r} (use cbloss.adapters.jax or cbloss.adapters.torch there)"
             )
-        check_choice("normalize", normalize, NORMALIZATIONS)
-        check_choice("zero_count", zero_count, ZERO_COUNTS)
+        self.weight_options, self.options = split_options({**options, "reduction": "none"})
         if samples_per_class is not None:
             if weights is not None:
                 raise ValueError("weights: give either samples_per_class (with beta) or weights, not both")
             if beta is None:
                 raise ValueError("beta: required with samples_per_class")
-            class_weights = class_balanced_weights(samples_per_class, beta, normalize=normalize, zero_count=zero_count)
-            samples_per_class = np.asarray(samples_per_class, dtype=np.float64).tolist()
-            beta = float(beta)
-        elif weights is not None:
-            class_weights = host_class_weights(weights)
+            self.class_weights = class_balanced_weights(samples_per_class, beta, **self.weight_options)
+            samples_per_class, beta = np.asarray(samples_per_class, dtype=np.float64).tolist(), float(beta)
+        elif beta is not None:
+            raise ValueError("samples_per_class: required with beta")
         else:
-            class_weights = None
-        self.samples_per_class = samples_per_class
-        self.beta = beta
-        self.normalize = normalize
-        self.zero_count = zero_count
-        self.class_weights = class_weights  # float64 NumPy (C,) or None
-        self.options = LossOptions.make(loss, gamma, "none", label_smoothing, ignore_index)
-        self.axis = int(axis)
+            self.class_weights = None if weights is None else validation.host_class_weights(weights)  # float64 (C,)
+        self.samples_per_class, self.beta, self.axis = samples_per_class, beta, int(axis)
 
     def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
-        y_pred = tf.convert_to_tensor(y_pred)
-        y_true = tf.convert_to_tensor(y_true)
+        y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
         rank = y_pred.shape.rank
         axis = self.axis % rank if rank else self.axis
-        if y_true.dtype.is_floating and y_true.shape.rank is not None and rank is not None:
-            if y_true.shape.rank == rank - 1:
-                y_true = tf.cast(y_true, tf.int64)
-            elif y_true.shape.rank == rank and y_true.shape[axis] == 1 and y_pred.shape[axis] != 1:
-                y_true = tf.cast(tf.squeeze(y_true, axis=axis), tf.int64)
+        if rank and y_true.shape.rank == rank and y_true.shape[axis] == 1 and y_pred.shape[axis] != 1:
+            y_true = tf.squeeze(y_true, axis=axis)
+        if y_true.dtype.is_floating and rank is not None and y_true.shape.rank == rank - 1:
+            y_true = tf.cast(y_true, tf.int64)
+        if self.beta is not None:  # built from counts: a class-count mismatch is the counts' fault
+            validation.check_counts_match(self.class_weights, y_pred, axis)
         losses = _evaluate(y_pred, y_true, self.class_weights, self.options, axis, None, cross_replica=False)
-        if self.options.ignore_index is not None and not y_true.dtype.is_floating:
+        if self.options.ignore_index is not None and y_true.dtype.is_integer:
             _set_keras_mask(losses, tf.not_equal(y_true, tf.cast(self.options.ignore_index, y_true.dtype)))
         return losses
 
     def get_config(self) -> dict:
-        config = super().get_config()
-        o = self.options
-        config.update(
-            samples_per_class=self.samples_per_class,
-            beta=self.beta,
-            weights=None
-            if self.samples_per_class is not None or self.class_weights is None
-            else self.class_weights.tolist(),
-            loss=o.loss,
-            gamma=o.gamma,
-            normalize=self.normalize,
-            zero_count=self.zero_count,
-            label_smoothing=o.label_smoothing,
-            ignore_index=o.ignore_index,
-            axis=self.axis,
-        )
-        return config
-
-    def __repr__(self) -> str:
-        o = self.options
-        n = None if self.class_weights is None else len(self.class_weights)
-        return (
-            f"ClassBalancedLoss(num_classes={n}, beta={self.beta}, loss={o.loss!r}, gamma={o.gamma}, "
-            f"reduction={self.reduction!r})"
-        )
+        options = {name: value for name, value in self.options.items() if name != "reduction"}
+        given = self.samples_per_class is None and self.class_weights is not None
+        weights = self.class_weights.tolist() if given and self.class_weights is not None else None
+        config = {**super().get_config(), **options, **self.weight_options, "axis": self.axis, "beta": self.beta}
+        return {**config, "samples_per_class": self.samples_per_class, "weights": weights}

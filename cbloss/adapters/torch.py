@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import array_api_compat.torch as xp
 import torch
 import torch.nn.functional as F
 
 from ..engine import evaluate
-from ..options import LossOptions, loss_options, split_options, with_options_doc
+from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
 from ..primitives import Primitives
 from ..reductions import MEANS, hard_shares, reduction_factor, soft_shares
 from ..targets import label_weights
@@ -36,18 +36,12 @@ __all__ = ["ClassBalancedLoss", "TorchPrimitives", "class_balanced_loss"]
 # between 20 and 37 (checked against mpmath).
 _SOFTPLUS_THRESHOLD = 40.0
 
-_DOUBLE_BACKWARD = (
-    "cbloss: double backward (differentiating a gradient taken with create_graph=True) through "
-    "class_balanced_loss is not supported for this loss: its gradient is the analytic first derivative, "
-    "registered with torch.autograd.Function, and has no derivative itself."
-)
+_DOUBLE_BACKWARD = "cbloss: double backward is not supported for this loss (its gradient is analytic, not traced)"
 
 
 def _memory_layout(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``(x, -1)``, or, when ``x`` is the class-last view of a contiguous ``(N, C, d1, ...)`` tensor (the view of
-    a dense input, and what elementwise ops on it return), that tensor and its class dim 1: along dim 1 softmax,
-    gather and scatter read neighbouring positions from neighbouring memory, along the view's strided last dim
-    they do not."""
+    """``(x, -1)``, or the contiguous ``(N, C, d1, ...)`` tensor whose class-last view ``x`` is, and dim 1: along it
+    softmax, gather and scatter read neighbouring positions from neighbouring memory."""
     if x.ndim >= 3 and x.stride(-1) != 1:
         original = x.movedim(-1, 1)
         if original.is_contiguous():
@@ -194,17 +188,15 @@ def _global_sum(group: Any) -> Callable[[Any], Any] | None:
     return global_sum
 
 
-def _loss(
-    input,
-    target,
-    weight,
-    opts: LossOptions,
-    validate: bool,
-    global_normalizer: bool,
-    group,
-    sample_weight=None,
-    from_counts: bool = False,
-) -> torch.Tensor:
+class _Settings(NamedTuple):
+    validate: bool
+    global_normalizer: bool
+    group: Any
+    from_counts: bool
+
+
+def _loss(input, target, weight, sample_weight, opts: LossOptions, settings: _Settings) -> torch.Tensor:
+    validate, global_normalizer, group, from_counts = settings
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input: must be a torch.Tensor, got {type(input).__name__}")
     if not isinstance(target, torch.Tensor):
@@ -275,8 +267,8 @@ def class_balanced_loss(
         >>> round(class_balanced_loss(x, y, [0.5, 1.0, 2.0], reduction="sum").item(), 4)
         0.0849
     """
-    opts = loss_options(**options)
-    return _loss(input, target, weight, opts, validate, global_normalizer, process_group, sample_weight)
+    settings = _Settings(validate, global_normalizer, process_group, False)
+    return _loss(input, target, weight, sample_weight, loss_options(**options), settings)
 
 
 @with_options_doc
@@ -328,8 +320,6 @@ class ClassBalancedLoss(torch.nn.Module):
         **options: Unpack[LossKwargs],
     ) -> ClassBalancedLoss:
         """A loss with the given ``(C,)`` class weights (finite, >= 0), or None for an unweighted loss."""
-        if isinstance(weight, torch.Tensor):
-            weight = weight.detach().to("cpu", torch.float64)
         self = cls.__new__(cls)
         torch.nn.Module.__init__(self)
         weights = None if weight is None else host_class_weights(weight)
@@ -355,35 +345,18 @@ class ClassBalancedLoss(torch.nn.Module):
         return None if self.weight is None else int(self.weight.shape[0])
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, sample_weight: Any = None) -> torch.Tensor:
-        return _loss(
-            input,
-            target,
-            self.weight,
-            self.options,
-            self.validate,
-            self.global_normalizer,
-            self.process_group,
-            sample_weight,
-            from_counts=self.beta is not None,  # a class-count mismatch is then the counts' fault
-        )
+        # built from counts (beta set), a class-count mismatch is the counts' fault
+        settings = _Settings(self.validate, self.global_normalizer, self.process_group, self.beta is not None)
+        return _loss(input, target, self.weight, sample_weight, self.options, settings)
 
     def set_weights(self, weight: Any) -> None:
         """Replace the class weights in place (checked: ``(C,)``, finite, >= 0), for a re-weighting schedule: the
         buffer keeps its identity, so a compiled module sees the new values without recompiling."""
         if self.weight is None:
             raise ValueError("weight: this loss is unweighted (from_weights(None)); build it with weights to set them")
-        if isinstance(weight, torch.Tensor):
-            weight = weight.detach().to("cpu", torch.float64)
-        checked = host_class_weights(weight, self.num_classes)
         with torch.no_grad():
-            self.weight.copy_(torch.from_numpy(checked))
+            self.weight.copy_(torch.from_numpy(host_class_weights(weight, self.num_classes)))
 
     def extra_repr(self) -> str:
-        o = self.options
-        parts = [f"num_classes={self.num_classes}", f"beta={self.beta}", f"loss={o.loss!r}"]
-        parts += [f"gamma={o.gamma}"] if o.loss in ("focal", "softmax_focal") else []
-        parts += [f"normalize={self.normalize!r}", f"reduction={o.reduction!r}"]
-        parts += [f"label_smoothing={o.label_smoothing}"] if o.label_smoothing else []
-        parts += [f"ignore_index={o.ignore_index}"] if o.ignore_index is not None else []
-        parts += ["global_normalizer=True"] if self.global_normalizer else []
-        return ", ".join(parts)
+        text = f"num_classes={self.num_classes}, beta={self.beta}, normalize={self.normalize!r}, "
+        return text + describe(self.options) + (", global_normalizer=True" if self.global_normalizer else "")

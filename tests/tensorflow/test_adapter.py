@@ -202,9 +202,167 @@ def test_traced_validation():
     z = tf.constant(np.zeros((2, 3), np.float32))
     bad = tf.constant([0, 5])
     checked = tf.function(lambda z, y: class_balanced_loss(z, y, validate=True, ignore_index=-1))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="labels: class indices out of range"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels: class indices must be in \[0, 3\)"):
         checked(z, bad)
     assert np.isfinite(checked(z, tf.constant([0, -1])).numpy())
     soft_checked = tf.function(lambda z, y: class_balanced_loss(z, y, validate=True))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="soft targets must sum to 1"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="labels: soft targets must sum to 1"):
         soft_checked(z, tf.constant([[0.5, 0.5, 0.5], [1.0, 0.0, 0.0]], tf.float32))
+
+
+def _values(a):
+    """A NumPy copy of an array's, a tensor's or a variable's current values."""
+    return a.numpy().copy() if hasattr(a, "numpy") else np.array(a, copy=True)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_inputs_are_left_unchanged(loss):
+    """NumPy arrays, tensors and variables given as logits, labels and weights hold the same values afterwards
+    (docs/conventions.md §14), with and without a gradient, for hard labels and soft targets."""
+    logits, labels, soft, weights = _data((6, 5), seed=10)
+    given = [
+        (logits.copy(), labels.copy(), weights.copy()),
+        (tf.constant(logits), tf.constant(labels), tf.constant(weights)),
+        (tf.Variable(logits), tf.Variable(labels), tf.Variable(weights)),
+        (tf.Variable(logits), tf.constant(soft), tf.Variable(weights)),
+        (logits.copy(), soft.copy(), weights.copy()),
+    ]
+    for z, y, w in given:
+        before = [_values(a) for a in (z, y, w)]
+        with tf.GradientTape() as tape:
+            x = tf.convert_to_tensor(z)
+            tape.watch(x)
+            out = class_balanced_loss(x, y, w, loss=loss, label_smoothing=0.1)
+        tape.gradient(out, x)
+        class_balanced_loss(z, y, w, loss=loss, reduction="none")
+        for a, b in zip((z, y, w), before, strict=True):
+            np.testing.assert_array_equal(_values(a), b)
+        soft_given = _values(y).dtype.kind == "f"
+        reference = cbloss.class_balanced_loss(
+            logits, soft if soft_given else labels, weights, loss=loss, label_smoothing=0.1
+        )
+        np.testing.assert_allclose(out.numpy(), reference, rtol=1e-12)
+
+
+def test_unweighted_hard_labels_with_unknown_dimensions():
+    logits, labels, _, _ = _data((2, 3, 5), seed=11)
+    ref = _core(logits, labels, None, loss="sigmoid", reduction="mean")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 5], tf.float64), tf.TensorSpec([None, None], tf.int64)])
+    def step(z, y):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            out = class_balanced_loss(z, y, loss="sigmoid")
+        return out, tape.gradient(out, z)
+
+    loss, grad = step(tf.constant(logits), tf.constant(labels))
+    np.testing.assert_allclose(loss.numpy(), ref[0], rtol=1e-12)
+    np.testing.assert_allclose(grad.numpy(), ref[1], rtol=1e-12, atol=1e-15)
+
+
+def test_eager_forward_only_computes_no_gradient(monkeypatch):
+    """Eagerly the gradient is computed only under a tape that watches the logits (docs/conventions.md §10)."""
+    import cbloss.adapters.tensorflow as tfa
+
+    with_grad = []
+    original = tfa.evaluate
+
+    def spy(*args, **kwargs):
+        with_grad.append(kwargs["with_grad"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tfa, "evaluate", spy)
+    logits, labels, _, weights = _data((4, 3), seed=12)
+    z = tf.constant(logits)
+    class_balanced_loss(z, labels, weights, loss="focal")
+    with tf.GradientTape() as tape:
+        class_balanced_loss(z, labels, weights, loss="focal")  # z not watched
+        tape.watch(z)
+        out = class_balanced_loss(z, labels, weights, loss="focal")
+    assert with_grad == [False, False, True]
+    np.testing.assert_allclose(tape.gradient(out, z).numpy(), _core(logits, labels, weights, loss="focal")[1])
+
+
+def test_forward_mode_jvp():
+    """A forward accumulator records no tape at the call: the gradient is computed when the JVP asks for it."""
+    logits, labels, soft, weights = _data((4, 3), seed=13)
+    direction = np.random.default_rng(14).normal(size=logits.shape)
+    for y in (labels, soft):
+        z = tf.constant(logits)
+        with tf.autodiff.ForwardAccumulator(z, tf.constant(direction)) as acc:
+            out = class_balanced_loss(z, y, weights, loss="softmax_focal")
+        grad = _core(logits, y, weights, loss="softmax_focal")[1]
+        np.testing.assert_allclose(acc.jvp(out).numpy(), np.sum(grad * direction), rtol=1e-12)
+
+
+def test_soft_targets_are_checked_in_their_own_dtype():
+    """float64 targets that sum to 1 in float64 are accepted with float32 logits, though their float32 roundings
+    do not sum to 1 within float64's tolerance; targets that do not sum to 1 are still rejected."""
+    rng = np.random.default_rng(15)
+    targets = rng.dirichlet(np.ones(100), size=64)
+    z = tf.zeros((64, 100), tf.float32)
+    np.testing.assert_allclose(class_balanced_loss(z, targets).numpy(), np.log(100.0), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"^labels: soft targets must sum to 1"):
+        class_balanced_loss(z, targets * (1 + 1e-6))
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import cbloss.adapters.tensorflow as tfa
+
+    result = doctest.testmod(tfa)
+    assert result.attempted >= 3 and result.failed == 0
+
+
+@pytest.mark.parametrize("multi_label", ["class", "sample"])
+def test_multi_hot_targets_equal_numpy_core(multi_label):
+    """bool, integer and float multi-hot targets (docs/conventions.md §6.5), eagerly and under XLA."""
+    logits, _, _, weights = _data((6, 5), seed=16)
+    targets = np.random.default_rng(17).uniform(size=logits.shape) < 0.4
+    reduction = "weighted_mean" if multi_label == "sample" else "mean"
+    options = dict(loss="focal", gamma=1.5, multi_label=multi_label, reduction=reduction, label_smoothing=0.1)
+    ref = _core(logits, targets.astype(np.float64), weights, **options)
+    for y in (targets, targets.astype(np.int32), targets.astype(np.float32)):
+        ours = _tf_loss_and_grad(class_balanced_loss, logits, y, weights, **options)
+        np.testing.assert_allclose(ours[0], ref[0], rtol=1e-12)
+        np.testing.assert_allclose(ours[1], ref[1], rtol=1e-12, atol=1e-15)
+
+    @tf.function(jit_compile=True)
+    def step(z, y):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            out = class_balanced_loss(z, y, weights, **options)
+        return out, tape.gradient(out, z)
+
+    loss, grad = step(tf.constant(logits), tf.constant(targets))
+    np.testing.assert_allclose(loss.numpy(), ref[0], rtol=1e-12)
+    np.testing.assert_allclose(grad.numpy(), ref[1], rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match=r"^labels: multi-hot targets must be in \[0, 1\]"):
+        class_balanced_loss(tf.constant(logits), targets * 2.0, loss="sigmoid", multi_label=multi_label)
+    checked = tf.function(
+        lambda z, y: class_balanced_loss(z, y, validate=True, loss="sigmoid", multi_label=multi_label)
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels: multi-hot targets must be in \[0, 1\]"):
+        checked(tf.constant(logits), tf.constant(targets * 2.0))
+
+
+def test_narrow_label_dtypes_and_a_huge_ignore_index():
+    """Any integer dtype gives the int64 result, even one too narrow to count the classes (docs/conventions.md
+    §6.1); an ignore_index beyond int32 is compared without overflow."""
+    logits, _, _, weights = _data((8, 300), seed=18, scale=1.0)
+    labels = np.array([0, 255, 17, 200, 128, 3, 254, 99])
+    ref = _core(logits, labels, weights, loss="softmax_focal")
+    for dtype in (np.uint8, np.int16, np.int32):
+        ours = _tf_loss_and_grad(class_balanced_loss, logits, labels.astype(dtype), weights, loss="softmax_focal")
+        np.testing.assert_allclose(ours[0], ref[0], rtol=1e-12)
+        np.testing.assert_allclose(ours[1], ref[1], rtol=1e-12, atol=1e-15)
+    big = 2**40
+    ref = _core(logits, np.where(labels == 17, big, labels), weights, ignore_index=big)
+    ours = _tf_loss_and_grad(
+        class_balanced_loss, logits, np.where(labels == 17, big, labels), weights, ignore_index=big
+    )
+    np.testing.assert_allclose(ours[0], ref[0], rtol=1e-12)
+    np.testing.assert_allclose(ours[1], ref[1], rtol=1e-12, atol=1e-15)
+    with pytest.raises(TypeError, match=r"^labels: class indices must be integers"):
+        class_balanced_loss(tf.constant(logits), labels.astype(np.float32))

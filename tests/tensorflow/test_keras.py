@@ -201,3 +201,48 @@ def test_mirrored_strategy_function_uses_the_global_denominator(reduction):
 
     np.testing.assert_allclose(gradients(True), expected, rtol=1e-12, atol=1e-15)
     assert not np.allclose(gradients(False), expected)  # a per-replica mean is a different gradient
+
+
+def test_weights_from_a_variable_and_checked_options():
+    weights = [0.5, 1.0, 2.0, 4.0]
+    loss = ClassBalancedLoss(weights=tf.Variable(weights), loss="sigmoid")
+    np.testing.assert_array_equal(loss.class_weights, weights)
+    assert loss.get_config()["weights"] == weights and loss.get_config()["loss"] == "sigmoid"
+    logits, labels = _batch()
+    expected = cbloss.class_balanced_loss(logits.astype(np.float64), labels, weights, loss="sigmoid")
+    np.testing.assert_allclose(loss(labels, logits).numpy(), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"^samples_per_class: required with beta"):
+        ClassBalancedLoss(beta=BETA)
+    with pytest.raises(TypeError, match=r"^reductions: unknown option"):
+        ClassBalancedLoss(COUNTS, BETA, reductions="mean")
+    with pytest.raises(ValueError, match=r"^normalize: must be one of"):
+        ClassBalancedLoss(COUNTS, BETA, normalize="batch")
+    with pytest.raises(ValueError, match=r"^gamma: only the focal losses"):
+        ClassBalancedLoss(COUNTS, BETA, gamma=1.0)
+
+
+def test_unweighted_loss_with_an_unknown_batch_dimension():
+    """Keras traces its steps with the batch dimension unknown; an unweighted loss on class indices works there."""
+    logits, labels = _batch(n=10, seed=5)
+    loss = ClassBalancedLoss(loss="focal")
+    graph = tf.function(
+        lambda y, z: loss(y, z), input_signature=[tf.TensorSpec([None, 1]), tf.TensorSpec([None, 4], tf.float32)]
+    )
+    expected = cbloss.class_balanced_loss(logits.astype(np.float64), labels, loss="focal")
+    np.testing.assert_allclose(graph(labels[:, None].astype(np.float32), logits).numpy(), expected, rtol=1e-5)
+
+
+def test_multi_hot_targets_and_a_count_mismatch():
+    logits, _ = _batch(seed=6)
+    targets = (np.random.default_rng(7).uniform(size=logits.shape) < 0.5).astype(np.float32)
+    loss = ClassBalancedLoss(COUNTS, BETA, loss="focal", multi_label="sample")
+    assert ClassBalancedLoss.from_config(loss.get_config()).get_config()["multi_label"] == "sample"
+    w = cbloss.class_balanced_weights(COUNTS, BETA)
+    per = cbloss.class_balanced_loss(
+        logits.astype(np.float64), targets, w, loss="focal", multi_label="sample", reduction="none"
+    )
+    np.testing.assert_allclose(loss(targets, logits).numpy(), per.mean(), rtol=1e-5)
+    with pytest.raises(
+        ValueError, match=r"^samples_per_class: 4 class counts were given, but the logits' class axis \(1\) has 5"
+    ):
+        ClassBalancedLoss(COUNTS, BETA)(np.zeros(3), np.zeros((3, 5), np.float32))

@@ -97,3 +97,17 @@ def test_unknown_dimensions_under_tf_function():
     np.testing.assert_array_equal(moved.numpy(), np.moveaxis(a, 2, 0))
     with pytest.raises(ValueError, match="unknown dimensions"):
         xp.ones(tf.TensorShape([None, None]))
+
+
+def test_matmul_matches_numpy():
+    """The engine's N-D @ 1-D (soft targets times class weights), and the standard's other operand ranks."""
+    rng = np.random.default_rng(2)
+    a, v, m = rng.normal(size=(2, 3, 4)), rng.normal(size=4), rng.normal(size=(4, 5))
+    for x1, x2 in ((a, v), (a[0], v), (v, v), (v, m), (v, a.transpose(0, 2, 1)), (a, m), (a[0], m)):
+        np.testing.assert_allclose(xp.matmul(tf.constant(x1), tf.constant(x2)).numpy(), x1 @ x2, rtol=1e-14)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 4], tf.float64)])
+    def f(x):
+        return xp.matmul(x, tf.constant(v))
+
+    np.testing.assert_allclose(f(tf.constant(a)).numpy(), a @ v, rtol=1e-14)

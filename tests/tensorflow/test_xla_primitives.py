@@ -1,6 +1,6 @@
-"""The TensorFlow adapter's two primitive sets: TensorFlow's kernels eagerly and in plain tf.function graphs, the
-core's shared-exp sigmoid pieces (cbloss.primitives.SharedExpPrimitives) when XLA compiles the trace. The choice
-is made at trace time; both sets must match the independent oracle (the conformance suite's checks, reused)."""
+"""The TensorFlow adapter's two kernel sets: TensorFlow's kernels eagerly and in plain tf.function graphs, the
+core's shared-exp forms (cbloss.primitives.SharedExpPrimitives) when XLA compiles the trace. The choice is made at
+trace time; both sets must match the independent oracle (the conformance suite's checks, reused)."""
 
 from __future__ import annotations
 
@@ -24,15 +24,15 @@ COMPILED_CASES = [c for c in XLA_SET_CASES if c.C == 5 and c.weights == "w" and 
 
 @pytest.fixture
 def used_sets(monkeypatch):
-    """The primitive-set classes that loss_terms received, call by call."""
+    """The primitive-set classes that the engine received, call by call."""
     seen = []
-    original = tfa.loss_terms
+    original = tfa.evaluate
 
     def spy(ops, *args, **kwargs):
         seen.append(type(ops))
         return original(ops, *args, **kwargs)
 
-    monkeypatch.setattr(tfa, "loss_terms", spy)
+    monkeypatch.setattr(tfa, "evaluate", spy)
     return seen
 
 
@@ -86,7 +86,7 @@ def test_keras_fit_uses_the_set_of_its_jit_compile(used_sets, jit_compile):
 @pytest.mark.parametrize("case", XLA_SET_CASES, ids=lambda c: c.id)
 def test_xla_set_matches_oracle(monkeypatch, case, dtype):
     """The XLA set's definitions, run eagerly (fast; every case has its own shapes and options)."""
-    monkeypatch.setattr(tfa, "_primitives", lambda: tfa.TensorFlowXlaPrimitives(tfa.xp))
+    monkeypatch.setattr(tfa, "_primitives", lambda: tfa._XLA_PRIMITIVES)
     logits, labels, weights, cotangent = conformance.inputs(case)
     options = case.options()
     value, grad = BACKEND.loss_and_grad(logits, labels, weights, dtype=dtype, cotangent=cotangent, options=options)
@@ -122,3 +122,23 @@ def test_without_the_private_helper_the_plain_set_is_used(monkeypatch, used_sets
     assert used_sets == [tfa.TensorFlowPrimitives]
     for a, b in zip(xla, _loss_and_grad(z, y), strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("loss, plain_kernel", [("focal", "Sigmoid"), ("softmax", "Softmax")])
+def test_the_xla_trace_has_the_shared_exp_forms(loss, plain_kernel):
+    """The traced graphs themselves: TensorFlow's one-kernel sigmoid/softmax in a plain tf.function, none under
+    XLA, where the shared-exp sigmoids and the one-exp softmax of the core stand in their place."""
+
+    def step(z, y):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            value = tfa.class_balanced_loss(z, y, [1.0, 2.0, 0.5], loss=loss)
+        return value, tape.gradient(value, z)
+
+    specs = (tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([None], tf.int32))
+    kinds = {}
+    for jit_compile in (False, True):
+        graph = tf.function(step, jit_compile=jit_compile).get_concrete_function(*specs).graph
+        kinds[jit_compile] = {op.type for op in graph.get_operations()}
+    assert plain_kernel in kinds[False]
+    assert plain_kernel not in kinds[True] and "Exp" in kinds[True]

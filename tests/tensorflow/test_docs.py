@@ -1,0 +1,43 @@
+"""docs/tensorflow.md's Keras quickstart runs as written, and a model it saves loads in a new process only after
+``import cbloss.adapters.tensorflow``, failing with the error the page quotes otherwise."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = (ROOT / "docs" / "tensorflow.md").read_text()
+BLOCKS = re.findall(r"```python\n(.*?)```", PAGE, re.S)
+
+
+def test_keras_quickstart_runs_and_the_saved_model_loads_in_a_new_process(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    quickstart, load = BLOCKS[1], BLOCKS[2]
+    assert "ClassBalancedLoss(samples_per_class" in quickstart and "load_model" in load
+    namespace: dict = {}
+    exec(compile(quickstart, "docs/tensorflow.md quickstart", "exec"), namespace)
+    assert namespace["samples_per_class"].tolist() == [815, 460, 289, 185, 96, 59, 38, 25, 12, 21]
+    x, y = namespace["x_train"][:64], namespace["y_train"][:64]
+    expected = namespace["model"].evaluate(x, y, verbose=0)
+    without_import = "import keras\nkeras.saving.load_model('model.keras')\n"
+    script = (
+        f"try:\n    exec({without_import!r})\nexcept TypeError as error:\n    print('ERROR', error)\n"
+        f"{load}\nimport numpy as np\nx, y = np.load('xy.npz').values()\n"
+        "print('LOSS', type(model.loss).__name__, model.evaluate(x, y, verbose=0))\n"
+    )
+    np.savez("xy.npz", x=x, y=y)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stdout
+    error = re.search(r"^ERROR (.*)$", out, re.M).group(1)
+    quoted = re.search(r"fails with\n\n```\n(.*?) \.\.\.\n```", PAGE, re.S).group(1)
+    assert f"TypeError: {error}".startswith(" ".join(quoted.split()))
+    name, values = re.search(r"^LOSS (\S+) (.*)$", out, re.M).groups()
+    assert name == "ClassBalancedLoss"
+    np.testing.assert_allclose(ast.literal_eval(values), expected, rtol=1e-6)
