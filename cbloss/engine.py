@@ -18,7 +18,7 @@ from ._namespace import device_of
 from .losses import LOSSES
 from .options import LossOptions
 from .primitives import Primitives
-from .reductions import hard_shares, reduction_factor, soft_shares
+from .reductions import every_position, hard_shares, reduction_factor, soft_shares
 from .targets import Coefficients, label_weights
 
 __all__ = ["evaluate"]
@@ -56,8 +56,8 @@ def evaluate(
         target = labels if weights is None else labels * weights
         if sample_weight is not None:
             target = target * sample_weight[..., None]
-            shares = shares * sample_weight if opts.reduction == "weighted_mean" else shares
-        factor = reduction_factor(xp, opts.reduction, shares, global_sum)
+            shares = shares * sample_weight if opts.reduction == "weighted_mean" else shares  # "mean": a count
+        factor = reduction_factor(xp, opts.reduction, shares, global_sum, like=z)
         scale = _times(factor, sample_weight)  # of the smoothing part, per position
         coefficients = Coefficients(dense=_times(target, factor))
         if eps:
@@ -68,7 +68,7 @@ def evaluate(
     else:
         labels, valid, scale, label_weight = label_weights(ops, labels, weights, opts.ignore_index, sample_weight, z)
         shares = hard_shares(xp, opts.reduction, label_weight, valid, z.dtype)
-        factor = reduction_factor(xp, opts.reduction, shares, global_sum)
+        factor = reduction_factor(xp, opts.reduction, shares, global_sum, like=z)
         coef = _times(label_weight, factor)
         if eps:
             coefficients = Coefficients(
@@ -109,8 +109,8 @@ def _multi_hot(
     if opts.reduction == "weighted_mean":
         shares = position_weights
     else:
-        shares = xp.ones_like(targets[..., 0]) if opts.reduction == "mean" else None
-    factor = reduction_factor(xp, opts.reduction, shares, global_sum)
+        shares = every_position(xp, targets[..., 0]) if opts.reduction == "mean" else None
+    factor = reduction_factor(xp, opts.reduction, shares, global_sum, like=z)
     if factor is not None and not (isinstance(factor, float) and factor == 1.0):
         if position_weights is not None:
             position_weights = position_weights * factor

@@ -13,12 +13,24 @@ gradient comes out reduced, without a pass over a (P, C) gradient.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MEANS", "hard_shares", "reduction_factor", "soft_shares"]
+from ._namespace import device_of
+
+__all__ = ["MEANS", "every_position", "hard_shares", "reduction_factor", "soft_shares"]
 
 MEANS = ("mean", "weighted_mean")
+
+
+def every_position(xp: Any, positions: Any) -> Any:
+    """The shares of a ``"mean"`` in which every position counts: their number, a Python int, when the shapes
+    fix it (no array work at all), else ones shaped like ``positions`` (unknown traced dimensions)."""
+    shape = tuple(positions.shape)
+    if all(isinstance(size, int) for size in shape):
+        return math.prod(shape)
+    return xp.ones_like(positions)
 
 
 def hard_shares(xp: Any, reduction: str, label_weight: Any, valid: Any | None, dtype: Any) -> Any | None:
@@ -28,7 +40,7 @@ def hard_shares(xp: Any, reduction: str, label_weight: Any, valid: Any | None, d
     if reduction == "weighted_mean":
         return label_weight
     if reduction == "mean":
-        return xp.ones_like(label_weight) if valid is None else xp.astype(valid, dtype)
+        return every_position(xp, label_weight) if valid is None else xp.astype(valid, dtype)
     return None
 
 
@@ -38,23 +50,28 @@ def soft_shares(xp: Any, reduction: str, targets: Any, weights: Any | None) -> A
     if reduction == "weighted_mean":
         return xp.sum(targets, axis=-1) if weights is None else xp.matmul(targets, weights)
     if reduction == "mean":
-        return xp.ones_like(targets[..., 0])
+        return every_position(xp, targets[..., 0])
     return None
 
 
 def reduction_factor(
-    xp: Any, reduction: str, shares: Any | None, global_sum: Callable[[Any], Any] | None = None
+    xp: Any, reduction: str, shares: Any | None, global_sum: Callable[[Any], Any] | None = None, like: Any = None
 ) -> Any | None:
     """The factor ``f`` with ``loss = f * sum of the per-position values``: None for ``"none"``, 1.0 for
-    ``"sum"``, ``1 / sum(shares)`` for the means (0 when that sum is 0). ``global_sum`` maps the local sum of
-    the shares to the denominator to divide by (an adapter's all-reduce over data-parallel replicas)."""
+    ``"sum"``, ``1 / sum(shares)`` for the means (0 when that sum is 0). ``shares`` may be a count (a Python
+    int, see :func:`every_position`): then ``f`` is a Python float. ``global_sum`` maps the local sum of the
+    shares to the denominator to divide by (an adapter's all-reduce over data-parallel replicas); a count is
+    then made an array in the dtype and on the device of ``like``."""
     if reduction == "none":
         return None
     if reduction == "sum":
         return 1.0
+    if isinstance(shares, int):
+        if global_sum is None:
+            return 1.0 / shares if shares else 0.0
+        shares = xp.asarray(float(shares), dtype=like.dtype, device=device_of(like))
     denominator = xp.sum(shares)
     if global_sum is not None:
         denominator = global_sum(denominator)
-    positive = denominator > 0
-    safe = xp.where(positive, denominator, xp.ones_like(denominator))
-    return xp.where(positive, 1.0 / safe, xp.zeros_like(denominator))
+    # 1 / 0 = inf is computed and not selected
+    return xp.where(denominator > 0, 1.0 / denominator, xp.zeros_like(denominator))

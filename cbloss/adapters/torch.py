@@ -122,33 +122,44 @@ class _CoreGradient(torch.autograd.Function):
 
 
 def _cross_entropy(
-    input, labels, w, opts: LossOptions, soft: bool, class_dim: int, sample_weight, global_sum
+    input, labels, w, opts: LossOptions, soft: bool, class_dim: int, sample_weight, global_sum, checked: bool
 ) -> torch.Tensor:
     """CB softmax on PyTorch's fused kernels, differentiated by autograd: per position they compute exactly the
     core's ``sum_c a_c (-log p_c)`` (docs/conventions.md §7 parity); the position weights and the reduction are
-    the core's. Label smoothing without ``ignore_index`` goes through the core instead (see :func:`_loss`)."""
+    the core's."""
     z = input.to(compute_dtype(xp, input.dtype))
     eps, reduction = opts.label_smoothing, opts.reduction
+    # F.cross_entropy takes an ignore value: ignore_index's own, or, when no label is to be ignored, PyTorch's
+    # default on labels checked to lie in [0, C), which therefore never equal it (docs/conventions.md §6.4).
+    ignore_index = -100 if opts.ignore_index is None or soft else opts.ignore_index
+    unchecked = not soft and opts.ignore_index is None and not checked
     if soft:  # ignore_index has no effect on probabilities (docs/conventions.md §6.4)
-        values = F.cross_entropy(z, labels.movedim(-1, class_dim), weight=w, reduction="none", label_smoothing=eps)
         shares = soft_shares(xp, reduction, labels, w)
-        if sample_weight is not None:
-            values = values * sample_weight
-            shares = shares * sample_weight if reduction == "weighted_mean" else shares
-    else:
+        if sample_weight is not None and reduction == "weighted_mean":
+            shares = shares * sample_weight
+        labels = labels.movedim(-1, class_dim)
+    elif reduction == "weighted_mean" or sample_weight is not None or unchecked:
         _, valid, _, label_weight = label_weights(_OPS, labels, w, opts.ignore_index, sample_weight, z)
-        if valid is not None:
-            values = F.cross_entropy(
-                z, labels, weight=w, ignore_index=opts.ignore_index, reduction="none", label_smoothing=eps
-            )
-            values = values if sample_weight is None else values * sample_weight
-        else:
-            # F.cross_entropy needs an ignore value, and with ignore_index=None no label may be ignored
-            # (docs/conventions.md §6.4): log_softmax and gather, which reject every label outside [0, C).
-            log_p = F.log_softmax(z, dim=class_dim)
-            values = -log_p.gather(class_dim, labels.unsqueeze(class_dim)).squeeze(class_dim) * label_weight
         shares = hard_shares(xp, reduction, label_weight, valid, z.dtype)
-    factor = reduction_factor(xp, reduction, shares, global_sum)
+    else:  # "mean" counts positions: only the labels' shape and the ignored ones matter
+        shares = hard_shares(
+            xp, reduction, labels, None if opts.ignore_index is None else labels != ignore_index, z.dtype
+        )
+    factor = reduction_factor(xp, reduction, shares, global_sum, like=z)
+    if unchecked:
+        # log_softmax and gather, which reject every label outside [0, C): no ignore value on unchecked labels
+        log_p = F.log_softmax(z, dim=class_dim)
+        values = -log_p.gather(class_dim, labels.unsqueeze(class_dim)).squeeze(class_dim) * label_weight
+    elif sample_weight is None and factor is not None:
+        # the reduced loss in one call, the factor folded into the class weights (the loss is linear in them)
+        weight = None if w is None else w * factor
+        total = F.cross_entropy(
+            z, labels, weight=weight, ignore_index=ignore_index, reduction="sum", label_smoothing=eps
+        )
+        return total if w is not None else total * factor
+    else:
+        values = F.cross_entropy(z, labels, weight=w, ignore_index=ignore_index, reduction="none", label_smoothing=eps)
+        values = values if sample_weight is None else values * sample_weight
     return values if factor is None else torch.sum(values) * factor
 
 
@@ -213,9 +224,9 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, settings: _Se
     labels, w, sw, soft = given.labels, given.weights, given.sample_weight, given.soft
     global_sum = _global_sum(group) if global_normalizer else None
     # The fused kernels smooth with the uniform target themselves only where they also take an ignore value.
-    fused = soft or opts.ignore_index is not None or not opts.label_smoothing
+    fused = soft or check or opts.ignore_index is not None or not opts.label_smoothing
     if opts.kind == "softmax" and fused:
-        return _cross_entropy(input, labels, w, opts, soft, class_dim, sw, global_sum)
+        return _cross_entropy(input, labels, w, opts, soft, class_dim, sw, global_sum, check)
     config = (opts, soft, class_dim, global_sum)
     if torch.is_grad_enabled() and input.requires_grad:
         return _CoreGradient.apply(input, labels, w, sw, config)[0]

@@ -294,7 +294,7 @@ def test_deepcopy_is_independent(loss):
 
 def test_class_count_of_the_buffer_is_checked():
     """Built from counts, a mismatch names the counts; built from weights, the weights."""
-    with pytest.raises(ValueError, match=r"^samples_per_class: 5 class counts .* input's class axis \(1\) has 4 classes"):
+    with pytest.raises(ValueError, match=r"^samples_per_class: 5 class counts .* has 4 classes"):
         ClassBalancedLoss(COUNTS, 0.99)(torch.randn(6, 4), torch.randint(0, 4, (6,)))
     with pytest.raises(ValueError, match=r"^weights"):
         ClassBalancedLoss.from_weights(np.ones(5))(torch.randn(6, 4), torch.randint(0, 4, (6,)))
