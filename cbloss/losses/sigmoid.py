@@ -50,8 +50,16 @@ def element(ops: Primitives, y: Any, gamma: float, with_grad: bool) -> tuple[Any
     value = modulation * u
     if not with_grad:
         return value, None
-    # q**gamma * (gamma * r * u + q) = gamma * r * value + q**(gamma + 1)
-    return value, gamma * r * value + modulation * q
+    # q**gamma * (gamma * r * u + q) = gamma * r * value + q**(gamma + 1), updating our own temporaries in place
+    # (rebinding where arrays are immutable); for gamma = 1 the modulation is q itself, which is read here.
+    r *= value
+    r *= gamma
+    if gamma == 1.0:
+        modulation = q * q
+    else:
+        modulation *= q
+    modulation += r
+    return value, modulation
 
 
 def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
@@ -61,7 +69,8 @@ def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_gra
     value = coef * ops.xp.sum(ops.put_at_label(neg, labels, pos), axis=-1)
     if not with_grad:
         return value, None
-    return value, ops.put_at_label(neg_slope * coef[..., None], labels, -pos_slope * coef)
+    neg_slope *= coef[..., None]  # our own temporary
+    return value, ops.put_at_label(neg_slope, labels, -pos_slope * coef)
 
 
 def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: bool) -> tuple[Any, Any]:

@@ -30,8 +30,8 @@ def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_gra
     if not with_grad:
         return coef * (ops.logsumexp(z) - ops.take_label(z, labels)), None
     p, lse = ops.softmax_and_logsumexp(z)
-    grad = p * coef[..., None]
-    grad = ops.put_at_label(grad, labels, ops.take_label(grad, labels) - coef)
+    p *= coef[..., None]  # our own temporary becomes the gradient
+    grad = ops.put_at_label(p, labels, ops.take_label(p, labels) - coef)
     return coef * (lse - ops.take_label(z, labels)), grad
 
 

@@ -67,7 +67,8 @@ def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_gra
         return value, None
     slope = coef * _slope(ops, margin, gamma)
     # k * (p_j - [j == y]): k * p_j off the label, and -k * rest at it (exact where p_y is close to 1).
-    return value, ops.put_at_label(others * slope[..., None], labels, -slope * rest)
+    others *= slope[..., None]  # our own temporary becomes the gradient
+    return value, ops.put_at_label(others, labels, -slope * rest)
 
 
 def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: bool) -> tuple[Any, Any]:
