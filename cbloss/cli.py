@@ -1,6 +1,7 @@
 """The ``cbloss`` command line.
 
-    cbloss demo [--backend numpy|torch|jax|tensorflow] [--quick] [--out DIR] [--json PATH] ...
+    cbloss demo [--task single-label|multi-label] [--backend numpy|torch|jax|tensorflow] [--quick] [--out DIR]
+                [--json PATH] ...
     cbloss weights (--counts 5000,2997,... | --labels FILE.npy|.csv [--num-classes C]) --beta 0.999
                    [--normalize classes|samples|none] [--json]
     cbloss plot effective-number --beta 0.9,0.99,0.999,0.9999 [-o fig.png] [--counts ...]
@@ -128,8 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="the long-tailed before/after experiment on scikit-learn's bundled digits",
         description="Train softmax regression and a one-hidden-layer MLP on long-tailed splits of the bundled "
-        "digits with plain softmax CE (before), inverse-frequency and class-balanced losses (after); print a "
-        "table of balanced test error and conclusions; write the JSON and pictures.",
+        "digits with plain softmax CE (before), inverse-frequency, class-balanced and deferred class-balanced "
+        "losses (after); print a table of balanced test error and conclusions; write the JSON and pictures. "
+        "--task multi-label: the same on a long-tailed multi-label problem from scikit-learn's generator, with "
+        "BCE (before) and class-balanced sigmoid/focal losses weighted per class or per sample (after), by mAP.",
+    )
+    demo.add_argument(
+        "--task",
+        choices=["single-label", "multi-label"],
+        default="single-label",
+        help="single-label digits (default) or the multi-label problem",
     )
     demo.add_argument(
         "--backend",
@@ -138,12 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="framework that trains (default: the first installed of torch, jax, tensorflow, else numpy)",
     )
     demo.add_argument(
-        "--quick", action="store_true", help="a smaller run (3 seeds, 100 steps, 2 imbalances, 4 methods)"
+        "--quick",
+        action="store_true",
+        help="a smaller run (3 seeds, 100 steps; single-label: 2 imbalances, 5 methods; multi-label: 7 methods)",
     )
     demo.add_argument("--seeds", type=positive_int, help="number of seeds (default 5; --quick 3)")
     demo.add_argument("--steps", type=positive_int, help="full-batch Adam steps per run (default 200; --quick 100)")
-    demo.add_argument("--imbalance", type=imbalance_list, help="imbalance factors (default 10,20,50; --quick 10,50)")
-    demo.add_argument("--models", type=model_list, help="models (default softmax,mlp)")
+    demo.add_argument(
+        "--imbalance", type=imbalance_list, help="imbalance factors (default 10,20,50; --quick 10,50; multi-label 50)"
+    )
+    demo.add_argument("--models", type=model_list, help="models (default softmax,mlp; multi-label linear,mlp)")
     demo.add_argument(
         "--normalize", type=normalize_value, default="classes", help="class-weight normalisation (default classes)"
     )
@@ -270,6 +283,9 @@ def cmd_plot(args) -> int:
     return 0
 
 
+TASK_MODELS = {"single-label": ("softmax", "mlp"), "multi-label": ("linear", "mlp")}
+
+
 def cmd_demo(args) -> int:
     from .demo import backends
     from .demo.experiment import DEFAULT_FOCAL_BETA, DemoConfig, default_methods
@@ -278,6 +294,9 @@ def cmd_demo(args) -> int:
     reason = backends.missing(backend)
     if reason:
         raise UsageError(f"--backend: {reason}")
+    allowed = TASK_MODELS[args.task]
+    if args.models is not None and any(m not in allowed for m in args.models):
+        raise UsageError(f"--models: the {args.task} task trains {', '.join(allowed)}; got {','.join(args.models)}")
     overrides = {"backend": backend, "normalize": args.normalize}
     for name, value in (
         ("seeds", args.seeds),
@@ -287,6 +306,8 @@ def cmd_demo(args) -> int:
     ):
         if value is not None:
             overrides[name] = tuple(value) if isinstance(value, list) else value
+    if args.task == "multi-label":
+        return _demo_multilabel(args, overrides)
     config = DemoConfig.quick(**overrides) if args.quick else DemoConfig(**overrides)
     if args.focal_beta is not None and args.focal_beta != DEFAULT_FOCAL_BETA:
         keys = {m.key.split("_beta")[0] if m.loss == "focal" else m.key for m in config.methods}
@@ -303,6 +324,22 @@ def cmd_demo(args) -> int:
     from .demo.run import main as run_demo
 
     run_demo(config, args.out, args.json, plots=not args.no_plots, progress=not args.no_progress)
+    return 0
+
+
+def _demo_multilabel(args, overrides: dict) -> int:
+    from .demo.multilabel import MultiLabelConfig
+
+    if args.focal_beta is not None:
+        raise UsageError("--focal-beta: applies to the single-label task only")
+    config = MultiLabelConfig.quick(**overrides) if args.quick else MultiLabelConfig(**overrides)
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out: {args.out} exists and is not a folder")
+    if any(m > config.n_max for m in config.imbalances):
+        raise UsageError(f"--imbalance: factors above n_max={config.n_max} would leave classes with 0 samples")
+    from .demo.run import main_multilabel
+
+    main_multilabel(config, args.out, args.json, plots=not args.no_plots, progress=not args.no_progress)
     return 0
 
 

@@ -1,5 +1,7 @@
 """The ``cbloss`` command line: parsing, every error path (one line, non-zero exit, no traceback), the numbers
-of ``cbloss weights`` against the core, and ``cbloss demo --quick`` end to end (JSON, PNGs, table vs JSON).
+of ``cbloss weights`` against the core, and ``cbloss demo --quick`` end to end (JSON, PNGs, table vs JSON),
+including its deferred re-weighting rows and the step at which their weights switch. The multi-label task is
+tested in tests/test_demo_multilabel.py.
 
 Framework-free: runs in nox's tests(numpy) session, which installs the ``demo`` extra.
 """
@@ -64,6 +66,11 @@ BAD_ARGUMENTS = [
     (("demo", "--models", "resnet"), "resnet"),
     (("demo", "--normalize", "rows"), "--normalize"),
     (("demo", "--focal-beta", "2"), "beta"),
+    (("demo", "--task", "detection"), "--task"),
+    (("demo", "--models", "linear"), "--models"),
+    (("demo", "--task", "multi-label", "--models", "softmax"), "--models"),
+    (("demo", "--task", "multi-label", "--focal-beta", "0.9"), "--focal-beta"),
+    (("demo", "--task", "multi-label", "--imbalance", "500"), "--imbalance"),
     (("weights", "--beta", "0.9"), "--counts"),
     (("weights", "--counts", "10,5", "--beta", "1.5"), "beta"),
     (("weights", "--counts", "10,5", "--beta", "-0.1"), "beta"),
@@ -277,9 +284,10 @@ def test_demo_quick_runs_and_writes_json_and_pngs(quick_demo):
         assert np.all(np.diff(counts) <= 0)
         assert counts[0] == config["n_max"]
         assert counts[-1] == int(np.floor(config["n_max"] / run["imbalance"] + 1e-9))
+        method = next(m for m in config["methods"] if m["key"] == run["method"])
+        assert (run["weights_by_rank"] is None) == (run["beta"] is None) == (method["kind"] == "ce")
         if run["weights_by_rank"] is not None:
-            method = next(m for m in config["methods"] if m["key"] == run["method"])
-            expected = cbloss.class_balanced_weights(counts, method["beta"], normalize=config["normalize"])
+            expected = cbloss.class_balanced_weights(counts, run["beta"], normalize=config["normalize"])
             np.testing.assert_allclose(run["weights_by_rank"], expected, rtol=1e-12)
         acc = np.array(run["accuracy_by_rank"])
         # balanced test set: the error is 1 - the mean per-class accuracy
@@ -304,6 +312,8 @@ def _parse_table(stdout: str) -> dict:
 
 
 def test_printed_table_matches_the_json(quick_demo):
+    from cbloss.demo.report import row_label
+
     result, _, json_path = quick_demo
     record = json.loads(json_path.read_text())
     labels = {m["key"]: m["label"] for m in record["config"]["methods"]}
@@ -312,7 +322,7 @@ def test_printed_table_matches_the_json(quick_demo):
     for model, blocks in record["summary"].items():
         for imbalance, block in blocks.items():
             for key, entry in block.items():
-                printed = table[(model, imbalance, labels[key])]
+                printed = table[(model, imbalance, row_label(labels, key, entry))]
                 for value, metric in zip(
                     printed, ["error", "head_accuracy", "tail_accuracy", "delta_error_vs_ce"], strict=True
                 ):
@@ -345,3 +355,160 @@ def test_conclusions_follow_from_the_numbers(quick_demo):
         assert setting["best_cb_vs_ce"]["verdict"] == expected
         phrase = {"lower": "beats", "higher": "is worse than", "unclear": "is not clearly different from"}[expected]
         assert f"{phrase} plain CE" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Deferred re-weighting (DRW)
+# ------------------------------------------------------------------------------------------------------------
+def test_full_demo_has_both_drw_rows():
+    from cbloss.demo.experiment import DemoConfig
+
+    drw = [m for m in DemoConfig().methods if m.kind == "drw"]
+    assert [(m.key, m.beta, m.loss) for m in drw] == [
+        ("drw_beta0.9999", 0.9999, "softmax"),
+        ("drw_best", None, "softmax"),
+    ]
+
+
+def test_drw_rows_exist_and_switch_in_the_last_quarter(quick_demo):
+    result, _, json_path = quick_demo
+    record = json.loads(json_path.read_text())
+    config = record["config"]
+    keys = {m["key"] for m in config["methods"] if m["kind"] == "drw"}
+    assert keys == {"drw_best"}  # --quick: the best CB softmax beta, here 0.99 (the full run adds beta=0.9999)
+    assert config["steps"] == 100 and config["drw"]["start_step"] == 75
+    labels = {m["key"]: m["label"] for m in config["methods"]}
+    table = _parse_table(result.stdout)
+    for model, blocks in record["summary"].items():
+        for imbalance, block in blocks.items():
+            runs = [r for r in record["runs"] if r["model"] == model and f"{r['imbalance']:g}" == imbalance]
+            # the best CB softmax beta of this setting, by mean test error over the seeds
+            cb = [m for m in config["methods"] if m["kind"] == "cb" and m["loss"] == "softmax"]
+            best = min(cb, key=lambda m: np.mean([r["error"] for r in runs if r["method"] == m["key"]]))
+            for key in keys:
+                drw_runs = [r for r in runs if r["method"] == key]
+                assert len(drw_runs) == len(config["seeds"])
+                assert all(r["drw_start_step"] == 75 for r in drw_runs)
+                beta = 0.9999 if key == "drw_beta0.9999" else best["beta"]
+                assert all(r["beta"] == beta for r in drw_runs)
+                entry = block[key]
+                assert entry["beta"] == beta
+                # the paired differences are the differences of the per-seed errors
+                ce = block["ce"]["error"]["values"]
+                np.testing.assert_allclose(entry["delta_error_vs_ce"]["values"],
+                                           np.subtract(entry["error"]["values"], ce), atol=1e-9)  # fmt: skip
+                if key == "drw_best":
+                    start = block[best["key"]]["error"]["values"]
+                    assert entry["from_start"] == best["key"]
+                    np.testing.assert_allclose(entry["delta_error_vs_from_start"]["values"],
+                                               np.subtract(entry["error"]["values"], start), atol=1e-9)  # fmt: skip
+                label = labels[key] if key != "drw_best" else f"DRW beta={beta:g} (best CB softmax beta)"
+                assert (model, imbalance, label) in table
+
+
+def test_drw_conclusions_follow_from_the_numbers(quick_demo):
+    result, _, json_path = quick_demo
+    record = json.loads(json_path.read_text())
+    seeds = len(record["config"]["seeds"])
+    items = record["conclusions"]["drw"]
+    assert len(items) == len(record["config"]["models"]) * len(record["config"]["imbalance_factors"])
+    overall = {"lower": 0, "higher": 0, "unclear": 0}
+    better_than_start = 0
+    for item in items:
+        block = record["summary"][item["model"]][f"{item['imbalance']:g}"]
+        delta = np.subtract(block[item["method"]]["error"]["values"], block["ce"]["error"]["values"])
+        mean, std = delta.mean(), delta.std(ddof=1)
+        clear = abs(mean) > max(2 * std / np.sqrt(seeds), 0.2 + 1e-9)
+        expected = ("lower" if mean < 0 else "higher") if clear else "unclear"
+        assert item["vs_ce"]["verdict"] == expected
+        overall[expected] += 1
+        if "vs_from_start" in item:
+            better_than_start += item["vs_from_start"]["verdict"] == "lower"
+    assert record["conclusions"]["overall"]["drw"]["vs_ce"] == overall
+    line = next(line for line in record["conclusions"]["text"] if line.startswith("Deferred re-weighting"))
+    assert f"beats plain CE clearly in {overall['lower']}, is clearly worse in {overall['higher']}" in line
+    assert line in result.stdout
+    # the sentence on deferral says what the comparison with CB from the start found
+    assert ("does not clearly help" in line) == (better_than_start == 0)
+
+
+class _RecordingTrainer:
+    """A demo backend that records the weights argument of every fit and trains with the NumPy backend."""
+
+    def __init__(self):
+        from cbloss.demo import backends
+
+        self.numpy = backends.load("numpy")
+        self.calls = []
+
+    def fit(self, layers, x, y, weights, **kwargs):
+        self.calls.append((np.array(y), None if weights is None else np.array(weights), kwargs))
+        return self.numpy.fit(layers, x, y, weights, **kwargs)
+
+
+def test_drw_weights_per_step_are_the_schedule(monkeypatch):
+    """The experiment hands the backend DeferredReweighting(counts, beta, start)(t) as the weights of step t:
+    all ones before the switch, the class-balanced weights from it on."""
+    from cbloss.demo import backends
+    from cbloss.demo.experiment import DemoConfig, default_methods, drw_start, run_experiment
+    from cbloss.schedules import DeferredReweighting
+
+    recorder = _RecordingTrainer()
+    monkeypatch.setattr(backends, "load", lambda name: recorder)
+    keys = {"ce", "cb_softmax_beta0.9", "cb_softmax_beta0.999", "drw_beta0.9999", "drw_best"}
+    methods = [m for m in default_methods() if m.key in keys]
+    config = DemoConfig(backend="numpy", models=("softmax",), imbalances=(10.0,), seeds=2, steps=12, methods=methods)
+    record = run_experiment(config, progress=False)
+    start = drw_start(12)
+    assert start == 9  # the last quarter: steps 9, 10, 11
+    drw_runs = [r for r in record["runs"] if r["method"].startswith("drw")]
+    assert len(drw_runs) == 4
+    for run, (y, table, kwargs) in zip(record["runs"], recorder.calls, strict=True):
+        if not run["method"].startswith("drw"):
+            assert table is None or table.ndim == 1
+            continue
+        counts = cbloss.count_samples_per_class(y, 10)
+        schedule = DeferredReweighting(counts, run["beta"], start=start, normalize="classes")
+        assert table.shape == (12, 10) and kwargs["steps"] == 12
+        for t in range(12):
+            np.testing.assert_array_equal(table[t], schedule(t))
+        np.testing.assert_array_equal(table[:start], 1.0)
+        balanced = cbloss.class_balanced_weights(counts, run["beta"])
+        np.testing.assert_array_equal(table[start:], np.tile(balanced, (12 - start, 1)))
+        assert not np.allclose(table[start], 1.0)
+    # the best CB softmax beta is the one with the lower mean error of the two
+    errors = {k: np.mean([r["error"] for r in record["runs"] if r["method"] == k])
+              for k in ("cb_softmax_beta0.9", "cb_softmax_beta0.999")}  # fmt: skip
+    best = 0.9 if errors["cb_softmax_beta0.9"] <= errors["cb_softmax_beta0.999"] else 0.999
+    assert {r["beta"] for r in drw_runs if r["method"] == "drw_best"} == {best}
+
+
+def test_numpy_backend_weighs_step_t_with_row_t(monkeypatch):
+    from cbloss.demo import backends
+    from cbloss.demo.models import init_params
+
+    trainer = backends.load("numpy")
+    seen = []
+    core = cbloss.class_balanced_loss_and_grad
+
+    def recording(logits, labels, weights, **kwargs):
+        seen.append(None if weights is None else np.array(weights))
+        return core(logits, labels, weights, **kwargs)
+
+    monkeypatch.setattr(cbloss, "class_balanced_loss_and_grad", recording)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((30, 64), dtype=np.float32), rng.integers(0, 10, 30)
+    table = rng.random((6, 10)) + 0.5
+    init = init_params("softmax", 64, 10, seed=0)
+    trained = trainer.fit(init, x, y, table, loss="softmax", gamma=None, steps=6, lr=0.05)
+    assert len(seen) == 6
+    for t in range(6):
+        np.testing.assert_array_equal(seen[t], table[t].astype(np.float32))
+    # a table of identical rows is the constant vector, bit for bit
+    seen.clear()
+    constant = trainer.fit(init, x, y, np.tile(table[2], (6, 1)), loss="softmax", gamma=None, steps=6, lr=0.05)
+    vector = trainer.fit(init, x, y, table[2], loss="softmax", gamma=None, steps=6, lr=0.05)
+    for (w1, b1), (w2, b2) in zip(constant, vector, strict=True):
+        np.testing.assert_array_equal(w1, w2)
+        np.testing.assert_array_equal(b1, b2)
+    assert not np.array_equal(trained[0][0], vector[0][0])

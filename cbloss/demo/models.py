@@ -1,6 +1,7 @@
 """The two tiny models, as lists of ``(W, b)`` float32 layers: ReLU between layers, none after the last.
 
-``softmax`` is softmax regression (one layer); ``mlp`` has one hidden layer. Every backend starts from the same
+``softmax`` is softmax regression (one layer); ``linear`` is the same layer for the multi-label task (one
+logistic regression per class); ``mlp`` has one hidden layer. Every backend starts from the same
 NumPy initialisation (so the same seed gives the same run everywhere) and returns NumPy parameters, which are
 evaluated here, in NumPy, identically for every backend.
 """
@@ -11,7 +12,7 @@ import itertools
 
 import numpy as np
 
-MODELS = ("softmax", "mlp")
+MODELS = ("softmax", "mlp", "linear")
 HIDDEN = 64
 
 
@@ -19,7 +20,7 @@ def init_params(model: str, num_features: int, num_classes: int, seed: int) -> l
     """Glorot-uniform weights and zero biases, from ``seed`` (the same for every method: paired runs)."""
     if model not in MODELS:
         raise ValueError(f"model: must be one of {list(MODELS)}, got {model!r}")
-    sizes = [num_features, num_classes] if model == "softmax" else [num_features, HIDDEN, num_classes]
+    sizes = [num_features, HIDDEN, num_classes] if model == "mlp" else [num_features, num_classes]
     rng = np.random.default_rng([seed, 1, MODELS.index(model)])
     layers = []
     for fan_in, fan_out in itertools.pairwise(sizes):

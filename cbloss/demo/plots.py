@@ -10,6 +10,7 @@ import numpy as np
 import cbloss
 
 from .models import init_params
+from .report import row_label
 
 
 def _figure(**kwargs):
@@ -61,31 +62,69 @@ def plot_effective_number(
 
 def plot_per_class_accuracy(result: dict, summary: dict, path) -> Path:
     """Per-class test accuracy (mean ± std over seeds) by training-count rank, at the largest imbalance factor:
-    plain CE (before), inverse frequency and the best class-balanced setting (after)."""
+    plain CE (before), inverse frequency, the best class-balanced setting and the best DRW row (after)."""
     config = result["config"]
     labels = {m["key"]: m["label"] for m in config["methods"]}
     cb_keys = [m["key"] for m in config["methods"] if m["kind"] == "cb"]
+    drw_keys = [m["key"] for m in config["methods"] if m["kind"] == "drw"]
     imbalance = max(config["imbalance_factors"])
     key = f"{imbalance:g}"
     models = config["models"]
-    fig = _figure(figsize=(5.5 * len(models), 4.2), layout="constrained")
+    fig = _figure(figsize=(5.8 * len(models), 4.8), layout="constrained")
     axes = fig.subplots(1, len(models), squeeze=False)[0]
     counts = next(r["counts_by_rank"] for r in result["runs"] if r["imbalance"] == imbalance)
     for ax, model in zip(axes, models, strict=True):
         block = summary[model][key]
         shown = [k for k in ("ce", "inverse_frequency") if k in block]
-        if cb_keys:
-            shown.append(min(cb_keys, key=lambda k: block[k]["error"]["mean"]))
+        for keys in (cb_keys, drw_keys):
+            if keys:
+                shown.append(min(keys, key=lambda k: block[k]["error"]["mean"]))
         rank = np.arange(len(counts))
         width = 0.8 / len(shown)
         for j, k in enumerate(shown):
             acc = block[k]["accuracy_by_rank"]
             ax.bar(rank + (j - (len(shown) - 1) / 2) * width, acc["mean"], width, yerr=acc["std"],
-                   label=f"{labels[k]}: error {block[k]['error']['mean']:.1f}%", capsize=2)  # fmt: skip
+                   label=f"{row_label(labels, k, block[k])}: error {block[k]['error']['mean']:.1f}%",
+                   capsize=2)  # fmt: skip
         ax.set_xticks(rank, [str(c) for c in counts], fontsize=8)
         ax.set(xlabel="class, most to least frequent (training count n_i)", ylabel="test accuracy %", ylim=(0, 105))
         ax.set_title(f"{model}, imbalance {key}: per-class accuracy before / after", fontsize=9)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_per_class_ap(result: dict, summary: dict, path) -> Path:
+    """The multi-label task's per-class test AP (mean ± std over seeds) by training-count rank, at the largest
+    imbalance factor: plain BCE (before), inverse frequency ("class") and the best class-balanced setting of each
+    weighting mode, "class" and "sample" (after)."""
+    config = result["config"]
+    labels = {m["key"]: m["label"] for m in config["methods"]}
+    modes = {mode: [m["key"] for m in config["methods"] if m["kind"] == "cb" and m["multi_label"] == mode]
+             for mode in ("class", "sample")}  # fmt: skip
+    imbalance = max(config["imbalance_factors"])
+    key = f"{imbalance:g}"
+    models = config["models"]
+    fig = _figure(figsize=(5.8 * len(models), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(models), squeeze=False)[0]
+    run = next(r for r in result["runs"] if r["imbalance"] == imbalance)
+    counts = run["counts_by_rank"]
+    for ax, model in zip(axes, models, strict=True):
+        block = summary[model][key]
+        shown = [k for k in ("bce", "inverse_frequency_class") if k in block]
+        shown += [max(keys, key=lambda k: block[k]["map"]["mean"]) for keys in modes.values() if keys]
+        rank = np.arange(len(counts))
+        width = 0.8 / len(shown)
+        for j, k in enumerate(shown):
+            ap = block[k]["ap_by_rank"]
+            ax.bar(rank + (j - (len(shown) - 1) / 2) * width, ap["mean"], width, yerr=ap["std"],
+                   label=f"{labels[k]}: mAP {block[k]['map']['mean']:.1f}%", capsize=2)  # fmt: skip
+        ax.set_xticks(rank, [str(c) for c in counts], fontsize=8)
+        ax.set(xlabel="class, most to least frequent (training positives n_i, seed 0)", ylabel="test AP %",
+               ylim=(0, 105))  # fmt: skip
+        ax.set_title(f"{model}, imbalance {key}: per-class average precision before / after", fontsize=9)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     path = Path(path)
     fig.savefig(path, dpi=110)
     return path

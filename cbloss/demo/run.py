@@ -1,4 +1,5 @@
-"""``cbloss demo``: run the experiment, print the table and the conclusions, write the JSON and the pictures."""
+"""``cbloss demo``: run the experiment (single-label, or ``--task multi-label``), print the table and the
+conclusions, write the JSON and the pictures."""
 
 from __future__ import annotations
 
@@ -49,6 +50,39 @@ def main(config: DemoConfig, out: Path, json_path: Path | None, plots: bool = Tr
                 trainer, out / "toy_decision_boundary.png", normalize=config.normalize
             )
         result["pictures"] = {k: str(v) for k, v in pictures.items()}
+    return _write(result, text, out, json_path, start)
+
+
+def main_multilabel(config, out: Path, json_path: Path | None, plots: bool = True, progress: bool = True) -> dict:
+    """``cbloss demo --task multi-label``: run, print the table and the conclusions, write the JSON and the picture."""
+    from .multilabel import conclusions_multilabel, run_multilabel, summarize_multilabel, table_multilabel
+    from .plots import plot_per_class_ap
+
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    print(
+        f"cbloss demo --task multi-label: backend {config.backend}, models {', '.join(config.models)}, imbalance "
+        f"factors {', '.join(f'{m:g}' for m in config.imbalances)}, {config.seeds} seed(s), {len(config.methods)} "
+        f"methods, {config.steps} full-batch Adam steps; data: scikit-learn's make_multilabel_classification "
+        "(10 classes, 64 features, a fixed pool of 5000)",
+        file=sys.stderr,
+    )
+    result = run_multilabel(config, progress=progress)
+    summary = summarize_multilabel(result)
+    concl = conclusions_multilabel(result, summary)
+    text = (
+        table_multilabel(result, summary)
+        + "\nConclusions (computed from the numbers above):\n"
+        + "\n".join(f"- {line}" for line in concl["text"])
+    )
+    print(text)
+    result.update(summary=summary, conclusions=concl, pictures={})
+    if plots:
+        result["pictures"] = {"per_class_ap": str(plot_per_class_ap(result, summary, out / "per_class_ap.png"))}
+    return _write(result, text, out, json_path, start)
+
+
+def _write(result: dict, text: str, out: Path, json_path: Path | None, start: float) -> dict:
     (out / "report.md").write_text(text + "\n")
     json_path = json_path or out / "results.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,15 @@
 """Training backends of the demo: one module per framework, each with the same ``fit``.
 
-``fit(layers, x, y, weights, *, loss, gamma, steps, lr) -> layers`` trains the model given as NumPy ``(W, b)``
-layers on the full batch ``(x, y)`` for ``steps`` Adam steps (betas ``ADAM_BETAS``, eps ``ADAM_EPS``, no weight
-decay) with the cbloss loss ``loss`` (reduction ``"mean"``, class weights ``weights`` or None) and returns the
-trained layers as NumPy float32. Full batch, the same initialisation and the same optimiser make the runs of
-every backend the same up to float32 rounding.
+``fit(layers, x, y, weights, *, loss, gamma, steps, lr, multi_label=None) -> layers`` trains the model given as
+NumPy ``(W, b)`` layers on the full batch ``(x, y)`` for ``steps`` Adam steps (betas ``ADAM_BETAS``, eps
+``ADAM_EPS``, no weight decay) with the cbloss loss ``loss`` (reduction ``"mean"``) and returns the trained layers
+as NumPy float32. ``weights`` is None (unweighted), one ``(C,)`` vector for every step, or a ``(steps, C)`` table
+whose row ``t`` weighs step ``t`` (0-based): a schedule such as ``cbloss.schedules.DeferredReweighting``
+evaluated at every step (full batch: one step is one epoch). The table is an argument of the compiled training
+loop of JAX and TensorFlow, indexed inside it, so new weights cost no retrace. ``y`` holds class indices, or
+multi-hot ``(N, C)`` float32 targets with ``multi_label="class"`` or ``"sample"`` (docs/conventions.md §6.5).
+Full batch, the same initialisation and the same optimiser make the runs of every backend the same up to
+float32 rounding.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ BACKENDS = {
     "tensorflow": ("tensorflow_backend", ("tensorflow", "keras", "cbloss.adapters.tensorflow")),
 }
 DEFAULT_ORDER = ("torch", "jax", "tensorflow", "numpy")
+
+
+def weights_at(weights, step: int):
+    """The weights of step ``step`` (0-based): None, the ``(C,)`` vector itself, or row ``step`` of a
+    ``(steps, C)`` table."""
+    if weights is None or weights.ndim == 1:
+        return weights
+    return weights[step]
 
 
 def _installed(module: str) -> bool:

@@ -26,25 +26,31 @@ def _forward(params, x):
     return h
 
 
-@partial(jax.jit, static_argnames=("loss", "gamma", "steps", "lr"))
-def _train(params, x, y, weights, *, loss, gamma, steps, lr):
+@partial(jax.jit, static_argnames=("loss", "gamma", "steps", "lr", "multi_label"))
+def _train(params, x, y, weights, *, loss, gamma, steps, lr, multi_label):
     opt = optax.adam(lr, b1=ADAM_BETAS[0], b2=ADAM_BETAS[1], eps=ADAM_EPS)
+    per_step = weights is not None and weights.ndim == 2  # a (steps, C) table: row t weighs step t
 
-    def objective(p):
-        return class_balanced_loss(_forward(p, x), y, weights, loss=loss, gamma=gamma, reduction="mean")
+    def objective(p, w):
+        return class_balanced_loss(
+            _forward(p, x), y, w, loss=loss, gamma=gamma, reduction="mean", multi_label=multi_label
+        )
 
-    def step(_, carry):
+    def step(t, carry):
         p, state = carry
-        updates, state = opt.update(jax.grad(objective)(p), state, p)
+        grads = jax.grad(objective)(p, weights[t] if per_step else weights)
+        updates, state = opt.update(grads, state, p)
         return optax.apply_updates(p, updates), state
 
     return jax.lax.fori_loop(0, steps, step, (params, opt.init(params)))[0]
 
 
-def fit(layers, x, y, weights, *, loss, gamma, steps, lr):
+def fit(layers, x, y, weights, *, loss, gamma, steps, lr, multi_label=None):
     params = [(jnp.asarray(w, jnp.float32), jnp.asarray(b, jnp.float32)) for w, b in layers]
-    # Unweighted runs pass weights=None (a separate trace); weighted runs reuse one trace per shape and loss.
+    # Unweighted runs pass weights=None (a separate trace); weighted runs reuse one trace per shape and loss: the
+    # weights, also a per-step table, are traced arguments, so new values cost no recompilation.
     w = None if weights is None else jnp.asarray(np.asarray(weights, dtype=np.float32))
-    out = _train(params, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32), w,
-                 loss=loss, gamma=gamma, steps=steps, lr=lr)  # fmt: skip
+    labels = jnp.asarray(y, jnp.float32 if multi_label else jnp.int32)
+    out = _train(params, jnp.asarray(x, jnp.float32), labels, w,
+                 loss=loss, gamma=gamma, steps=steps, lr=lr, multi_label=multi_label)  # fmt: skip
     return [(np.asarray(w_, dtype=np.float32), np.asarray(b_, dtype=np.float32)) for w_, b_ in out]

@@ -7,12 +7,12 @@ import numpy as np
 
 import cbloss
 
-from . import ADAM_BETAS, ADAM_EPS
+from . import ADAM_BETAS, ADAM_EPS, weights_at
 
 NAME = "numpy"
 
 
-def fit(layers, x, y, weights, *, loss, gamma, steps, lr):
+def fit(layers, x, y, weights, *, loss, gamma, steps, lr, multi_label=None):
     params = [np.array(p, dtype=np.float32) for layer in layers for p in layer]
     first = [np.zeros_like(p) for p in params]
     second = [np.zeros_like(p) for p in params]
@@ -28,8 +28,9 @@ def fit(layers, x, y, weights, *, loss, gamma, steps, lr):
             if i < n_layers - 1:
                 h = np.maximum(h, 0)
         _, g = cbloss.class_balanced_loss_and_grad(
-            h, y, w32, loss=loss, gamma=gamma, reduction="mean", validate=t == 1
-        )  # the labels do not change: check their values once
+            h, y, weights_at(w32, t - 1), loss=loss, gamma=gamma, reduction="mean", multi_label=multi_label,
+            validate=t == 1,
+        )  # fmt: skip  # the labels do not change: check their values once
         # Backward through the layers.
         grads = [None] * len(params)
         for i in reversed(range(n_layers)):

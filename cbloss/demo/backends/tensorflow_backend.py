@@ -29,8 +29,11 @@ def _forward(params, x):
     return h
 
 
-def _trainer(loss, gamma, steps, lr, weighted):
-    key = (loss, gamma, steps, lr, weighted)
+def _trainer(loss, gamma, steps, lr, weights_rank, multi_label):
+    # One tf.function per weights rank (None: unweighted, 1: a vector, 2: a per-step table): reduce_retracing
+    # would otherwise relax a vector and a table to an unknown rank.
+    key = (loss, gamma, steps, lr, weights_rank, multi_label)
+    weighted = weights_rank is not None
     if key not in _TRAINERS:
         b1, b2 = ADAM_BETAS
 
@@ -39,12 +42,14 @@ def _trainer(loss, gamma, steps, lr, weighted):
             params = [tf.identity(p) for p in params]
             first = [tf.zeros_like(p) for p in params]
             second = [tf.zeros_like(p) for p in params]
+            per_step = weights_rank == 2  # a (steps, C) table, indexed in the graph: row t weighs step t
             for t in tf.range(1, steps + 1):
+                w = (weights[t - 1] if per_step else weights) if weighted else None
                 with tf.GradientTape() as tape:
                     tape.watch(params)
                     logits = _forward(params, x)
                     value = class_balanced_loss(
-                        logits, y, weights if weighted else None, loss=loss, gamma=gamma, reduction="mean"
+                        logits, y, w, loss=loss, gamma=gamma, reduction="mean", multi_label=multi_label
                     )
                 grads = tape.gradient(value, params)
                 tf_t = tf.cast(t, tf.float32)
@@ -64,15 +69,18 @@ def _trainer(loss, gamma, steps, lr, weighted):
     return _TRAINERS[key]
 
 
-def fit(layers, x, y, weights, *, loss, gamma, steps, lr):
+def fit(layers, x, y, weights, *, loss, gamma, steps, lr, multi_label=None):
     params = [tf.constant(p, dtype=tf.float32) for layer in layers for p in layer]
+    # The weights (a (C,) vector or a (steps, C) table) are an argument of the traced loop: new values, such as
+    # another split's or a schedule's, reuse the trace.
     w = tf.constant(np.ones(1, np.float32) if weights is None else np.asarray(weights, dtype=np.float32))
-    train = _trainer(loss, gamma, steps, lr, weights is not None)
+    train = _trainer(loss, gamma, steps, lr, None if weights is None else np.ndim(weights), multi_label)
+    labels = tf.constant(y, tf.float32 if multi_label else tf.int64)
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel("ERROR")  # one trace per (model, split size, loss): expected here, not worth a warning
     try:
-        out = train(params, tf.constant(x, tf.float32), tf.constant(y, tf.int64), w)
+        out = train(params, tf.constant(x, tf.float32), labels, w)
     finally:
         logger.setLevel(level)
     return [(out[2 * i].numpy(), out[2 * i + 1].numpy()) for i in range(len(layers))]

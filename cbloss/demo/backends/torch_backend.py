@@ -8,17 +8,18 @@ import torch
 
 from cbloss.adapters.torch import class_balanced_loss
 
-from . import ADAM_BETAS, ADAM_EPS
+from . import ADAM_BETAS, ADAM_EPS, weights_at
 
 NAME = "torch"
 
 
-def fit(layers, x, y, weights, *, loss, gamma, steps, lr):
+def fit(layers, x, y, weights, *, loss, gamma, steps, lr, multi_label=None):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the matrices are tiny: threads only add overhead (and contend on a busy machine)
     try:
         params = [torch.tensor(p, dtype=torch.float32, requires_grad=True) for layer in layers for p in layer]
-        xt, yt = torch.from_numpy(np.ascontiguousarray(x, np.float32)), torch.from_numpy(y.astype(np.int64))
+        xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        yt = torch.from_numpy(np.asarray(y, np.float32 if multi_label else np.int64))
         wt = None if weights is None else torch.from_numpy(np.asarray(weights, dtype=np.float32))
         opt = torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS, fused=True)
         n_layers = len(layers)
@@ -30,7 +31,10 @@ def fit(layers, x, y, weights, *, loss, gamma, steps, lr):
                 if i < n_layers - 1:
                     h = torch.relu(h)
             # The labels do not change: check their values once, not at every step.
-            value = class_balanced_loss(h, yt, wt, loss=loss, gamma=gamma, reduction="mean", validate=step == 0)
+            value = class_balanced_loss(
+                h, yt, weights_at(wt, step), loss=loss, gamma=gamma, reduction="mean", multi_label=multi_label,
+                validate=step == 0,
+            )  # fmt: skip
             value.backward()
             opt.step()
         return [
