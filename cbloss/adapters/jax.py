@@ -1,32 +1,18 @@
 """JAX adapter: class-balanced losses on ``jax.Array``s, pure and safe under ``jit``/``grad``/``vmap``/sharding.
 
-The formulas, weights and reductions are the core's (:mod:`cbloss.losses`); this module only converts
-(class axis moved last, float16/bfloat16 computed in float32), validates eagerly where the values are concrete,
-and registers the core's analytic gradient through :func:`jax.custom_vjp`, so ``jax.grad`` never
-differentiates through the loss formula.
-
-Behaviour worth knowing:
-
-* Configuration (``loss``, ``gamma``, ``reduction``, ``label_smoothing``, ``ignore_index``, ``axis``,
-  ``axis_name``) is static Python data; arrays may be traced. No Python control flow depends on array values.
-* ``axis_name``: inside ``shard_map``/``pmap`` (or ``vmap(..., axis_name=...)``) the ``mean``/``weighted_mean``
-  denominator is ``lax.psum``-ed over that axis, so each device returns *its shard's share* of the whole
-  batch's loss: ``lax.psum(loss, axis_name)`` is the whole batch's mean, and the gradient with respect to the
-  local logits is exactly the whole-batch gradient's slice. With a batch sharded through ``jax.sharding``
-  under plain ``jit`` no ``axis_name`` is needed: XLA partitions the global sum itself.
-* Labels out of range cannot raise inside ``jit``. Here every label outside ``[0, C)`` that is not
-  ``ignore_index`` (negative ones included: they are *not* wrapped around) gathers NaN, so its position's loss
-  and gradient are NaN and a ``mean``/``sum`` becomes NaN: visible, never silently wrong. Eager calls (labels
-  not traced) are validated by default and raise ``ValueError: labels: ...``; :func:`validate_labels` checks
-  eagerly before a jitted step, and ``validate="checkify"`` emits :mod:`jax.experimental.checkify` checks
-  for use under ``checkify.checkify``. Soft targets are used as given under ``jit``.
-* Targets and weights are constants for differentiation (their cotangent is zero).
+The formulas, weights, reductions and checks are the core's (:mod:`cbloss.engine`, :mod:`cbloss.validation`).
+This module converts (class axis last, float16/bfloat16 computed in float32), checks values where they are
+concrete, and registers the core's analytic gradient with :func:`jax.custom_vjp` (docs/conventions.md §13).
+Options are static; arrays may be traced. Traced code cannot raise on data: there a label outside ``[0, C)``
+that is not ``ignore_index`` gathers NaN (never wrapped or clamped), so its position's loss and gradient are
+NaN (docs/conventions.md §11.2). Labels and weights are constants: zero cotangent (§10).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 import jax
@@ -35,80 +21,60 @@ import numpy as np
 from jax import lax
 from jax.experimental import checkify
 
-from ..losses import (
-    LossName,
-    LossOptions,
-    Reduction,
-    check_label_values,
-    check_logits_and_labels,
-    compute_dtype,
-    loss_terms,
-    prepare_weights,
-    reduce_terms,
-)
-from ..primitives import Primitives
-from ..weights import Normalize, class_balanced_weights, host_class_weights
+from .. import validation
+from ..engine import evaluate
+from ..options import LossOptions, loss_options, split_options, with_options_doc
+from ..primitives import SharedExpPrimitives
+from ..weights import class_balanced_weights
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..options import LossKwargs, ModuleKwargs
 
 __all__ = ["ClassBalancedLoss", "JaxPrimitives", "class_balanced_loss", "validate_labels"]
 
-# The namespace, resolved once outside any compiled region (array-api-compat returns jax.numpy itself).
-xp = array_api_compat.array_namespace(jnp.zeros(0))
-_NP = array_api_compat.array_namespace(np.zeros(0))  # eager value checks run on host copies
-
-_MEANS = ("mean", "weighted_mean")
+_HOST = array_api_compat.array_namespace(np.zeros(0))  # eager checks read host copies: nothing gets staged
 
 
-class JaxPrimitives(Primitives):
-    """The generic definitions with jax.nn's logsumexp/softplus, and gathers that never wrap or clamp: an index
+class JaxPrimitives(SharedExpPrimitives):
+    """The core's definitions with one exponential shared by softplus and both sigmoids (everything here runs
+    under XLA, which fuses the selects), jax.nn's ``logsumexp``, and gathers that never wrap or clamp: an index
     outside ``[0, C)`` gathers NaN."""
 
-    fuses_elementwise = True  # everything runs under jit (XLA)
-
     def logsumexp(self, x: Any) -> Any:
-        return jax.nn.logsumexp(x, axis=-1, keepdims=True)
-
-    def softplus(self, x: Any) -> Any:
-        return jax.nn.softplus(x)  # logaddexp(x, 0) = max(x, 0) + log1p(exp(-|x|))
+        return jax.nn.logsumexp(x, axis=-1)
 
     def take_label(self, x: Any, labels: Any) -> Any:
         picked = jnp.take_along_axis(x, labels[..., None], axis=-1, mode="fill", wrap_negative_indices=False)
         return picked[..., 0]
 
     def take_weights(self, weights: Any, labels: Any) -> Any:
-        # .at[].get with the labels' sharding: under an explicit-sharding mesh a gather from the replicated
-        # (C,) weights must be told that its output is sharded like the labels.
+        # Under an explicit-sharding mesh a gather from the replicated (C,) weights must be told that its
+        # output is sharded like the labels.
         sharding = jax.typeof(labels).sharding
         sharding = sharding if sharding.mesh.axis_names else None
         return weights.at[labels].get(mode="fill", wrap_negative_indices=False, out_sharding=sharding)
 
 
-_OPS = JaxPrimitives(xp)
+_OPS = JaxPrimitives(jnp)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# The traced path: the core's terms and reduction, with its analytic gradient as the VJP.
-# ----------------------------------------------------------------------------------------------------------
-def _reduced(z, labels, weights, opts: LossOptions, soft: bool, axis_name: Any, with_grad: bool):
-    ops = _OPS
-    terms = loss_terms(ops, z, labels, weights, opts, soft=soft, with_grad=with_grad)
-    denominator = None
-    if axis_name is not None and opts.reduction in _MEANS:
-        denominator = lax.psum(jnp.sum(terms.norm), axis_name)
-    return reduce_terms(xp, terms, opts.reduction, denominator)
+# The traced path: the core's engine, with its analytic gradient as the VJP.
+def _loss_fwd(z, labels, weights, opts: LossOptions, soft: bool, axis_name: Any, with_grad: bool = True):
+    """``(loss, d loss / d z)`` from the engine; the gradient is the VJP's residual."""
+    global_sum = None if axis_name is None else functools.partial(lax.psum, axis_name=axis_name)
+    return evaluate(_OPS, z, labels, weights, opts, soft=soft, with_grad=with_grad, global_sum=global_sum)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
 def _loss(z, labels, weights, opts, soft, axis_name):
-    return _reduced(z, labels, weights, opts, soft, axis_name, with_grad=False)[0]
-
-
-def _loss_fwd(z, labels, weights, opts, soft, axis_name):
-    return _reduced(z, labels, weights, opts, soft, axis_name, with_grad=True)
+    return _loss_fwd(z, labels, weights, opts, soft, axis_name, with_grad=False)[0]
 
 
 def _loss_bwd(opts, soft, axis_name, grad, cotangent):
     scale = cotangent[..., None] if opts.reduction == "none" else cotangent
-    return scale * grad, None, None
+    return scale * grad, None, None  # labels and weights: zero cotangent
 
 
 _loss.defvjp(_loss_fwd, _loss_bwd)
@@ -116,182 +82,211 @@ _loss.defvjp(_loss_fwd, _loss_bwd)
 
 @functools.partial(jax.jit, static_argnames=("opts", "axis", "soft", "axis_name", "check"))
 def _compiled(logits, labels, weights, opts: LossOptions, axis: int, soft: bool, axis_name: Any, check: bool):
-    """Cast and move the class axis last (JAX differentiates these), then the core under the custom VJP."""
-    dtype = compute_dtype(xp, logits.dtype)
+    """Cast and move the class axis last (JAX differentiates these), then the engine under the custom VJP."""
+    dtype = validation.compute_dtype(jnp, logits.dtype)
     num_classes = logits.shape[axis]
-    z = xp.astype(logits, dtype)
+    z = jnp.moveaxis(logits.astype(dtype), axis, -1)
     if soft:
-        labels = xp.astype(labels, dtype)
-    if axis != logits.ndim - 1:
-        z = jnp.moveaxis(z, axis, -1)
-        if soft:
-            labels = jnp.moveaxis(labels, axis, -1)
-    if check:
-        _checkify_labels(labels, num_classes, soft, opts.ignore_index)
-    if weights is None and not soft:
-        # Gather ones rather than skip the gather: an out-of-range label then gives NaN for every loss kind.
-        weights = jnp.ones((num_classes,), dtype)
-    else:
-        weights = None if weights is None else xp.astype(weights, dtype)
-    return _loss(z, lax.stop_gradient(labels), lax.stop_gradient(weights), opts, soft, axis_name)
-
-
-def _checkify_labels(labels, num_classes: int, soft: bool, ignore_index: int | None) -> None:
-    if soft:
-        checkify.check(
-            jnp.all(labels >= 0), "labels: soft targets must be finite probabilities >= 0 (found negative or NaN)"
-        )
-        return
-    bad = (labels < 0) | (labels >= num_classes)
-    if ignore_index is not None:
-        bad = bad & (labels != ignore_index)
-    first = jnp.reshape(labels, (-1,))[jnp.argmax(jnp.reshape(bad, (-1,)))]
-    checkify.check(~jnp.any(bad), f"labels: class indices must be in [0, {num_classes}), got {{}}", first)
+        tolerance = validation.soft_target_tolerance(jnp, labels.dtype)  # of the dtype the targets were given in
+        labels = jnp.moveaxis(labels.astype(dtype), axis, -1)
+    if check and opts.multi_label is not None:
+        invalid = validation.multi_hot_invalid(jnp, labels)
+        checkify.check(~invalid, "labels: multi-hot targets must be in [0, 1] (found a value outside, or NaN)")
+    elif check and soft:
+        negative, off = validation.soft_targets_invalid(jnp, labels, tolerance)
+        checkify.check(~negative, "labels: soft targets must be finite probabilities >= 0 (found negative or NaN)")
+        worst = jnp.max(jnp.abs(jnp.sum(labels, axis=-1) - 1.0))
+        checkify.check(~off, "labels: soft targets must sum to 1 along the class axis (off by up to {})", worst)
+    elif check:
+        bad = validation.labels_out_of_range(jnp, labels, num_classes, opts.ignore_index)
+        first = jnp.ravel(labels)[jnp.argmax(jnp.ravel(bad))]
+        checkify.check(~jnp.any(bad), f"labels: class indices must be in [0, {num_classes}), got {{}}", first)
+    if weights is not None:
+        weights = weights.astype(dtype)
+    elif not soft:
+        weights = jnp.ones((num_classes,), dtype)  # gathered, so an out-of-range label gives NaN for every loss
+    return _loss(z, labels, weights, opts, soft, axis_name)
 
 
 def _is_traced(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Public API
-# ----------------------------------------------------------------------------------------------------------
+def _call(logits, labels, weights, opts: LossOptions, axis: int, axis_name: Any, validate: Any) -> jax.Array:
+    if not (validate is None or isinstance(validate, bool) or validate == "checkify"):
+        raise ValueError(f"validate: must be None, True, False or 'checkify', got {validate!r}")
+    logits = logits if _is_traced(logits) else jnp.asarray(logits)
+    labels = labels if _is_traced(labels) else jnp.asarray(labels)
+    multi_label = opts.multi_label is not None
+    axis, soft = validation.check_class_axis(jnp, logits, labels, axis, multi_label=multi_label)
+    num_classes = logits.shape[axis]
+    if validate is True and (_is_traced(labels) or _is_traced(weights)):
+        raise TypeError("validate: True needs concrete labels and weights, got traced ones (use 'checkify')")
+    eager = validate is None or validate is True
+    if eager and not _is_traced(labels):
+        validate_labels(
+            labels, num_classes, ignore_index=opts.ignore_index, soft=soft, axis=axis, multi_label=multi_label
+        )
+    if weights is not None:
+        if eager and not _is_traced(weights):
+            validation.host_class_weights(weights, num_classes)
+        dtype = validation.compute_dtype(jnp, logits.dtype)
+        weights = validation.prepare_weights(jnp, weights, num_classes, dtype, None, False)
+    return _compiled(logits, labels, weights, opts, axis, soft, axis_name, validate == "checkify")
+
+
+# Public API.
 def validate_labels(
-    labels: Any, num_classes: int, *, ignore_index: int | None = None, soft: bool | None = None, axis: int = -1
+    labels: Any,
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+    soft: bool | None = None,
+    axis: int = -1,
+    multi_label: bool = False,
 ) -> None:
-    """Eagerly check label values (outside ``jit``): class indices in ``[0, num_classes)`` (or
-    ``ignore_index``), or soft targets that are probabilities summing to 1 along ``axis``. Raises
-    ``ValueError`` naming ``labels``; a traced ``labels`` raises ``TypeError`` (use ``validate="checkify"``)."""
+    """Check label values eagerly (outside ``jit``), with the core's rules (docs/conventions.md §6, §11).
+
+    Class indices must be in ``[0, num_classes)`` or equal ``ignore_index``; soft targets (floating point,
+    class axis ``axis``) must be ``>= 0`` and sum to 1 within the tolerance of their dtype; with ``multi_label``,
+    multi-hot targets (bool, integer or floating, class axis ``axis``) must lie in [0, 1]. Raises
+    ``ValueError`` naming ``labels``, or ``TypeError`` for traced labels (use ``validate="checkify"`` there).
+
+    Example:
+        >>> import numpy as np
+        >>> validate_labels(np.array([0, 2, -100]), 3, ignore_index=-100)
+        >>> validate_labels(np.array([0, 3]), 3)
+        Traceback (most recent call last):
+        ValueError: labels: class indices must be in [0, 3), got [3]
+    """
     if _is_traced(labels):
         raise TypeError(
             "labels: validate_labels reads label values and cannot run on traced arrays (inside jit/vmap/grad); "
             "call it before the jitted step, or pass validate='checkify' and wrap the step in checkify.checkify"
         )
-    # On a host copy: inside a trace even operations on concrete arrays are staged, so checks run in NumPy.
-    labels = np.asarray(labels)
+    host = np.asarray(labels)
     if soft is None:
-        soft = bool(jnp.issubdtype(labels.dtype, jnp.floating))
+        soft = multi_label or bool(jnp.issubdtype(host.dtype, jnp.floating))
+    given_dtype = host.dtype  # sets the tolerance of soft targets' sums
     if soft:
-        given_dtype = labels.dtype  # sets the tolerance of the sums (float16/bfloat16: 1e-2)
-        labels = np.moveaxis(labels.astype(np.float64), axis, -1)
-        check_label_values(_NP, labels, int(num_classes), True, ignore_index, given_dtype)
-    else:
-        check_label_values(_NP, labels, int(num_classes), False, ignore_index)
+        host = np.moveaxis(host.astype(np.float64), axis, -1)
+    validation.check_label_values(
+        _HOST, host, int(num_classes), soft, ignore_index, given_dtype, multi_label=multi_label
+    )
 
 
+@with_options_doc
 def class_balanced_loss(
     logits: Any,
     labels: Any,
     weights: Any = None,
     *,
-    loss: LossName = "softmax",
-    gamma: float | None = None,
-    reduction: Reduction = "mean",
-    label_smoothing: float = 0.0,
-    ignore_index: int | None = None,
     axis: int = -1,
-    axis_name: Any = None,
+    axis_name: Hashable | None = None,
     validate: bool | str | None = None,
+    **options: Unpack[LossKwargs],
 ) -> jax.Array:
-    """Class-balanced loss of ``logits`` (class axis ``axis``, default last) against ``labels``; see
-    :func:`cbloss.class_balanced_loss` for every option. Pure: safe under ``jax.jit``, ``jax.grad``,
-    ``jax.value_and_grad``, ``jax.vmap``, ``shard_map`` and ``pmap``; the gradient with respect to ``logits``
-    is the core's analytic gradient (a ``jax.custom_vjp``).
+    r"""Class-balanced loss of ``logits`` against ``labels`` (docs/conventions.md §4-§8).
 
-    ``axis_name``: a mapped axis name (``shard_map``/``pmap``/``vmap``) over which the ``mean``/
-    ``weighted_mean`` denominator is summed with ``lax.psum``; each device then returns its shard's share and
-    ``lax.psum(loss, axis_name)`` is the whole batch's loss. ``validate``: ``None`` (default) checks label
-    and weight values when they are concrete (eager) and skips the check when traced; ``True`` requires the
-    check (``TypeError`` if traced); ``False`` never checks; ``"checkify"`` emits ``checkify`` checks (wrap the
-    caller in :func:`jax.experimental.checkify.checkify`). Unchecked out-of-range labels give NaN (see the
-    module docstring). float16/bfloat16 logits compute in float32 and the loss is float32; float64 needs
-    ``jax_enable_x64``.
+    .. math::
+
+        \ell(z, y) = w_y \, L_y(z), \qquad \ell(z, t) = \sum_c t_c \, w_c \, L_c(z)
+
+    for a class index ``y`` or a target distribution ``t``, with ``L`` the unweighted loss chosen by ``loss``.
+    Pure (``jit``, ``grad``, ``vmap``, ``shard_map``, ``pmap``); ``jax.grad`` gets the core's analytic gradient.
+
+    Args:
+        logits: floating point, class axis ``axis`` (float16/bfloat16 computed in float32; float64 needs x64).
+        labels: class indices (``logits``' shape without the class axis), or soft or multi-hot targets
+            (``logits``' shape).
+        weights: the (C,) class weights (:func:`cbloss.class_balanced_weights`), or None.
+        axis: the class axis.
+        axis_name: a mapped axis over which the means' denominator is ``lax.psum``-ed; each device then returns
+            its shard's share and ``lax.psum(loss, axis_name)`` is the whole batch's loss.
+        validate: None (check label and weight values when concrete), True (insist: ``TypeError`` when traced),
+            False (never), or ``"checkify"`` (emit checks; wrap the caller in ``checkify.checkify``).
+        **options: the loss options below.
+
+    Options:
+    {options}
+
+    Returns:
+        The loss: 0-d, or per position for ``reduction="none"``; float32 for float16/bfloat16 logits.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, cbloss
+        >>> w = cbloss.class_balanced_weights([100, 10, 1], beta=0.99)
+        >>> z = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]]); y = jnp.array([0, 2])
+        >>> round(float(class_balanced_loss(z, y, w, loss="focal")), 5)
+        1.40789
+        >>> jax.grad(lambda q: class_balanced_loss(q, y, w, loss="focal"))(z).shape
+        (2, 3)
     """
-    opts = LossOptions.make(loss, gamma, reduction, label_smoothing, ignore_index)
-    return _evaluate(logits, labels, weights, opts, axis, axis_name, validate)
+    return _call(logits, labels, weights, loss_options(**options), axis, axis_name, validate)
 
 
-def _evaluate(logits, labels, weights, opts: LossOptions, axis: int, axis_name: Any, validate: Any) -> jax.Array:
-    if validate not in (None, True, False, "checkify"):
-        raise ValueError(f"validate: must be None, True, False or 'checkify', got {validate!r}")
-    logits = logits if _is_traced(logits) else jnp.asarray(logits)
-    labels = labels if _is_traced(labels) else jnp.asarray(labels)
-    axis, soft = check_logits_and_labels(xp, logits, labels, axis)
-    num_classes = logits.shape[axis]
-    if validate is True and (_is_traced(labels) or _is_traced(weights)):
-        raise TypeError(
-            "validate=True needs concrete labels and weights, but they are traced (inside jit/vmap/grad): "
-            "validate eagerly with validate_labels(...) before the step, or use validate='checkify'"
-        )
-    eager = validate is None or validate is True
-    if eager and not _is_traced(labels):
-        validate_labels(labels, num_classes, ignore_index=opts.ignore_index, soft=soft, axis=axis)
-    if weights is not None:
-        if eager and not _is_traced(weights):
-            prepare_weights(_NP, np.asarray(weights, dtype=np.float64), num_classes, np.float64, None, True)
-        weights = prepare_weights(xp, weights, num_classes, compute_dtype(xp, logits.dtype), None, False)
-    return _compiled(logits, labels, weights, opts, axis, soft, axis_name, validate == "checkify")
+_FIELDS = ("weights", "options", "axis", "axis_name", "beta", "normalize")
 
 
+@with_options_doc
 @jax.tree_util.register_pytree_node_class
 class ClassBalancedLoss:
-    """An immutable class-balanced loss holding its (C,) weights as a ``jax.Array``; a pytree (the weights
-    are its only leaf), so it can be passed to, closed over by, or returned from jitted functions.
+    """An immutable class-balanced loss holding its (C,) weights as a ``jax.Array``: a pytree whose only leaf is
+    the weights, so it can be a jit argument, a closed-over constant or part of a train state.
 
-    ``ClassBalancedLoss(samples_per_class, beta)`` computes the weights once in float64 on the host
-    (:func:`cbloss.class_balanced_weights`) and stores them in JAX's default float dtype;
-    ``ClassBalancedLoss.from_weights(w)`` takes given weights (or None: unweighted). Calling it with
+    ``ClassBalancedLoss(samples_per_class, beta, **options)`` computes the weights once, in float64 on the host
+    (:func:`cbloss.class_balanced_weights`), and stores them in JAX's default float dtype;
+    ``ClassBalancedLoss.from_weights(w, **options)`` takes given weights (None: unweighted). Calling it with
     ``(logits, labels)`` is :func:`class_balanced_loss` with those weights.
+
+    Options:
+    {options}
+    {weight_options}
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> loss_fn = ClassBalancedLoss([100, 10, 1], beta=0.99, loss="focal")
+        >>> round(float(loss_fn(jnp.array([[2.0, 0.0, -1.0]]), jnp.array([0]))), 6)
+        0.008352
     """
 
-    __slots__ = ("__weakref__", "axis", "axis_name", "beta", "normalize", "options", "weights")
+    weights: jax.Array | None
+    options: LossOptions
+    axis: int
+    axis_name: Hashable | None
+    beta: float | None
+    normalize: str | None
+    __slots__ = ("__weakref__", *_FIELDS)
 
     def __init__(
         self,
         samples_per_class: Any,
         beta: float,
         *,
-        loss: LossName = "softmax",
-        gamma: float | None = None,
-        normalize: Normalize = "classes",
-        reduction: Reduction = "mean",
-        label_smoothing: float = 0.0,
-        ignore_index: int | None = None,
-        zero_count: str = "error",
         axis: int = -1,
-        axis_name: Any = None,
+        axis_name: Hashable | None = None,
+        **options: Unpack[ModuleKwargs],
     ):
-        weights = class_balanced_weights(samples_per_class, beta, normalize=normalize, zero_count=zero_count)
-        options = LossOptions.make(loss, gamma, reduction, label_smoothing, ignore_index)
-        self._set(jnp.asarray(weights), options, int(axis), axis_name, float(beta), normalize)
+        weight_opts, opts = split_options(options)
+        weights = jnp.asarray(class_balanced_weights(samples_per_class, beta, **weight_opts))
+        self._set(weights, opts, int(axis), axis_name, float(beta), weight_opts["normalize"])
 
     @classmethod
     def from_weights(
-        cls,
-        weights: Any,
-        *,
-        loss: LossName = "softmax",
-        gamma: float | None = None,
-        reduction: Reduction = "mean",
-        label_smoothing: float = 0.0,
-        ignore_index: int | None = None,
-        axis: int = -1,
-        axis_name: Any = None,
+        cls, weights: Any, *, axis: int = -1, axis_name: Hashable | None = None, **options: Unpack[LossKwargs]
     ) -> ClassBalancedLoss:
-        """A loss with given (C,) class weights (finite, >= 0), or ``None`` for an unweighted loss."""
-        if weights is not None:
-            weights = jnp.asarray(host_class_weights(weights))
+        """A loss with given (C,) class weights (finite, >= 0; any array or sequence), or None: unweighted."""
+        host = None if weights is None else jnp.asarray(validation.host_class_weights(weights))
+        return cls._make(host, loss_options(**options), int(axis), axis_name, None, None)
+
+    @classmethod
+    def _make(cls, *values: Any) -> ClassBalancedLoss:
         self = object.__new__(cls)
-        options = LossOptions.make(loss, gamma, reduction, label_smoothing, ignore_index)
-        self._set(weights, options, int(axis), axis_name, None, None)
+        self._set(*values)
         return self
 
-    def _set(self, weights, options, axis, axis_name, beta, normalize) -> None:
-        for name, value in zip(
-            ("weights", "options", "axis", "axis_name", "beta", "normalize"),
-            (weights, options, axis, axis_name, beta, normalize),
-            strict=True,
-        ):
+    def _set(self, *values: Any) -> None:
+        for name, value in zip(_FIELDS, values, strict=True):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -300,22 +295,19 @@ class ClassBalancedLoss:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"ClassBalancedLoss is immutable; cannot delete {name!r}")
 
-    # pytree protocol: the weights are the only leaf, everything else is static (hashable) aux data.
-    def tree_flatten(self):
-        return (self.weights,), (self.options, self.axis, self.axis_name, self.beta, self.normalize)
+    def tree_flatten(self) -> tuple[tuple[Any], tuple[Any, ...]]:
+        return (self.weights,), tuple(getattr(self, name) for name in _FIELDS[1:])
 
     @classmethod
-    def tree_unflatten(cls, aux, children):
-        self = object.__new__(cls)
-        self._set(children[0], *aux)
-        return self
+    def tree_unflatten(cls, aux: tuple[Any, ...], children: tuple[Any, ...]) -> ClassBalancedLoss:
+        return cls._make(children[0], *aux)
 
     @property
     def num_classes(self) -> int | None:
         return None if self.weights is None else int(self.weights.shape[0])
 
     def __call__(self, logits: Any, labels: Any, *, validate: bool | str | None = None) -> jax.Array:
-        return _evaluate(logits, labels, self.weights, self.options, self.axis, self.axis_name, validate)
+        return _call(logits, labels, self.weights, self.options, self.axis, self.axis_name, validate)
 
     def __repr__(self) -> str:
         o = self.options

@@ -52,21 +52,46 @@ def test_jit_value_and_grad_equal_core(loss, gamma, reduction):
 
 
 def test_forward_only_does_not_compute_the_gradient(monkeypatch):
-    """The custom_vjp's primal path asks the core for values only; the gradient is built only under grad."""
+    """The custom_vjp's primal path asks the engine for values only; the gradient is built only under grad."""
     calls = []
-    original = cj.loss_terms
+    original = cj.evaluate
 
     def spy(*args, **kwargs):
         calls.append(kwargs["with_grad"])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(cj, "loss_terms", spy)
+    monkeypatch.setattr(cj, "evaluate", spy)
     z, y, w = data(n=11, c=7)  # a shape no other test compiles, so nothing is cached
-    cj.class_balanced_loss(jnp.asarray(z), jnp.asarray(y), w, loss="focal")
+    value = cj.class_balanced_loss(jnp.asarray(z), jnp.asarray(y), w, loss="focal")
     assert calls == [False]
+    np.testing.assert_allclose(float(value), core(z, y, w, loss="focal")[0], rtol=1e-12)
     calls.clear()
     jax.grad(lambda q: cj.class_balanced_loss(q, jnp.asarray(y), w, loss="focal"))(jnp.asarray(z))
     assert True in calls
+
+
+def test_public_functions_leave_numpy_inputs_unchanged():
+    """Bitwise, dtype and writability: the adapter never writes into (or freezes) what it is given."""
+    rng = np.random.default_rng(5)
+    z = rng.normal(0.0, 3.0, (4, 5, 3))  # class axis 1
+    y = rng.integers(0, 5, (4, 3))
+    y[0, 0] = -100
+    t = np.moveaxis(rng.dirichlet(np.ones(5), size=(4, 3)), -1, 1)
+    t32 = t.astype(np.float32)
+    w = rng.uniform(0.25, 3.0, 5)
+    counts = np.array([50, 20, 9, 4, 1])
+    inputs = (z, y, t, t32, w, counts)
+    before = [(a.dtype, a.shape, a.tobytes()) for a in inputs]
+    options = {"axis": 1, "label_smoothing": 0.1}
+    cj.class_balanced_loss(z, y, w, ignore_index=-100, **options)
+    cj.class_balanced_loss(z, t, w, loss="focal", **options)
+    jax.grad(lambda q: cj.class_balanced_loss(q, t32, w, loss="softmax_focal", **options))(z)
+    cj.ClassBalancedLoss(counts, 0.9, loss="sigmoid", axis=1)(z, t)
+    cj.ClassBalancedLoss.from_weights(w, ignore_index=-100, axis=1)(z, y, validate=False)
+    cj.validate_labels(y, 5, ignore_index=-100)
+    cj.validate_labels(t32, 5, axis=1)
+    assert [(a.dtype, a.shape, a.tobytes()) for a in inputs] == before
+    assert all(a.flags.writeable for a in inputs)
 
 
 @pytest.mark.parametrize(("loss", "gamma"), LOSSES)
@@ -271,7 +296,7 @@ def test_validate_modes():
     z, y, w = data()
     y[4] = 7
     z, y = jnp.asarray(z), jnp.asarray(y)
-    with pytest.raises(TypeError, match="validate=True"):
+    with pytest.raises(TypeError, match="validate: True needs concrete"):
         jax.jit(lambda q, t: cj.class_balanced_loss(q, t, validate=True))(z, y)
     with pytest.raises(TypeError, match="labels"):
         jax.jit(lambda t: cj.validate_labels(t, 5))(y)
@@ -285,6 +310,30 @@ def test_validate_modes():
     err, value = checked(z, jnp.where(y == 7, 0, y))
     err.throw()  # no error for valid labels
     assert np.isfinite(float(value))
+
+
+def test_checkify_checks_soft_targets_with_the_given_dtypes_tolerance():
+    from jax.experimental import checkify
+
+    z, _, _ = data(c=2)
+    checked = checkify.checkify(jax.jit(lambda q, t: cj.class_balanced_loss(q, t, validate="checkify")))
+    near = np.tile([0.5, 0.505], (6, 1))  # sums to 1.005 (1.00488 in float16)
+    err, value = checked(jnp.asarray(z), jnp.asarray(near, jnp.float16))
+    err.throw()  # within float16's tolerance, 1e-2
+    np.testing.assert_allclose(
+        float(value), core(z, near.astype(np.float16).astype(np.float64), None, validate=False)[0], rtol=1e-12
+    )
+    cj.validate_labels(near.astype(np.float16), 2)  # the eager check agrees
+    for targets in (near, near * 0.9):  # float32: tolerance sqrt(eps) = 3.5e-4; the second sums to 0.9045
+        err, _ = checked(jnp.asarray(z), jnp.asarray(targets, jnp.float32))
+        with pytest.raises(checkify.JaxRuntimeError, match="labels: soft targets must sum to 1"):
+            err.throw()
+        with pytest.raises(ValueError, match="labels: soft targets must sum to 1"):
+            cj.validate_labels(targets.astype(np.float32), 2)
+    negative = np.tile([1.25, -0.25], (6, 1))  # sums to 1
+    err, _ = checked(jnp.asarray(z), jnp.asarray(negative))
+    with pytest.raises(checkify.JaxRuntimeError, match="labels: soft targets must be finite probabilities >= 0"):
+        err.throw()
 
 
 def test_soft_target_validation():
@@ -355,3 +404,34 @@ def test_import_cbloss_does_not_import_jax():
     subprocess.run(
         [sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(cbloss.__file__).parents[1])
     )
+
+
+@pytest.mark.parametrize("multi_label", ["class", "sample"])
+@pytest.mark.parametrize("dtype", ["bool", "int32", "float64"])
+def test_multi_hot_targets_equal_core(multi_label, dtype):
+    from jax.experimental import checkify
+
+    z, _, w = data()
+    targets = np.random.default_rng(4).uniform(size=z.shape) < 0.4
+    options = {"loss": "focal", "multi_label": multi_label, "label_smoothing": 0.1, "reduction": "mean"}
+    want, want_grad = core(z, targets.astype(np.float64), w, **options)
+    given = jnp.asarray(targets.astype(dtype))
+    step = jax.jit(jax.value_and_grad(lambda q, t: cj.class_balanced_loss(q, t, w, **options)))
+    module = cj.ClassBalancedLoss.from_weights(w, **options)  # eager: the targets are checked, then used
+    for value, grad in (step(jnp.asarray(z), given), jax.value_and_grad(module)(jnp.asarray(z), given)):
+        np.testing.assert_allclose(float(value), want, rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-12, atol=1e-15)
+    if dtype != "bool":  # a target outside [0, 1]: eager, validate_labels and checkify all reject it
+        bad = np.where(targets, 1, 0).astype(dtype)
+        bad[0, 0] = 2
+        with pytest.raises(ValueError, match=r"labels: multi-hot targets must be in \[0, 1\]"):
+            cj.class_balanced_loss(z, bad, w, **options)
+        with pytest.raises(ValueError, match=r"labels: multi-hot targets must be in \[0, 1\]"):
+            cj.validate_labels(bad, 5, multi_label=True)
+        checked = checkify.checkify(
+            jax.jit(lambda q, t: cj.class_balanced_loss(q, t, w, validate="checkify", **options))
+        )
+        err, _ = checked(jnp.asarray(z), jnp.asarray(bad))
+        with pytest.raises(checkify.JaxRuntimeError, match=r"labels: multi-hot targets must be in \[0, 1\]"):
+            err.throw()
+        checked(jnp.asarray(z), given)[0].throw()

@@ -1,0 +1,55 @@
+"""The neutral core (``cbloss.class_balanced_loss``) on jax arrays: generic Array-API code that jax traces through,
+so ``jax.grad``/``jax.vjp`` differentiate the core's formulas themselves (no custom gradient). Both must match the
+independent oracle (tests/oracle.py), for the four losses (docs/conventions.md §4, §15)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cbloss
+from tests import oracle
+
+jax = pytest.importorskip("jax", reason="jax is not installed")
+jnp = pytest.importorskip("jax.numpy")
+
+LOSSES = ["softmax", "sigmoid", "focal", "softmax_focal"]
+
+
+def data(seed=0, n=6, c=5):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0.0, 3.0, (n, c))
+    y = rng.integers(0, c, n)
+    y[2] = -1  # ignored where ignore_index=-1
+    t = rng.dirichlet(np.ones(c), size=n)
+    w = rng.uniform(0.25, 3.0, c)
+    return z, y, t, w
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_jax_grad_through_the_core_matches_the_oracle_hard_labels(loss):
+    z, y, _, w = data()
+    options = {"loss": loss, "reduction": "weighted_mean", "ignore_index": -1, "label_smoothing": 0.1}
+    want = oracle.loss_and_grad(z, y, w, **options)
+
+    def f(q):
+        return cbloss.class_balanced_loss(q, jnp.asarray(y), jnp.asarray(w), **options)
+
+    value, grad = jax.value_and_grad(f)(jnp.asarray(z))
+    assert isinstance(grad, jax.Array) and grad.dtype == jnp.float64
+    np.testing.assert_allclose(float(value), float(want.value), rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(grad), want.grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_jax_vjp_through_the_core_matches_the_oracle_soft_targets(loss):
+    z, _, t, w = data(seed=1)
+    cotangent = np.random.default_rng(2).uniform(-2.0, 2.0, z.shape[0])
+    want = oracle.loss_and_grad(z, t, w, loss=loss, reduction="none", cotangent=cotangent)
+    value, vjp = jax.vjp(
+        lambda q: cbloss.class_balanced_loss(q, jnp.asarray(t), jnp.asarray(w), loss=loss, reduction="none"),
+        jnp.asarray(z),
+    )
+    (grad,) = vjp(jnp.asarray(cotangent))
+    np.testing.assert_allclose(np.asarray(value), want.value, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(np.asarray(grad), want.grad, rtol=1e-12, atol=1e-15)
