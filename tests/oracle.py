@@ -234,33 +234,40 @@ def loss_and_grad(
             grads.append([mpmath.fsum(a[c] * J[c][j] for c in range(C)) for j in range(C)])
             A.append(mpmath.fsum(a))
 
-        cot = np.asarray(cotangent, dtype=np.float64)
-        if reduction == "none":
-            cots = [_mpf(v) for v in np.broadcast_to(cot, batch_shape).reshape(P)]
-            value = np.array([float(v) for v in values]).reshape(batch_shape)
-            grad = [[cots[p] * g for g in grads[p]] for p in range(P)]
-            dvalue = [abs(c) for c in cots]
+        return _reduced(values, grads, A, counted, denom, reduction, cotangent, logits.shape)
+
+
+def _reduced(values, grads, position_weight, counted, denom, reduction, cotangent, shape) -> Result:
+    """The reduction of per-position values and gradients (docs/conventions.md §7) and its vector-Jacobian
+    product with ``cotangent``: ``counted`` (1/0) and ``denom`` (the weights) are each position's denominators."""
+    batch_shape, P = shape[:-1], len(values)
+    cot = np.asarray(cotangent, dtype=np.float64)
+    if reduction == "none":
+        cots = [_mpf(v) for v in np.broadcast_to(cot, batch_shape).reshape(P)]
+        value = np.array([float(v) for v in values]).reshape(batch_shape)
+        grad = [[cots[p] * g for g in grads[p]] for p in range(P)]
+        dvalue = [abs(c) for c in cots]
+    else:
+        if reduction == "sum":
+            r = mpmath.mpf(1)
+        elif reduction == "mean":
+            n = sum(counted)
+            r = mpmath.mpf(0) if n == 0 else 1 / mpmath.mpf(n)
+        elif reduction == "weighted_mean":
+            D = mpmath.fsum(denom)
+            r = mpmath.mpf(0) if D == 0 else 1 / D
         else:
-            if reduction == "sum":
-                r = mpmath.mpf(1)
-            elif reduction == "mean":
-                n = sum(counted)
-                r = mpmath.mpf(0) if n == 0 else 1 / mpmath.mpf(n)
-            elif reduction == "weighted_mean":
-                D = mpmath.fsum(denom)
-                r = mpmath.mpf(0) if D == 0 else 1 / D
-            else:
-                raise ValueError(reduction)
-            c0 = _mpf(cot.reshape(()))
-            value = np.array(float(r * mpmath.fsum(values)))
-            grad = [[c0 * r * g for g in grads[p]] for p in range(P)]
-            dvalue = [abs(c0 * r)] * P
-        return Result(
-            value=value,
-            grad=np.array([[float(g) for g in row] for row in grad], dtype=np.float64).reshape(logits.shape),
-            position_weight=np.array([float(a) for a in A]).reshape(batch_shape),
-            dvalue=np.array([float(d) for d in dvalue]).reshape(batch_shape),
-        )
+            raise ValueError(reduction)
+        c0 = _mpf(cot.reshape(()))
+        value = np.array(float(r * mpmath.fsum(values)))
+        grad = [[c0 * r * g for g in grads[p]] for p in range(P)]
+        dvalue = [abs(c0 * r)] * P
+    return Result(
+        value=value,
+        grad=np.array([[float(g) for g in row] for row in grad], dtype=np.float64).reshape(shape),
+        position_weight=np.array([float(a) for a in position_weight]).reshape(batch_shape),
+        dvalue=np.array([float(d) for d in dvalue]).reshape(batch_shape),
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -316,29 +323,7 @@ def _multi_label(logits, targets, weights, loss, gamma, mode, reduction, label_s
                     for c in range(C)
                 ]
             )
-        cot = np.asarray(cotangent, dtype=np.float64)
-        if reduction == "none":
-            cots = [_mpf(v) for v in np.broadcast_to(cot, batch_shape).reshape(P)]
-            value = np.array([float(v) for v in values]).reshape(batch_shape)
-            grad = [[cots[p] * g for g in grads[p]] for p in range(P)]
-            dvalue = [abs(c) for c in cots]
-        else:
-            if reduction == "sum":
-                r = mpmath.mpf(1)
-            elif reduction == "mean":
-                r = mpmath.mpf(0) if P == 0 else 1 / mpmath.mpf(P)
-            elif reduction == "weighted_mean" and mode == "sample":
-                D = mpmath.fsum(scales)
-                r = mpmath.mpf(0) if D == 0 else 1 / D
-            else:
-                raise ValueError(reduction)
-            c0 = _mpf(cot.reshape(()))
-            value = np.array(float(r * mpmath.fsum(values)))
-            grad = [[c0 * r * g for g in grads[p]] for p in range(P)]
-            dvalue = [abs(c0 * r)] * P
-        return Result(
-            value=value,
-            grad=np.array([[float(g) for g in row] for row in grad], dtype=np.float64).reshape(logits.shape),
-            position_weight=np.array([float(a) for a in scales]).reshape(batch_shape),
-            dvalue=np.array([float(d) for d in dvalue]).reshape(batch_shape),
-        )
+        if reduction == "weighted_mean" and mode != "sample":
+            raise ValueError(reduction)
+        # every position counts; "sample" positions weigh omega in the weighted mean
+        return _reduced(values, grads, scales, [1] * P, scales, reduction, cotangent, logits.shape)
