@@ -112,6 +112,20 @@ def _assertions(labels: tf.Tensor, num_classes: int, soft: bool, opts: LossOptio
     return [tf.debugging.Assert(~bad, [f"labels: {message}"]) for bad, message in failed]
 
 
+def _integral(labels: tf.Tensor, validate: bool | None) -> tf.Tensor:
+    """Floating class indices checked to be integers (never truncated): eagerly unless ``validate`` is False, as
+    a graph assertion with ``validate=True``."""
+    if validate is False or not (tf.executing_eagerly() or validate):
+        return labels
+    bad = validation.not_integral(xp, labels)
+    if tf.executing_eagerly():
+        if bool(bad):
+            raise ValueError("labels: class indices must be integers; got non-integral floats")
+        return labels
+    with tf.control_dependencies([tf.debugging.Assert(~bad, ["labels: class indices must be integers"])]):
+        return tf.identity(labels)
+
+
 def _global_sum(cross_replica: bool) -> Any:
     """The all-reduce (SUM) of the replica context of a multi-replica ``tf.distribute`` strategy, or None."""
     context = tf.distribute.get_replica_context()
@@ -226,7 +240,10 @@ class ClassBalancedLoss(keras.losses.Loss):
     ``y_pred`` must be logits (no final softmax/sigmoid), class axis ``axis``. ``y_true``: class indices shaped
     like ``y_pred`` without the class axis, or with a trailing size-1 axis (like
     ``SparseCategoricalCrossentropy``), or soft targets shaped like ``y_pred`` (like ``CategoricalCrossentropy``).
-    Keras casts ``y_true`` to float before :meth:`call`; class indices are cast back to integers.
+    Keras casts ``y_true`` to float before :meth:`call`; class indices are cast back to integers, and a
+    non-integral one is an error naming the labels, never truncated. ``validate``: as in
+    :func:`class_balanced_loss` (None: eager checks only; True: also ``tf.debugging`` assertions in ``fit``'s
+    graphs, which XLA drops, so that an out-of-range label reports the loss's own message; False: none).
 
     :meth:`call` returns the per-position losses ``w_y * L`` (the core's ``reduction="none"``); Keras multiplies
     them by ``sample_weight`` and applies its own ``reduction`` (``"sum_over_batch_size"``, ``"sum"``,
@@ -247,6 +264,7 @@ class ClassBalancedLoss(keras.losses.Loss):
         reduction: str | None = "sum_over_batch_size",
         name: str | None = "class_balanced_loss",
         dtype: Any = None,
+        validate: bool | None = None,
         **options: Unpack[KerasLossKwargs],
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -268,6 +286,7 @@ class ClassBalancedLoss(keras.losses.Loss):
         else:
             self.class_weights = None if weights is None else validation.host_class_weights(weights)  # float64 (C,)
         self.samples_per_class, self.beta, self.axis = samples_per_class, beta, int(axis)
+        self.validate = validation.check_choice("validate", validate, (None, True, False))
 
     def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
         y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
@@ -276,10 +295,10 @@ class ClassBalancedLoss(keras.losses.Loss):
         if rank and y_true.shape.rank == rank and y_true.shape[axis] == 1 and y_pred.shape[axis] != 1:
             y_true = tf.squeeze(y_true, axis=axis)
         if y_true.dtype.is_floating and rank is not None and y_true.shape.rank == rank - 1:
-            y_true = tf.cast(y_true, tf.int64)
+            y_true = tf.cast(_integral(y_true, self.validate), tf.int64)  # Keras hands class indices over as floats
         if self.beta is not None:  # built from counts: a class-count mismatch is the counts' fault
             validation.check_counts_match(self.class_weights, y_pred, axis)
-        losses = _evaluate(y_pred, y_true, self.class_weights, self.options, axis, None, cross_replica=False)
+        losses = _evaluate(y_pred, y_true, self.class_weights, self.options, axis, self.validate, cross_replica=False)
         if self.options.ignore_index is not None and y_true.dtype.is_integer:
             _set_keras_mask(losses, tf.not_equal(y_true, tf.cast(self.options.ignore_index, y_true.dtype)))
         return losses
@@ -289,4 +308,5 @@ class ClassBalancedLoss(keras.losses.Loss):
         given = self.samples_per_class is None and self.class_weights is not None
         weights = self.class_weights.tolist() if given and self.class_weights is not None else None
         config = {**super().get_config(), **options, **self.weight_options, "axis": self.axis, "beta": self.beta}
+        config["validate"] = self.validate
         return {**config, "samples_per_class": self.samples_per_class, "weights": weights}

@@ -246,3 +246,28 @@ def test_multi_hot_targets_and_a_count_mismatch():
         ValueError, match=r"^samples_per_class: 4 class counts were given, but the logits' class axis \(1\) has 5"
     ):
         ClassBalancedLoss(COUNTS, BETA)(np.zeros(3), np.zeros((3, 5), np.float32))
+
+
+@pytest.mark.parametrize("bad", [2.7, -0.5, float("nan")])
+def test_non_integral_float_labels_are_an_error_never_truncated(bad):
+    loss = ClassBalancedLoss([5, 3, 2], 0.9)
+    y_pred = tf.zeros((3, 3))
+    np.testing.assert_allclose(
+        float(loss(tf.constant([0.0, 2.0, 1.0]), y_pred)), float(loss(tf.constant([0, 2, 1]), y_pred))
+    )
+    with pytest.raises(ValueError, match=r"^labels: class indices must be integers"):
+        loss(tf.constant([0.0, bad, 1.0]), y_pred)
+    strict = ClassBalancedLoss([5, 3, 2], 0.9, validate=True)
+    traced = tf.function(lambda y: strict(y, y_pred))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="labels: class indices must be integers"):
+        traced(tf.constant([0.0, bad, 1.0]))
+
+
+def test_validate_gives_the_losss_own_message_in_a_graph_and_round_trips():
+    loss = ClassBalancedLoss([5, 3, 2], 0.9, validate=True)
+    traced = tf.function(lambda y: loss(y, tf.zeros((2, 3))))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels: class indices must be in \[0, 3\)"):
+        traced(tf.constant([0.0, 3.0]))
+    assert ClassBalancedLoss.from_config(loss.get_config()).validate is True
+    with pytest.raises(ValueError, match=r"^validate"):
+        ClassBalancedLoss([5, 3, 2], 0.9, validate="yes")
