@@ -295,12 +295,25 @@ class ClassBalancedLoss:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"ClassBalancedLoss is immutable; cannot delete {name!r}")
 
+    # pytree: the weights are the only leaf; the options, axis and axis_name are the configuration. beta and
+    # normalize are how the weights were made, not configuration: losses that differ only there share a treedef
+    # (they stack with tree_map), and tree transformations hand them back as None.
     def tree_flatten(self) -> tuple[tuple[Any], tuple[Any, ...]]:
-        return (self.weights,), tuple(getattr(self, name) for name in _FIELDS[1:])
+        return (self.weights,), (self.options, self.axis, self.axis_name)
 
     @classmethod
     def tree_unflatten(cls, aux: tuple[Any, ...], children: tuple[Any, ...]) -> ClassBalancedLoss:
-        return cls._make(children[0], *aux)
+        return cls._make(children[0], *aux, None, None)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # copy, deepcopy and pickle (the fields are immutable)
+        return (self._make, tuple(getattr(self, name) for name in _FIELDS))
+
+    def with_weights(self, weights: Any) -> ClassBalancedLoss:
+        """The same loss with new (C,) class weights, for a schedule (:mod:`cbloss.schedules`): a jitted step
+        that takes the loss as an argument sees the new weights without retracing. Concrete weights are checked."""
+        if not _is_traced(weights):
+            weights = jnp.asarray(validation.host_class_weights(weights, self.num_classes))
+        return self._make(weights, self.options, self.axis, self.axis_name, None, None)
 
     @property
     def num_classes(self) -> int | None:
