@@ -33,7 +33,13 @@ if TYPE_CHECKING:
         multi_label: MultiLabel
 
 
-__all__ = ["ClassBalancedLoss", "TensorFlowPrimitives", "TensorFlowXlaPrimitives", "class_balanced_loss"]
+__all__ = [
+    "ClassBalancedLoss",
+    "TensorFlowPrimitives",
+    "TensorFlowXlaPrimitives",
+    "all_reduce_counts",
+    "class_balanced_loss",
+]
 
 try:  # private; TensorFlow's own tf.function and tf.custom_gradient use them
     from tensorflow.python.eager.record import should_record_backprop as _taped
@@ -310,3 +316,137 @@ class ClassBalancedLoss(keras.losses.Loss):
         config = {**super().get_config(), **options, **self.weight_options, "axis": self.axis, "beta": self.beta}
         config["validate"] = self.validate
         return {**config, "samples_per_class": self.samples_per_class, "weights": weights}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Class counts across replicas
+# ----------------------------------------------------------------------------------------------------------
+def _whole_counts(samples_per_class: Any) -> np.ndarray:
+    """``samples_per_class`` as a new int64 NumPy array, checked: a non-empty 1-D sequence of whole numbers >= 0
+    (the core's check of class counts, then integrality)."""
+    from ..weights import _counts_as_float64
+
+    counts = _counts_as_float64(samples_per_class)
+    # float64 holds every whole number below 2**53 exactly, far more samples than any data set has
+    fractional = (counts != np.floor(counts)) | (counts >= 2.0**53)
+    if fractional.any():
+        raise ValueError(
+            f"samples_per_class: counts must be whole numbers (below 2**53); classes "
+            f"{np.flatnonzero(fractional).tolist()} have {counts[fractional].tolist()}"
+        )
+    return counts.astype(np.int64)
+
+
+def _local_counts(samples_per_class: Any, strategy: Any, local_replicas: int) -> list[np.ndarray]:
+    """This worker's counts as one checked int64 array per local replica, in the strategy's replica order."""
+    if isinstance(samples_per_class, tf.distribute.DistributedValues):
+        parts = list(strategy.experimental_local_results(samples_per_class))
+        if parts == [samples_per_class]:
+            raise ValueError(
+                "strategy: a per-replica value needs the strategy that made it; pass strategy= or call "
+                "all_reduce_counts under strategy.scope()"
+            )
+    elif (
+        isinstance(samples_per_class, (list, tuple))
+        and len(samples_per_class) > 0
+        and all(np.ndim(part) >= 1 for part in samples_per_class)
+    ):
+        parts = list(samples_per_class)
+    else:  # this worker's counts, counted on the host: its first replica carries them into the sum
+        counts = _whole_counts(samples_per_class)
+        return [counts] + [np.zeros_like(counts)] * (local_replicas - 1)
+    if len(parts) != local_replicas:
+        raise ValueError(
+            f"samples_per_class: {len(parts)} per-replica counts were given, but the strategy has {local_replicas} "
+            "replica(s) on this worker (pass the strategy that made them)"
+        )
+    return [_whole_counts(part) for part in parts]
+
+
+def _replica_sum(strategy: Any, local_rows: list[np.ndarray]) -> np.ndarray:
+    """``strategy.reduce(SUM)`` of one row per local replica. Replica ids run worker by worker, so a replica's id
+    modulo the number of local replicas is its place among this worker's replicas."""
+    values = strategy.experimental_distribute_values_from_function(
+        lambda context: tf.constant(local_rows[context.replica_id_in_sync_group % len(local_rows)])
+    )
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None).numpy()
+
+
+def all_reduce_counts(samples_per_class: Any, strategy: Any = None) -> np.ndarray:
+    """Class counts summed over the replicas of a ``tf.distribute`` strategy: ``n_c = sum_r n_c^(r)`` for each
+    class ``c``, where ``n^(r)`` are replica ``r``'s counts (:func:`cbloss.count_samples_per_class` of its share
+    of the data), with ``strategy.reduce(tf.distribute.ReduceOp.SUM, ..., axis=None)``.
+
+    The replicas' shares of a distributed dataset add up to the whole dataset, so the result is the whole
+    dataset's counts, the same on every worker, from which every replica builds the same class-balanced weights
+    (docs/conventions.md §3). Call it eagerly, in cross-replica context (outside ``strategy.run``), on every
+    worker: the sum is a collective. Every replica must count the same number of classes ``C``; a reduction of the
+    lengths and of a validity flag comes before the sum, so that a mismatch or invalid counts on one worker is an
+    error on every worker rather than a hang or a wrong sum.
+
+    Args:
+        samples_per_class: the counts to sum, whole numbers >= 0, one of
+
+            - a per-replica value from ``strategy.run`` (each replica's ``(C,)`` counts);
+            - a list or tuple with one ``(C,)`` array per replica of this worker, in replica order (for example
+              counts of the parts ``strategy.experimental_local_results`` gives);
+            - one ``(C,)`` array or sequence: this worker's counts, counted on the host (summed over the workers;
+              with one worker, returned as they are).
+        strategy: the strategy; None (default) is ``tf.distribute.get_strategy()``, the strategy whose scope the
+            call is in. With the default (no) strategy, or any single-replica strategy, the counts come back
+            unchanged (as int64).
+
+    Returns:
+        The summed counts, an int64 NumPy array of length ``C``.
+
+    Example:
+        >>> import numpy as np
+        >>> import tensorflow as tf
+        >>> import cbloss
+        >>> from cbloss.adapters.tensorflow import all_reduce_counts
+        >>> strategy = tf.distribute.get_strategy()  # or tf.distribute.MirroredStrategy(), the same lines
+        >>> labels = tf.data.Dataset.from_tensor_slices([0, 2, 2, 1, 2]).batch(2)
+        >>> def count(y, total):  # on each replica, eagerly: its part of the batch, added to its total
+        ...     return total + cbloss.count_samples_per_class(y, 3)
+        >>> total = strategy.run(lambda: np.zeros(3, np.int64))  # per replica
+        >>> for y in strategy.experimental_distribute_dataset(labels):
+        ...     total = strategy.run(count, args=(y, total))
+        >>> all_reduce_counts(total, strategy).tolist()
+        [1, 1, 3]
+
+        ``cbloss.count_samples_per_class`` reads label values, so the counting ``strategy.run`` runs eagerly
+        (not in a ``tf.function``); ``tf.math.bincount(y, minlength=C, maxlength=C, dtype=tf.int64)`` counts
+        class indices inside one.
+    """
+    if not tf.executing_eagerly():
+        raise RuntimeError("all_reduce_counts: it returns NumPy, so it runs eagerly; call it outside tf.function")
+    if tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context():
+        raise RuntimeError(
+            "all_reduce_counts: call it in cross-replica context, on the per-replica counts strategy.run returns, "
+            "not inside strategy.run"
+        )
+    strategy = tf.distribute.get_strategy() if strategy is None else strategy
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        return _local_counts(samples_per_class, strategy, 1)[0]
+    local_replicas = len(strategy.extended.worker_devices)
+    try:
+        rows, error = _local_counts(samples_per_class, strategy, local_replicas), None
+    except (TypeError, ValueError) as invalid:  # the other workers must learn of it, or they wait for this one
+        rows, error = [np.zeros(0, dtype=np.int64)] * local_replicas, invalid
+    # Sums of (C_r, C_r**2, invalid) over the replicas: sum(C_r)**2 == replicas * sum(C_r**2) iff every C_r is
+    # the same (Cauchy-Schwarz), exactly in int64.
+    header = [np.array([row.size, row.size**2, error is not None], dtype=np.int64) for row in rows]
+    sum_c, sum_c2, any_invalid = _replica_sum(strategy, header).tolist()
+    if error is not None:
+        raise error
+    if any_invalid:
+        raise ValueError(
+            "samples_per_class: the counts given on another worker are invalid (the error on that worker names them)"
+        )
+    if sum_c**2 != replicas * sum_c2:
+        raise ValueError(
+            f"samples_per_class: the replicas give different numbers of classes (on this worker: "
+            f"{[row.size for row in rows]}); every replica must count the same classes"
+        )
+    return _replica_sum(strategy, rows)

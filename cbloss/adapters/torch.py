@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import array_api_compat.torch as xp
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
     from ..options import LossKwargs, ModuleKwargs
 
-__all__ = ["ClassBalancedLoss", "TorchPrimitives", "class_balanced_loss"]
+__all__ = ["ClassBalancedLoss", "TorchPrimitives", "all_reduce_counts", "class_balanced_loss"]
 
 # F.softplus returns x itself above `threshold`. log1p(exp(-x)) is below half an ulp of x once x > 37 in float64
 # (x > 17 in float32), so 40 keeps every float64 digit; PyTorch's default, 20, loses up to 2.7e5 ulps in float64
@@ -371,3 +372,98 @@ class ClassBalancedLoss(torch.nn.Module):
     def extra_repr(self) -> str:
         text = f"num_classes={self.num_classes}, beta={self.beta}, normalize={self.normalize!r}, "
         return text + describe(self.options) + (", global_normalizer=True" if self.global_normalizer else "")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Class counts across ranks
+# ----------------------------------------------------------------------------------------------------------
+def _whole_counts(samples_per_class: Any) -> np.ndarray:
+    """``samples_per_class`` as a new int64 NumPy array, checked: a non-empty 1-D sequence of whole numbers >= 0
+    (the core's check of class counts, then integrality)."""
+    from ..weights import _counts_as_float64
+
+    counts = _counts_as_float64(samples_per_class)
+    # float64 holds every whole number below 2**53 exactly, far more samples than any data set has
+    fractional = (counts != np.floor(counts)) | (counts >= 2.0**53)
+    if fractional.any():
+        raise ValueError(
+            f"samples_per_class: counts must be whole numbers (below 2**53); classes "
+            f"{np.flatnonzero(fractional).tolist()} have {counts[fractional].tolist()}"
+        )
+    return counts.astype(np.int64)
+
+
+def _collective_device(group: Any) -> torch.device:
+    """Where a collective of ``group`` reduces: NCCL takes CUDA tensors only (the current device), gloo and the
+    CPU side of a mixed backend take CPU tensors."""
+    import torch.distributed as dist
+
+    if dist.get_backend(group) == dist.Backend.NCCL:
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_reduce_counts(samples_per_class: Any, group: Any = None) -> np.ndarray:
+    """Class counts summed over the ranks of a process group: ``n_c = sum_r n_c^(r)`` for each class ``c``, where
+    ``n^(r)`` are the counts rank ``r`` passes (:func:`cbloss.count_samples_per_class` of its shard).
+
+    Under data parallelism each rank sees a shard of the training set; the shards' counts add up to the whole
+    set's, so every rank builds the same class-balanced weights from the result (docs/conventions.md §3). A
+    collective: every rank of ``group`` calls it, with the same number of classes ``C``. The sum runs with
+    ``torch.distributed.all_reduce`` (SUM) on an int64 tensor, on the CPU for gloo and on the current CUDA device
+    (``torch.cuda.set_device(local_rank)``) when the group's backend is NCCL.
+
+    Args:
+        samples_per_class: this rank's ``(C,)`` counts, whole numbers >= 0: a tensor (any device), a NumPy array
+            or a sequence; not modified.
+        group: the process group to sum over; None (default) is the default group, every rank.
+
+    Returns:
+        The summed counts, an int64 NumPy array of length ``C``, the same on every rank. When
+        ``torch.distributed`` is not available or not initialised: this process's counts, unchanged (as int64).
+
+    Raises:
+        ValueError naming ``samples_per_class``, on every rank, when some rank's counts are invalid or the ranks
+        give different numbers of classes: one all-reduce of the lengths and of a validity flag comes before the
+        sum, so that a mismatch is an error rather than a hang or a wrong sum. ValueError naming ``group`` on a
+        rank outside it.
+
+    Example:
+        >>> import torch
+        >>> import cbloss
+        >>> from cbloss.adapters.torch import all_reduce_counts
+        >>> shard = torch.tensor([0, 2, 2, 1, 2])  # this rank's labels (or its DataLoader)
+        >>> local = cbloss.count_samples_per_class(shard, 3)
+        >>> all_reduce_counts(local).tolist()  # one process, no process group: the local counts
+        [1, 1, 3]
+
+        Run on every rank after ``torch.distributed.init_process_group``, the same lines give every rank the
+        counts of all the ranks' shards together: ``ClassBalancedLoss(all_reduce_counts(local), beta=0.9999)``.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return _whole_counts(samples_per_class)
+    if dist.get_rank(group) < 0:
+        raise ValueError("group: this rank is not a member of the process group")
+    device = _collective_device(group)
+    try:
+        counts, error = _whole_counts(samples_per_class), None
+    except (TypeError, ValueError) as invalid:  # the other ranks must learn of it, or they wait for this one
+        counts, error = np.zeros(0, dtype=np.int64), invalid
+    # MAX of (C, -C, invalid) gives the largest C, minus the smallest, and whether any rank's counts are invalid.
+    header = torch.tensor([counts.size, -counts.size, error is not None], dtype=torch.int64, device=device)
+    dist.all_reduce(header, op=dist.ReduceOp.MAX, group=group)
+    largest, minus_smallest, any_invalid = header.tolist()
+    if error is not None:
+        raise error
+    if any_invalid:
+        raise ValueError("samples_per_class: another rank's counts are invalid (the error on that rank names them)")
+    if largest != -minus_smallest:
+        raise ValueError(
+            f"samples_per_class: the ranks give different numbers of classes, from {-minus_smallest} to {largest} "
+            f"(this rank: {counts.size}); every rank must count the same classes"
+        )
+    total = torch.tensor(counts, device=device)  # a new tensor: all_reduce writes in place
+    dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
+    return total.cpu().numpy()
