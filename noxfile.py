@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "keras"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -23,7 +23,13 @@ BACKENDS = {
     "jax": [".[test,jax,demo]"],
     "tensorflow": [".[test,tensorflow,demo]"],
 }
-FRAMEWORK_TEST_DIRS = ["tests/torch", "tests/jax", "tests/tensorflow"]
+FRAMEWORK_TEST_DIRS = ["tests/torch", "tests/jax", "tests/tensorflow", "tests/keras"]
+# The Keras 3 loss runs on each Keras backend (KERAS_BACKEND): what each backend's run installs.
+KERAS_BACKENDS = {
+    "tensorflow": [".[test,tensorflow]"],
+    "jax": [".[test,jax,keras]"],
+    "torch": [".[test,torch,keras]"],
+}
 
 
 def _install(session: nox.Session, *requirements: str) -> None:
@@ -47,6 +53,15 @@ def tests(session: nox.Session, backend: str) -> None:
     else:
         paths = ["tests/test_conformance.py", f"tests/{backend}"]
     session.run("pytest", "-q", "-p", "no:cacheprovider", *paths, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("backend", list(KERAS_BACKENDS))
+def keras(session: nox.Session, backend: str) -> None:
+    """tests/keras under KERAS_BACKEND=`backend`: the Keras loss and its callback on that backend."""
+    _install(session, *KERAS_BACKENDS[backend])
+    session.env["KERAS_BACKEND"] = backend
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/keras", *session.posargs)
 
 
 @nox.session(python=PYTHON)

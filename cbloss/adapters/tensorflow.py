@@ -1,4 +1,4 @@
-"""TensorFlow / Keras: :func:`class_balanced_loss` on ``tf.Tensor``s and the Keras 3 loss :class:`ClassBalancedLoss`.
+"""TensorFlow: :func:`class_balanced_loss` on ``tf.Tensor``s (the Keras loss is :mod:`cbloss.adapters.keras`'s).
 
 A binding (docs/conventions.md §1, §13): it converts to the core's layout (class axis last, compute dtype) with
 the Array-API namespace :mod:`cbloss.adapters._tf_namespace`, validates, and registers the gradient of
@@ -9,28 +9,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from .. import validation
 from ..engine import evaluate
-from ..options import LossOptions, loss_options, split_options, with_options_doc
+from ..options import LossOptions, loss_options, with_options_doc
 from ..primitives import Primitives, SharedExpPrimitives
-from ..weights import class_balanced_weights
 from ._tf_namespace import namespace as xp
+from .keras import ClassBalancedLoss  # the Keras 3 loss of every backend; this import path stays
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ..options import LossKwargs, LossName, MultiLabel, WeightKwargs
-
-    class KerasLossKwargs(WeightKwargs, total=False):  # LossKwargs but reduction, Keras' own there
-        loss: LossName
-        gamma: float | None
-        label_smoothing: float
-        ignore_index: int | None
-        multi_label: MultiLabel
+    from ..options import LossKwargs
 
 
 __all__ = [
@@ -46,12 +38,6 @@ try:  # private; TensorFlow's own tf.function and tf.custom_gradient use them
     from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext as _graph_in_xla
 except ImportError:  # pragma: no cover - a TensorFlow without them: the plain set and an eager gradient always
     _graph_in_xla = _taped = None
-try:  # private; Keras' Loss.__call__ reads the mask it sets
-    from keras.src.backend import set_keras_mask as _set_keras_mask
-except ImportError:  # pragma: no cover - another Keras 3 layout
-
-    def _set_keras_mask(x: Any, mask: Any) -> None:
-        x._keras_mask = mask
 
 
 # Kernels for named pieces, each with the core's definition (docs/conventions.md §13; cbloss/primitives.py).
@@ -234,88 +220,6 @@ def class_balanced_loss(
         1.097879
     """
     return _evaluate(logits, labels, weights, loss_options(**options), axis, validate, cross_replica)
-
-
-@with_options_doc
-@keras.saving.register_keras_serializable(package="cbloss", name="ClassBalancedLoss")
-class ClassBalancedLoss(keras.losses.Loss):
-    """The class-balanced loss as a Keras 3 loss: ``model.compile(loss=ClassBalancedLoss(counts, beta))``.
-
-    The class weights are ``class_balanced_weights(samples_per_class, beta, normalize=..., zero_count=...)``
-    (float64, computed once on the host), or the given ``weights``; with neither the loss is unweighted.
-    ``y_pred`` must be logits (no final softmax/sigmoid), class axis ``axis``. ``y_true``: class indices shaped
-    like ``y_pred`` without the class axis, or with a trailing size-1 axis (like
-    ``SparseCategoricalCrossentropy``), or soft targets shaped like ``y_pred`` (like ``CategoricalCrossentropy``).
-    Keras casts ``y_true`` to float before :meth:`call`; class indices are cast back to integers, and a
-    non-integral one is an error naming the labels, never truncated. ``validate``: as in
-    :func:`class_balanced_loss` (None: eager checks only; True: also ``tf.debugging`` assertions in ``fit``'s
-    graphs, which XLA drops, so that an out-of-range label reports the loss's own message; False: none).
-
-    :meth:`call` returns the per-position losses ``w_y * L`` (the core's ``reduction="none"``); Keras multiplies
-    them by ``sample_weight`` and applies its own ``reduction`` (``"sum_over_batch_size"``, ``"sum"``,
-    ``"mean_with_sample_weight"``, ``"none"``). Positions labelled ``ignore_index`` get loss 0 and a Keras mask,
-    so that ``"sum_over_batch_size"`` divides by the counted positions only.
-
-    Options: those of :func:`class_balanced_loss` but ``reduction``, which is Keras' own here, and
-    {weight_options}
-    """
-
-    def __init__(
-        self,
-        samples_per_class: Any = None,
-        beta: float | None = None,
-        *,
-        weights: Any = None,
-        axis: int = -1,
-        reduction: str | None = "sum_over_batch_size",
-        name: str | None = "class_balanced_loss",
-        dtype: Any = None,
-        validate: bool | None = None,
-        **options: Unpack[KerasLossKwargs],
-    ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        if keras.backend.backend() != "tensorflow":
-            raise RuntimeError(
-                f"cbloss.adapters.tensorflow.ClassBalancedLoss needs the Keras TensorFlow backend, got "
-                f"{keras.backend.backend()!r} (use cbloss.adapters.jax or cbloss.adapters.torch there)"
-            )
-        self.weight_options, self.options = split_options({**options, "reduction": "none"})
-        if samples_per_class is not None:
-            if weights is not None:
-                raise ValueError("weights: give either samples_per_class (with beta) or weights, not both")
-            if beta is None:
-                raise ValueError("beta: required with samples_per_class")
-            self.class_weights = class_balanced_weights(samples_per_class, beta, **self.weight_options)
-            samples_per_class, beta = np.asarray(samples_per_class, dtype=np.float64).tolist(), float(beta)
-        elif beta is not None:
-            raise ValueError("samples_per_class: required with beta")
-        else:
-            self.class_weights = None if weights is None else validation.host_class_weights(weights)  # float64 (C,)
-        self.samples_per_class, self.beta, self.axis = samples_per_class, beta, int(axis)
-        self.validate = validation.check_choice("validate", validate, (None, True, False))
-
-    def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
-        y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
-        rank = y_pred.shape.rank
-        axis = self.axis % rank if rank else self.axis
-        if rank and y_true.shape.rank == rank and y_true.shape[axis] == 1 and y_pred.shape[axis] != 1:
-            y_true = tf.squeeze(y_true, axis=axis)
-        if y_true.dtype.is_floating and rank is not None and y_true.shape.rank == rank - 1:
-            y_true = tf.cast(_integral(y_true, self.validate), tf.int64)  # Keras hands class indices over as floats
-        if self.beta is not None:  # built from counts: a class-count mismatch is the counts' fault
-            validation.check_counts_match(self.class_weights, y_pred, axis)
-        losses = _evaluate(y_pred, y_true, self.class_weights, self.options, axis, self.validate, cross_replica=False)
-        if self.options.ignore_index is not None and y_true.dtype.is_integer:
-            _set_keras_mask(losses, tf.not_equal(y_true, tf.cast(self.options.ignore_index, y_true.dtype)))
-        return losses
-
-    def get_config(self) -> dict:
-        options = {name: value for name, value in self.options.items() if name != "reduction"}
-        given = self.samples_per_class is None and self.class_weights is not None
-        weights = self.class_weights.tolist() if given and self.class_weights is not None else None
-        config = {**super().get_config(), **options, **self.weight_options, "axis": self.axis, "beta": self.beta}
-        config["validate"] = self.validate
-        return {**config, "samples_per_class": self.samples_per_class, "weights": weights}
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,0 +1,348 @@
+"""Keras 3: the class-balanced loss on every Keras backend, and the callback that re-weights it during ``fit``.
+
+:class:`ClassBalancedLoss` is a ``keras.losses.Loss`` that hands each call to the adapter of the running backend
+(``KERAS_BACKEND=tensorflow``, ``jax`` or ``torch``): :mod:`cbloss.adapters.tensorflow`,
+:mod:`cbloss.adapters.jax` or :mod:`cbloss.adapters.torch`, so the core's definitions and analytic gradient are
+the same everywhere (docs/conventions.md §1, §13). The class weights live in a non-trainable Keras variable,
+which :class:`ReweightingCallback` updates at the start of each epoch from a :mod:`cbloss.schedules` schedule,
+without recompiling the train step.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+
+from .. import validation
+from ..options import split_options, with_options_doc
+from ..weights import class_balanced_weights
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from typing_extensions import Unpack
+
+    from ..options import LossName, MultiLabel, WeightKwargs
+
+    class KerasLossKwargs(WeightKwargs, total=False):  # LossKwargs but reduction, Keras' own there
+        loss: LossName
+        gamma: float | None
+        label_smoothing: float
+        ignore_index: int | None
+        multi_label: MultiLabel
+
+
+__all__ = ["ClassBalancedLoss", "ReweightingCallback"]
+
+try:  # private; Keras' Loss.__call__ reads the mask it sets
+    from keras.src.backend import set_keras_mask as _set_keras_mask
+except ImportError:  # pragma: no cover - another Keras 3 layout
+
+    def _set_keras_mask(x: Any, mask: Any) -> None:
+        x._keras_mask = mask
+
+
+def _weights_variable(weights: np.ndarray) -> keras.Variable:
+    """The (C,) class weights as a non-trainable Keras variable."""
+    # float64 keeps the effective number's accuracy where the backend stores it (JAX without x64 cannot).
+    x64 = keras.backend.backend() != "jax" or _jax_x64()
+    return keras.Variable(
+        weights,
+        dtype="float64" if x64 else "float32",
+        trainable=False,
+        autocast=False,  # never cast to a mixed-precision compute dtype
+        name="cbloss_class_weights",
+    )
+
+
+def _jax_x64() -> bool:
+    import jax
+
+    return bool(jax.config.read("jax_enable_x64"))
+
+
+# One function per backend: (logits, labels, weights, options, axis, validate, indices) -> per-position losses,
+# where ``indices`` says that ``labels`` are class indices that Keras may have cast to floats.
+def _tensorflow_losses(logits, labels, weights, options, axis, validate, indices):
+    import tensorflow as tf
+
+    from . import tensorflow as adapter
+
+    if indices and labels.dtype.is_floating:
+        labels = tf.cast(adapter._integral(labels, validate), tf.int64)
+    return adapter._evaluate(logits, labels, weights, options, axis, validate, cross_replica=False)
+
+
+def _jax_losses(logits, labels, weights, options, axis, validate, indices):
+    import jax.numpy as jnp
+
+    from . import jax as adapter
+
+    if indices and jnp.issubdtype(labels.dtype, jnp.floating):
+        integral = labels == jnp.floor(labels)
+        if validate is not False and not adapter._is_traced(labels) and not bool(jnp.all(integral)):
+            raise ValueError("labels: class indices must be integers; got non-integral floats")
+        # Traced values cannot raise: a non-integral index becomes one outside [0, C), whose loss is NaN
+        # (docs/conventions.md §11.2), never a truncated class.
+        outside = logits.shape[axis] + (1 if options.ignore_index == logits.shape[axis] else 0)
+        labels = jnp.where(integral, labels, outside).astype(jnp.int32)
+    return adapter.class_balanced_loss(logits, labels, weights, axis=axis, validate=validate, **options)
+
+
+def _torch_losses(logits, labels, weights, options, axis, validate, indices):
+    import torch
+
+    from . import torch as adapter
+
+    if indices and labels.is_floating_point():
+        if validate is not False and bool(torch.any(labels != torch.floor(labels))):
+            raise ValueError("labels: class indices must be integers; got non-integral floats")
+        labels = labels.long()
+    elif not indices:  # soft or multi-hot targets are shaped like the logits: their class axis moves too
+        labels = torch.movedim(labels, axis, 1)
+    return adapter.class_balanced_loss(
+        torch.movedim(logits, axis, 1), labels, weights, validate=validate is not False, **options
+    )
+
+
+_BACKENDS: dict[str, Callable[..., Any]] = {
+    "tensorflow": _tensorflow_losses,
+    "jax": _jax_losses,
+    "torch": _torch_losses,
+}
+
+
+def _value(variable: keras.Variable, like: Any) -> Any:
+    return variable.value
+
+
+def _jax_value(variable: keras.Variable, like: Any) -> Any:
+    """The variable's value when the step runs. A compiled JAX step takes only the model's own variables as
+    inputs and would keep any other variable's value from the time it was traced: read this one through a host
+    callback instead, so that a change (ReweightingCallback, set_weights) reaches the next step without a retrace."""
+    import jax
+
+    if not isinstance(like, jax.core.Tracer):
+        return variable.value
+    shape = jax.ShapeDtypeStruct(tuple(variable.shape), variable.dtype)
+    return jax.experimental.io_callback(lambda: np.asarray(variable.numpy()), shape, ordered=False)
+
+
+_CURRENT: dict[str, Callable[..., Any]] = {"jax": _jax_value}
+
+
+def _logits_from_probabilities(probabilities: Any, loss: str) -> Any:
+    """Logits that reproduce ``probabilities``, clipped to ``[eps, 1 - eps]`` as Keras' own losses clip them:
+    ``log p`` for the softmax losses (softmax(log p) = p when p sums to 1), ``log p - log(1 - p)`` for the
+    sigmoid ones."""
+    ops, eps = keras.ops, keras.config.epsilon()
+    p = ops.clip(probabilities, eps, 1.0 - eps)
+    if loss in ("softmax", "softmax_focal"):
+        return ops.log(p)
+    return ops.log(p) - ops.log1p(-p)
+
+
+@with_options_doc
+@keras.saving.register_keras_serializable(package="cbloss", name="ClassBalancedLoss")
+class ClassBalancedLoss(keras.losses.Loss):
+    """The class-balanced loss as a Keras 3 loss on every backend: ``model.compile(loss=ClassBalancedLoss(counts,
+    beta))``.
+
+    Per position ``w_y * L_y(z)`` for a class index ``y``, ``sum_c t_c w_c L_c(z)`` for a target distribution
+    ``t`` (docs/conventions.md §4-§6), computed by the adapter of the running Keras backend with the core's
+    analytic gradient. The class weights are ``class_balanced_weights(samples_per_class, beta, normalize=...,
+    zero_count=...)`` or the given ``weights``; with neither the loss is unweighted. They live in a non-trainable
+    variable (:attr:`class_weights_variable`): :meth:`set_weights` and :class:`ReweightingCallback` change them
+    without recompiling, and the current weights are part of :meth:`get_config`, so a saved model restores them.
+
+    Args:
+        samples_per_class: the (C,) class counts; needs ``beta``.
+        beta: in [0, 1]; the effective number's parameter.
+        weights: the (C,) class weights instead of counts (any array-like of real numbers).
+        from_logits: True (default): ``y_pred`` are logits. False: ``y_pred`` are probabilities (a final softmax
+            for the softmax losses, a final sigmoid for the others), clipped to ``[eps, 1 - eps]`` with
+            ``keras.config.epsilon()`` and turned into logits (``log p``; ``log p - log(1 - p)``), as Keras' own
+            losses treat probabilities. Logits are exact; prefer them.
+        axis: the class axis of ``y_pred``.
+        reduction: Keras' reduction of the per-position losses (``"sum_over_batch_size"``, ``"sum"``,
+            ``"mean_with_sample_weight"``, ``"none"``); Keras applies ``sample_weight`` first.
+        validate: None checks label values where they are concrete (eager TensorFlow, PyTorch, concrete JAX
+            arrays); True also adds ``tf.debugging`` assertions to TensorFlow graphs (XLA drops them); False checks
+            no values (docs/conventions.md §11.2). Under a compiled JAX step a non-integral or out-of-range label
+            gives a NaN loss, never a wrong class.
+        **options: the loss options below, and {weight_options}
+
+    Options:
+    {options}
+
+    ``y_true``: class indices shaped like ``y_pred`` without the class axis, or with a trailing size-1 axis (like
+    ``SparseCategoricalCrossentropy``); or soft or multi-hot targets shaped like ``y_pred``. Keras casts
+    ``y_true`` to floats; class indices are cast back to integers, and a non-integral one is an error naming the
+    labels, never truncated. Positions labelled ``ignore_index`` get loss 0 and a Keras mask, so that
+    ``"sum_over_batch_size"`` divides by the counted positions only.
+
+    A model saved with this loss loads in a new process once ``cbloss.adapters.keras`` (or
+    ``cbloss.adapters.tensorflow``) has been imported, which registers it with Keras.
+
+    Example:
+        >>> import keras
+        >>> from cbloss.adapters.keras import ClassBalancedLoss
+        >>> loss = ClassBalancedLoss([100, 10, 1], beta=0.99, loss="focal", gamma=2.0)
+        >>> round(float(loss([0, 2], [[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])), 6)
+        1.407892
+    """
+
+    def __init__(
+        self,
+        samples_per_class: Any = None,
+        beta: float | None = None,
+        *,
+        weights: Any = None,
+        from_logits: bool = True,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "class_balanced_loss",
+        dtype: Any = None,
+        validate: bool | None = None,
+        **options: Unpack[KerasLossKwargs],
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.weight_options, self.options = split_options({**options, "reduction": "none"})
+        if samples_per_class is not None:
+            if weights is not None:
+                raise ValueError("weights: give either samples_per_class (with beta) or weights, not both")
+            if beta is None:
+                raise ValueError("beta: required with samples_per_class")
+            initial = class_balanced_weights(samples_per_class, beta, **self.weight_options)
+            samples_per_class, beta = np.asarray(samples_per_class, dtype=np.float64).tolist(), float(beta)
+        elif beta is not None:
+            raise ValueError("samples_per_class: required with beta")
+        else:
+            initial = None if weights is None else validation.host_class_weights(weights)  # float64 (C,)
+        self.samples_per_class, self.beta, self.axis = samples_per_class, beta, int(axis)
+        self.from_logits = validation.check_choice("from_logits", from_logits, (True, False))
+        self.validate = validation.check_choice("validate", validate, (None, True, False))
+        self._variable = None if initial is None else _weights_variable(initial)
+
+    @property
+    def class_weights_variable(self) -> keras.Variable | None:
+        """The non-trainable variable holding the (C,) class weights (None for an unweighted loss)."""
+        return self._variable
+
+    @property
+    def class_weights(self) -> np.ndarray | None:
+        """The current (C,) class weights as a float64 NumPy array (a copy), or None for an unweighted loss."""
+        variable = self.class_weights_variable
+        return None if variable is None else np.array(keras.ops.convert_to_numpy(variable), dtype=np.float64)
+
+    def set_weights(self, weights: Any) -> None:
+        """Replace the class weights by value (checked: C finite, non-negative numbers); the next call and a
+        compiled train step see them without recompiling."""
+        if self._variable is None:
+            raise ValueError(
+                "weights: this loss is unweighted; build it with samples_per_class and beta, or weights, "
+                "to change its weights during training"
+            )
+        variable = self._variable
+        host = validation.host_class_weights(weights, num_classes=int(variable.shape[0]))
+        variable.assign(host.astype(variable.dtype))
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        ops = keras.ops
+        y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
+        rank = len(y_pred.shape)
+        axis = self.axis % rank if rank else self.axis
+        if rank and len(y_true.shape) == rank and y_true.shape[axis] == 1 and y_pred.shape[axis] != 1:
+            y_true = ops.squeeze(y_true, axis=axis)
+        if not self.from_logits:
+            y_pred = _logits_from_probabilities(y_pred, self.options.loss)
+        weights = self.class_weights_variable
+        if self.beta is not None:  # built from counts: a class-count mismatch is the counts' fault
+            validation.check_counts_match(self.samples_per_class, y_pred, axis)
+        indices = self.options.multi_label is None and len(y_true.shape) == rank - 1
+        backend = keras.backend.backend()
+        current = None if weights is None else _CURRENT.get(backend, _value)(weights, y_pred)
+        losses = _BACKENDS[backend](y_pred, y_true, current, self.options, axis, self.validate, indices)
+        if self.options.ignore_index is not None and indices:
+            _set_keras_mask(losses, ops.not_equal(y_true, ops.cast(self.options.ignore_index, y_true.dtype)))
+        return losses
+
+    def get_config(self) -> dict:
+        options = {name: value for name, value in self.options.items() if name != "reduction"}
+        config = {**super().get_config(), **options, **self.weight_options, "axis": self.axis}
+        weights = self.class_weights
+        config.update(
+            beta=self.beta,
+            from_logits=self.from_logits,
+            validate=self.validate,
+            samples_per_class=self.samples_per_class,
+            weights=None if weights is None else weights.tolist(),  # the current weights, set during training
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> ClassBalancedLoss:
+        config = dict(config)
+        weights = config.pop("weights", None)
+        if config.get("samples_per_class") is None:
+            return cls(weights=weights, **config)
+        loss = cls(**config)
+        if weights is not None:
+            loss.set_weights(weights)
+        return loss
+
+
+def _losses_of(model: keras.Model) -> list[ClassBalancedLoss]:
+    found = getattr(model, "loss", None)
+    if isinstance(found, dict):
+        found = list(found.values())
+    found = found if isinstance(found, (list, tuple)) else [found]
+    return [loss for loss in found if isinstance(loss, ClassBalancedLoss)]
+
+
+class ReweightingCallback(keras.callbacks.Callback):
+    """Sets a :class:`ClassBalancedLoss`'s class weights to ``schedule(epoch)`` at the start of every epoch.
+
+    ``schedule`` maps an epoch to (C,) weights: a :mod:`cbloss.schedules` schedule (deferred re-weighting, a beta
+    warm-up) or any callable. The weights change by value in the loss's variable, so ``model.fit`` (also with
+    ``jit_compile=True``) keeps one compiled train step.
+
+    Args:
+        schedule: ``schedule(epoch) -> weights``.
+        loss: the loss to update; None: the one :class:`ClassBalancedLoss` the model was compiled with.
+
+    Example:
+        >>> from cbloss.adapters.keras import ClassBalancedLoss, ReweightingCallback
+        >>> from cbloss.schedules import DeferredReweighting
+        >>> counts = [500, 50, 5]
+        >>> loss = ClassBalancedLoss(counts, beta=0.9999)
+        >>> callback = ReweightingCallback(DeferredReweighting(counts, beta=0.9999, start=160))
+        >>> # model.compile(loss=loss, ...); model.fit(..., epochs=200, callbacks=[callback])
+    """
+
+    def __init__(self, schedule: Callable[[int], Any], loss: ClassBalancedLoss | None = None):
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"schedule: must be callable (epoch -> weights), got {type(schedule).__name__}")
+        if loss is not None and not isinstance(loss, ClassBalancedLoss):
+            raise TypeError(f"loss: must be a cbloss ClassBalancedLoss, got {type(loss).__name__}")
+        self.schedule, self.loss = schedule, loss
+
+    def _target(self) -> ClassBalancedLoss:
+        if self.loss is not None:
+            return self.loss
+        found = _losses_of(self.model)
+        if len(found) != 1:
+            raise ValueError(
+                f"loss: the model was compiled with {len(found)} cbloss ClassBalancedLoss objects; "
+                "pass the one to update as ReweightingCallback(schedule, loss=...)"
+            )
+        return found[0]
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._target()  # fail before the first epoch, not in it
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._target().set_weights(self.schedule(epoch))

@@ -1,0 +1,236 @@
+"""The Keras loss on the running Keras backend (tensorflow, jax or torch): values and gradients against the
+float64 oracle for every loss and target kind, probabilities with ``from_logits=False``, class weights changed
+by ReweightingCallback inside ``fit`` with one compiled step, and save/load in a new process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from cbloss import class_balanced_weights
+from cbloss.adapters.keras import ClassBalancedLoss, ReweightingCallback
+from cbloss.schedules import BetaWarmup, DeferredReweighting
+from tests import oracle
+from tests.keras.conftest import BACKEND
+
+COUNTS = [300, 60, 12, 3]
+BETA = 0.999
+C = len(COUNTS)
+# The weights variable is float64, but float32 on JAX without x64 (jax_enable_x64).
+WEIGHTS_RTOL = 1e-7 if BACKEND == "jax" else 0.0
+
+
+def _grad(loss, y_true, y_pred):
+    """d loss(y_true, y_pred) / d y_pred through the backend's own autodiff (the adapter's custom gradient)."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        p = tf.constant(y_pred)
+        with tf.GradientTape() as tape:
+            tape.watch(p)
+            value = loss(y_true, p)
+        return np.asarray(tape.gradient(value, p))
+    if BACKEND == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda p: loss(y_true, p))(keras.ops.convert_to_tensor(y_pred)))
+    import torch
+
+    p = torch.tensor(y_pred, requires_grad=True)
+    loss(y_true, p).backward()
+    return p.grad.numpy()
+
+
+def _case(kind, n=10, seed=0):
+    """Logits and (Keras-style) targets of one kind, and the targets the oracle reads."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(scale=3.0, size=(n, C)).astype(np.float32)
+    if kind == "indices":  # Keras hands class indices over as floats
+        y = rng.integers(0, C, size=n)
+        return z, y.astype(np.float32), y
+    if kind == "column":  # (N, 1), like SparseCategoricalCrossentropy
+        y = rng.integers(0, C, size=n)
+        return z, y[:, None].astype(np.float32), y
+    if kind == "soft":
+        t = rng.dirichlet(np.ones(C), size=n)
+        return z, t.astype(np.float32), t.astype(np.float32).astype(np.float64)
+    t = (rng.random((n, C)) < 0.4).astype(np.float32)  # multi-hot
+    return z, t, t.astype(np.float64)
+
+
+CASES = [
+    (dict(loss="softmax"), "indices"),
+    (dict(loss="softmax_focal", gamma=1.5), "column"),
+    (dict(loss="sigmoid"), "indices"),
+    (dict(loss="focal", gamma=2.0, label_smoothing=0.1), "column"),
+    (dict(loss="softmax", label_smoothing=0.2), "soft"),
+    (dict(loss="focal", gamma=0.5), "soft"),
+    (dict(loss="sigmoid", multi_label="class"), "multi_hot"),
+    (dict(loss="focal", gamma=2.0, multi_label="sample"), "multi_hot"),
+]
+
+
+@pytest.mark.parametrize(("options", "kind"), CASES)
+def test_values_and_gradients_equal_the_oracle(options, kind):
+    z, y_keras, y_oracle = _case(kind)
+    loss = ClassBalancedLoss(COUNTS, BETA, **options)
+    w = class_balanced_weights(COUNTS, BETA)
+    ref = oracle.loss_and_grad(z, y_oracle, w, reduction="mean" if options.get("multi_label") else "none", **options)
+    n = len(z)
+    expected = float(np.mean(ref.value)) if np.ndim(ref.value) else float(ref.value)
+    expected_grad = ref.grad if options.get("multi_label") else ref.grad / n  # Keras: sum over batch size
+    np.testing.assert_allclose(float(loss(y_keras, z)), expected, rtol=2e-6)
+    np.testing.assert_allclose(_grad(loss, y_keras, z), expected_grad, rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("options", [dict(loss="softmax"), dict(loss="softmax_focal"), dict(loss="focal")])
+def test_probabilities_with_from_logits_false(options):
+    """from_logits=False reads the final softmax's (or sigmoid's) probabilities and equals the loss on logits."""
+    z, y, _ = _case("indices", seed=3)
+    z = np.clip(z, -4.0, 4.0)  # far from the clip at keras.config.epsilon()
+    if options["loss"].startswith("softmax"):
+        p = np.exp(z - z.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+    else:
+        p = 1.0 / (1.0 + np.exp(-z))
+    from_logits = ClassBalancedLoss(COUNTS, BETA, **options)
+    from_probabilities = ClassBalancedLoss(COUNTS, BETA, from_logits=False, **options)
+    np.testing.assert_allclose(float(from_probabilities(y, p)), float(from_logits(y, z)), rtol=1e-5)
+    assert np.all(np.isfinite(_grad(from_probabilities, y, p)))
+    saturated = np.where(np.arange(C) == 0, 1.0, 0.0)[None].repeat(2, 0).astype(np.float32)  # p = 0 and 1
+    assert np.isfinite(float(from_probabilities(np.array([0.0, 1.0], np.float32), saturated)))
+
+
+def test_non_integral_labels_and_set_weights_are_checked():
+    z, y, _ = _case("indices")
+    loss = ClassBalancedLoss(COUNTS, BETA)
+    with pytest.raises(ValueError, match=r"^labels: class indices must be integers"):
+        loss(y + 0.5, z)
+    with pytest.raises(ValueError, match=r"^weights: "):
+        loss.set_weights([1.0, 2.0])
+    with pytest.raises(ValueError, match=r"^weights: "):
+        loss.set_weights([1.0, 2.0, np.nan, 1.0])
+    with pytest.raises(ValueError, match=r"^weights: this loss is unweighted"):
+        ClassBalancedLoss().set_weights([1.0] * C)
+    with pytest.raises(TypeError, match=r"^schedule: "):
+        ReweightingCallback([1.0] * C)
+    with pytest.raises(ValueError, match=r"^from_logits: "):
+        ClassBalancedLoss(COUNTS, BETA, from_logits="yes")
+    loss.set_weights(np.arange(1, C + 1))
+    np.testing.assert_array_equal(loss.class_weights, np.arange(1, C + 1, dtype=np.float64))
+    ref = oracle.loss_and_grad(z, y.astype(int), np.arange(1, C + 1), reduction="none")
+    np.testing.assert_allclose(float(loss(y, z)), np.mean(ref.value), rtol=2e-6)
+
+
+class _CountingLoss(ClassBalancedLoss):
+    """Counts the calls of ``call``: under a compiled step, one per trace."""
+
+    calls = 0
+
+    def call(self, y_true, y_pred):
+        type(self).calls += 1
+        return super().call(y_true, y_pred)
+
+
+def _data(n=24, features=5, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype(np.float32)
+    y = rng.choice(C, size=n, p=np.asarray(COUNTS) / sum(COUNTS))
+    return x, y
+
+
+def _model(features=5):
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((features,)), keras.layers.Dense(C)])
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [DeferredReweighting(COUNTS, beta=0.9999, start=2), BetaWarmup(COUNTS, beta=0.999, start=0, end=3)],
+    ids=["drw", "warmup"],
+)
+def test_callback_changes_the_weights_inside_one_compiled_step(schedule):
+    """With learning rate 0 the model is fixed, so each epoch's loss (one batch) is the loss under that epoch's
+    weights; the compiled step is traced once however often the weights change."""
+    x, y = _data()
+    model = _model()
+    loss = _CountingLoss(COUNTS, 0.9999)
+    _CountingLoss.calls = 0
+    compiled = BACKEND != "torch"  # Keras' torch backend compiles with torch.compile: not what is tested here
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss, jit_compile=compiled or "auto")
+    calls_at_epoch_end = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: calls_at_epoch_end.append(loss.calls))
+    epochs = 5
+    history = model.fit(
+        x, y, batch_size=len(x), epochs=epochs, verbose=0, callbacks=[ReweightingCallback(schedule), record]
+    )
+    logits = np.asarray(keras.ops.convert_to_numpy(model(x)), dtype=np.float64)
+    for epoch in range(epochs):
+        expected = np.mean(oracle.loss_and_grad(logits, y, schedule(epoch), reduction="none").value)
+        np.testing.assert_allclose(history.history["loss"][epoch], expected, rtol=1e-5, err_msg=f"epoch {epoch}")
+    np.testing.assert_allclose(loss.class_weights, schedule(epochs - 1), rtol=WEIGHTS_RTOL)
+    if compiled:
+        assert calls_at_epoch_end[-1] == calls_at_epoch_end[0], calls_at_epoch_end  # no retrace after epoch 0
+    else:
+        assert np.all(np.diff(calls_at_epoch_end) == 1), calls_at_epoch_end  # eager: one call per step
+
+
+def test_callback_finds_the_loss_or_asks_for_it():
+    model = _model()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    callback = ReweightingCallback(DeferredReweighting(COUNTS, start=1))
+    callback.set_model(model)
+    with pytest.raises(ValueError, match=r"^loss: the model was compiled with 0 cbloss"):
+        callback.on_train_begin()
+    with pytest.raises(TypeError, match=r"^loss: must be a cbloss ClassBalancedLoss"):
+        ReweightingCallback(DeferredReweighting(COUNTS, start=1), loss="sparse_categorical_crossentropy")
+
+
+_LOAD = """
+import json, sys
+import numpy as np
+import keras
+import cbloss.adapters.keras  # registers the loss with Keras
+data = np.load(sys.argv[2])
+model = keras.saving.load_model(sys.argv[1])
+value = model.evaluate(data["x"], data["y"], batch_size=len(data["y"]), verbose=0)
+print(json.dumps({"loss": value, "weights": model.loss.class_weights.tolist(), "config": model.loss.get_config()}))
+"""
+
+
+def test_fit_save_and_load_in_a_new_process(tmp_path):
+    """The class weights set during training are saved with the model and restored by load_model elsewhere."""
+    x, y = _data()
+    model = _model()
+    loss = ClassBalancedLoss(COUNTS, 0.9999, loss="focal", gamma=1.0, ignore_index=-1)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
+    schedule = DeferredReweighting(COUNTS, beta=0.9999, start=2)
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[ReweightingCallback(schedule)])
+    path, data = tmp_path / "model.keras", tmp_path / "data.npz"
+    model.save(path)
+    np.savez(data, x=x, y=y)
+    env = {**os.environ, "KERAS_BACKEND": BACKEND}
+    run = subprocess.run(
+        [sys.executable, "-c", _LOAD, str(path), str(data)], env=env, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    restored = json.loads(run.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(restored["weights"], schedule(2), rtol=WEIGHTS_RTOL)
+    assert restored["config"] == json.loads(json.dumps(loss.get_config()))
+    here = model.evaluate(x, y, batch_size=len(y), verbose=0)
+    np.testing.assert_allclose(restored["loss"], here, rtol=1e-5)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import cbloss.adapters.keras as module
+
+    result = doctest.testmod(module)
+    assert result.attempted >= 2 and result.failed == 0
