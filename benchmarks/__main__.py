@@ -1,5 +1,5 @@
 """`python -m benchmarks [--quick] [--framework torch ...] [--device cpu|cuda|gpu] [--section speed ...]
-[--repeats N] [--compile-backend NAME] [--out DIR] [--markdown FILE]`."""
+[--rows single-label|multi-label] [--repeats N] [--compile-backend NAME] [--out DIR] [--markdown FILE]`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .harness import DEVICES, FRAMEWORKS, SECTIONS, DeviceUnavailable, run
+from .harness import DEVICES, FRAMEWORKS, ROWS, SECTIONS, DeviceUnavailable, run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,6 +22,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--section", action="append", choices=SECTIONS, help="what to measure (repeatable; default: all)"
+    )
+    parser.add_argument(
+        "--rows",
+        action="append",
+        choices=ROWS,
+        help="which rows (repeatable; default: both): single-label (the four losses on class indices) or "
+        'multi-label (CB sigmoid and CB focal with multi_label="class" on multi-hot targets)',
     )
     parser.add_argument("--repeats", type=int, default=None, help="timed samples per variant (default 51; quick 5)")
     parser.add_argument(
@@ -51,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
             sections=args.section or SECTIONS,
             overhead_calls=args.overhead_calls,
             markdown=args.markdown,
+            rows=args.rows or ROWS,
         )
     except DeviceUnavailable as error:
         sys.exit(f"python -m benchmarks: error: {error}")

@@ -1,7 +1,7 @@
 """PyTorch: cbloss.adapters.torch against PyTorch's own fused losses, forward + backward, float32, on the CPU
 (one thread) or with ``--device cuda`` on the GPU.
 
-Speed cases (issue 3's targets, eager): CB softmax vs unweighted ``F.cross_entropy`` (<= 1.10x; 1.25x at
+Speed cases (targets, eager): CB softmax vs unweighted ``F.cross_entropy`` (<= 1.10x; 1.25x at
 (4096, 10)), CB sigmoid vs ``F.binary_cross_entropy_with_logits`` (<= 1.10x), CB focal vs the same (<= 1.5x),
 CB softmax-focal vs ``F.cross_entropy`` (<= 1.5x). The candidate is the module a user writes
 (``ClassBalancedLoss(counts, 0.9999, loss=...)``, weights from a long-tailed count vector, label validation on);
@@ -21,6 +21,15 @@ smoothed one-hot target, built from the labels within the measured call, as the 
 On the CPU it is read from PyTorch's profiler memory timeline
 (``profile_memory=True``: every allocation and free while the call runs); on CUDA from
 ``torch.cuda.max_memory_allocated``. Run alone: ``python -m benchmarks.bench_torch``.
+
+Multi-label rows (``multi_label_cases``, ``compiled_multi_label_cases``, ``multi_label_memory``): the module with
+``loss="sigmoid"`` or ``"focal"`` and ``multi_label="class"`` on the harness's seeded long-tailed multi-hot
+float32 targets (dim 1 the class dim), against ``F.binary_cross_entropy_with_logits(z, t, weight=w,
+reduction="sum") / N``, ``w`` the module's class weights shaped ``(C, 1, ..., 1)`` and ``N`` the number of
+positions: the same number as the module's ``"mean"``, the mean over positions of the class sum
+(docs/conventions.md §6.5), which each case's setup checks at gamma = 0 (value and gradient) before it is timed.
+Eager and ``torch.compile`` as above; goals: CB sigmoid <= 1.10x, CB focal <= 1.5x eager and <= 1.25x compiled.
+The memory rows smooth the baseline's target towards 1/2 within the measured call, as the module does.
 """
 
 from __future__ import annotations
@@ -30,22 +39,30 @@ import functools
 import os
 import sys
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cbloss import class_balanced_weights
 from cbloss.adapters.torch import ClassBalancedLoss
 
 from .harness import (
     LOSSES,
     MEMORY_LABEL_SMOOTHING,
+    MULTI_LABEL_COMPILED_TARGETS,
+    MULTI_LABEL_LOSSES,
+    MULTI_LABEL_TARGETS,
     SHAPES,
     Case,
     DeviceUnavailable,
     Settings,
+    check_same,
     error_text,
     memory_row,
+    multi_hot_targets,
+    multi_label_name,
 )
 
 TARGETS = {"softmax": 1.10, "sigmoid": 1.10, "focal": 1.5, "softmax_focal": 1.5}
@@ -61,6 +78,8 @@ BETA = 0.9999
 # target is built inside the measured call, as the class-balanced loss builds what it needs).
 CE_WEIGHTED = "F.cross_entropy(weight=w)"
 BCE_WEIGHTED = "F.binary_cross_entropy_with_logits(one_hot(y), weight=w)"
+# The multi-label baseline: the same multi-hot targets and class weights, summed over classes, mean over positions.
+BCE_MULTI_HOT = "F.binary_cross_entropy_with_logits(t, weight=w)"
 
 
 def device(settings: Settings) -> str:
@@ -172,6 +191,105 @@ def compiled_cases(shapes, settings: Settings) -> list[Case]:
     return _pairs(shapes, settings, compiled=True)
 
 
+def _multi_label_inputs(shape: tuple[int, ...], dev: torch.device, seed: int = 0):
+    """Logits as in the single-label rows and the harness's multi-hot targets, float32 with the class dim 1."""
+    x, _ = _inputs(shape, dev, seed)
+    class_last = multi_hot_targets((shape[0], *shape[2:], shape[1]), seed)
+    return x, torch.from_numpy(np.ascontiguousarray(np.moveaxis(class_last, -1, 1))).to(dev)
+
+
+def _broadcast_weight(counts: np.ndarray, shape: tuple[int, ...], dev: torch.device) -> torch.Tensor:
+    """The module's float32 class weights for ``counts``, shaped (C, 1, ..., 1) to broadcast along dim 1."""
+    weight = torch.as_tensor(class_balanced_weights(counts, BETA), dtype=torch.float32, device=dev)
+    return weight.reshape((shape[1],) + (1,) * (len(shape) - 2))
+
+
+def _multi_label_bce(class_weight: torch.Tensor, positions: int, label_smoothing: float = 0.0):
+    """PyTorch's fused BCE on multi-hot targets with class weights, summed over classes, mean over the
+    ``positions``: cbloss's ``multi_label="class"`` at gamma = 0 with ``reduction="mean"`` (docs/conventions.md
+    §6.5). Label smoothing moves the target towards 1/2 within the call, as cbloss does."""
+
+    def bce(x, t):
+        if label_smoothing:
+            t = t * (1 - label_smoothing) + label_smoothing / 2
+        return F.binary_cross_entropy_with_logits(x, t, weight=class_weight, reduction="sum") / positions
+
+    return bce
+
+
+def _same_as_baseline(what: str, counts: np.ndarray, loss: str, x: torch.Tensor, t: torch.Tensor, native):
+    """A setup step: raises AssertionError unless the module for ``loss`` at gamma = 0 gives ``native``'s value
+    and gradient on ``(x, t)`` (eager), so that the timed pair computes the same number."""
+
+    def check() -> None:
+        criterion = ClassBalancedLoss(counts, BETA, loss=loss, gamma=0.0, multi_label="class").to(x.device)
+        results = []
+        for fn in (criterion, native):
+            z = x.detach().clone().requires_grad_()
+            value = fn(z, t)
+            (gradient,) = torch.autograd.grad(value, z)
+            results.append((value.item(), gradient.cpu().numpy()))
+        check_same(what, results[0], results[1])
+
+    return check
+
+
+def _then(*steps):
+    def run() -> None:
+        for step in steps:
+            step()
+
+    return run
+
+
+def _multi_label_pairs(shapes, settings: Settings, compiled: bool) -> list[Case]:
+    dev = _device(settings)
+    targets = MULTI_LABEL_COMPILED_TARGETS if compiled else MULTI_LABEL_TARGETS
+    out = []
+    for loss in MULTI_LABEL_LOSSES:
+        for shape in shapes:
+            x, t = _multi_label_inputs(tuple(shape), dev)
+            x_base = x.detach().clone().requires_grad_()
+            counts = _long_tail_counts(shape[1])
+            criterion = ClassBalancedLoss(counts, BETA, loss=loss, multi_label="class").to(dev)
+            native = _multi_label_bce(_broadcast_weight(counts, tuple(shape), dev), x.numel() // shape[1])
+            setup = _same_as_baseline(f"{multi_label_name(loss)} {tuple(shape)}", counts, loss, x, t, native)
+            ours: Callable = criterion
+            theirs: Callable = native
+            extra = {}
+            if compiled:
+                backend = settings.compile_backend
+                ours = torch.compile(criterion, dynamic=False, fullgraph=True, backend=backend)
+                theirs = torch.compile(native, dynamic=False, fullgraph=True, backend=backend)
+                extra = {"compile_backend": backend, "dynamic": False, "fullgraph": True}
+                setup = _then(setup, torch._dynamo.reset)
+            out.append(
+                Case(
+                    framework="torch",
+                    name=multi_label_name(loss),
+                    baseline_name=BCE_MULTI_HOT,
+                    shape=tuple(shape),
+                    candidate=_step(ours, x, t, settings.gpu),
+                    baseline=_step(theirs, x_base, t, settings.gpu),
+                    target=targets[loss],
+                    mode="torch.compile" if compiled else "eager",
+                    setup=setup,
+                    min_warmup=2 if compiled else 1,
+                    extra=extra,
+                )
+            )
+    return out
+
+
+def multi_label_cases(shapes, settings: Settings) -> list[Case]:
+    return _multi_label_pairs(shapes, settings, compiled=False)
+
+
+def compiled_multi_label_cases(shapes, settings: Settings) -> list[Case]:
+    warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
+    return _multi_label_pairs(shapes, settings, compiled=True)
+
+
 def _bce_from_labels(x, y, weight, ls):
     return F.binary_cross_entropy_with_logits(x, _one_hot(y, x.shape[1], x.dtype, ls), weight=weight)
 
@@ -256,6 +374,34 @@ def memory(shapes, settings: Settings) -> list[dict]:
                         "torch", f"CB {loss}", native, shape, ls, _method(dev), unit, ours, theirs[native], error
                     )
                 )
+    return rows
+
+
+def multi_label_memory(shapes, settings: Settings) -> list[dict]:
+    dev = _device(settings)
+    rows = []
+    for shape in shapes:
+        shape = tuple(shape)
+        x, t = _multi_label_inputs(shape, dev)
+        counts = _long_tail_counts(shape[1])
+        class_weight = _broadcast_weight(counts, shape, dev)
+        unit = x.numel() * x.element_size()
+        for ls in MEMORY_LABEL_SMOOTHING:
+            theirs, baseline_failure = None, None
+            try:
+                native = _multi_label_bce(class_weight, x.numel() // shape[1], ls)
+                theirs = peak_bytes(_step(native, x, t, settings.gpu), x)
+            except Exception as failure:
+                baseline_failure = "baseline: " + error_text(failure)
+            for loss in MULTI_LABEL_LOSSES:
+                ours, problem = None, baseline_failure
+                try:
+                    criterion = ClassBalancedLoss(counts, BETA, loss=loss, multi_label="class", label_smoothing=ls)
+                    ours = peak_bytes(_step(criterion.to(dev), x, t, settings.gpu), x)
+                except Exception as failure:
+                    problem = error_text(failure)
+                name, method = multi_label_name(loss), _method(dev)
+                rows.append(memory_row("torch", name, BCE_MULTI_HOT, shape, ls, method, unit, ours, theirs, problem))
     return rows
 
 

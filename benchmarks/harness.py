@@ -13,14 +13,26 @@ both alike. Four sections, each optional (``--section``):
 - ``memory``: the peak memory of one forward + backward (gradient included), with and without label
   smoothing, against the framework's own loss with the same class weights, at :data:`SHAPES`.
 
+Two kinds of rows (``--rows``, both by default): ``single-label``, the four losses on integer class indices
+(:data:`LOSSES`), and ``multi-label``, CB sigmoid and CB focal with ``multi_label="class"`` (docs/conventions.md
+§6.5) on seeded multi-hot targets with a long-tailed class frequency (:func:`multi_hot_targets`), against the
+framework's fused BCE-with-logits on the same targets with the same class weights (per position
+``sum_c w_c BCE(z_c, t_c)``, mean over positions), in the speed, compile and memory sections at
+:data:`MULTI_LABEL_SHAPES` (memory: at the memory section's shapes). Before it is timed, each multi-label case
+checks that cbloss at gamma = 0 gives the baseline's value and gradient (:func:`check_same`), so that both
+sides compute the same number; a mismatch is recorded as the row's error. Their goals are
+:data:`MULTI_LABEL_TARGETS` in the eager and graph modes and :data:`MULTI_LABEL_COMPILED_TARGETS` compiled.
+
 ``--quick`` uses small shapes everywhere (:data:`QUICK_SHAPES`, :data:`QUICK_COMPILE_SHAPES`,
-:data:`QUICK_MEMORY_SHAPES`): CI's smoke run, and a check that every column can be measured.
+:data:`QUICK_MULTI_LABEL_SHAPES`, :data:`QUICK_MEMORY_SHAPES`): CI's smoke run, and a check that every column
+can be measured.
 
 A framework module ``benchmarks/bench_<name>.py`` defines ``device(settings)`` (raises
 :class:`DeviceUnavailable`), ``cases(shapes, settings) -> list[Case]`` and optionally
 ``compiled_cases(shapes, settings) -> list[Case]`` and ``memory(shapes, settings) -> list[dict]`` (which may
-raise :class:`Skipped`). Results go to tables on stdout, ``results.json``, ``ratios.png`` and, on request,
-the markdown of :mod:`benchmarks.report`.
+raise :class:`Skipped`); the multi-label rows come from ``multi_label_cases``, ``compiled_multi_label_cases``
+and ``multi_label_memory``, with the same signatures. Results go to tables on stdout, ``results.json``,
+``ratios.png`` and, on request, the markdown of :mod:`benchmarks.report`.
 """
 
 from __future__ import annotations
@@ -36,6 +48,9 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
+
+import numpy as np
 
 # (N, C) shapes of the issues, plus a dense segmentation-like input written as (N, C, H, W).
 SHAPES: list[tuple[int, ...]] = [(4096, 10), (1024, 100), (512, 1000), (128, 8142), (64, 32000), (4, 19, 128, 128)]
@@ -49,8 +64,18 @@ MEMORY_LABEL_SMOOTHING = (0.0, 0.1)
 MEMORY_TARGET = 2.0  # cbloss's peak <= 2x the framework's own loss's peak
 FRAMEWORKS = ("torch", "jax", "tensorflow")
 SECTIONS = ("speed", "compile", "overhead", "memory")
+ROWS = ("single-label", "multi-label")
 DEVICES = ("cpu", "cuda", "gpu")  # "gpu" is "cuda": each framework's GPU device
 LOSSES = ("softmax", "sigmoid", "focal", "softmax_focal")
+# Multi-label rows (multi_label="class"): the large shapes and the dense input (at the small ones the per-call
+# overhead, measured by the single-label rows, dominates); the quick run keeps the dense one.
+MULTI_LABEL_LOSSES: tuple[Literal["sigmoid", "focal"], ...] = ("sigmoid", "focal")
+MULTI_LABEL_SHAPES: list[tuple[int, ...]] = [(512, 1000), (128, 8142), (64, 32000), (4, 19, 128, 128)]
+QUICK_MULTI_LABEL_SHAPES: list[tuple[int, ...]] = [(8, 5, 8, 8)]
+MULTI_LABEL_TARGETS = {"sigmoid": 1.10, "focal": 1.5}  # eager PyTorch, TensorFlow tf.function
+MULTI_LABEL_COMPILED_TARGETS = {"sigmoid": 1.10, "focal": 1.25}  # torch.compile, JAX jit, TensorFlow XLA
+MULTI_LABEL_HEAD_FREQUENCY = 0.5  # the head class is positive at half the positions ...
+MULTI_LABEL_IMBALANCE = 100.0  # ... and the tail class at 1/100 of that
 
 
 class DeviceUnavailable(RuntimeError):
@@ -70,6 +95,7 @@ class Settings:
     compile_backend: str = "inductor"
     overhead_calls: int = 50  # calls per timed sample in the overhead section
     sections: tuple[str, ...] = SECTIONS
+    rows: tuple[str, ...] = ROWS
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -79,6 +105,9 @@ class Settings:
         unknown = set(self.sections) - set(SECTIONS)
         if unknown:
             raise ValueError(f"sections: unknown {sorted(unknown)}; choose from {SECTIONS}")
+        unknown = set(self.rows) - set(ROWS)
+        if unknown:
+            raise ValueError(f"rows: unknown {sorted(unknown)}; choose from {ROWS}")
 
     @property
     def gpu(self) -> bool:
@@ -102,6 +131,56 @@ class Case:
     setup: Callable[[], object] | None = None
     min_warmup: int = 1
     extra: dict = dataclasses.field(default_factory=dict)  # more JSON fields, e.g. the compile backend
+
+
+def multi_label_name(loss: str) -> str:
+    """The ``loss`` column of a multi-label row, e.g. ``"CB focal multi-label"``."""
+    return f"CB {loss} multi-label"
+
+
+def multi_label_frequencies(num_classes: int) -> np.ndarray:
+    """Each class's probability of being positive at a position, decaying geometrically from the head class
+    to the tail class: ``f_c = 0.5 * 0.01 ** (c / (C - 1))`` (head 0.5, tail 0.005, imbalance 100).
+
+    Example:
+        >>> multi_label_frequencies(3).round(4).tolist()
+        [0.5, 0.05, 0.005]
+    """
+    decay = (1.0 / MULTI_LABEL_IMBALANCE) ** (np.arange(num_classes) / max(num_classes - 1, 1))
+    return MULTI_LABEL_HEAD_FREQUENCY * decay
+
+
+def multi_hot_targets(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Seeded float32 multi-hot targets of ``shape``, class axis last: ``t[..., c] = 1`` with probability
+    :func:`multi_label_frequencies` ``(C)[c]``, independently per position and class (several positives per
+    position, or none, with a long-tailed class frequency).
+
+    Args:
+        shape: the target's shape, class axis last (``(N, C)`` or ``(N, d1, ..., C)``).
+        seed: the NumPy generator's seed.
+
+    Example:
+        >>> multi_hot_targets((4, 3)).shape
+        (4, 3)
+    """
+    draws = np.random.default_rng(seed).random(shape, dtype=np.float32)
+    return (draws < multi_label_frequencies(shape[-1]).astype(np.float32)).astype(np.float32)
+
+
+def check_same(what: str, ours: tuple[object, object], theirs: tuple[object, object], rtol: float = 1e-5) -> None:
+    """Raises AssertionError unless cbloss's ``(value, gradient)`` equals the baseline's: the value within
+    ``rtol`` (float32 sums in a different order), each gradient entry within ``rtol`` of the gradient's largest
+    magnitude. A benchmark compares times of the same number only after this check."""
+    value, gradient = (np.asarray(a, dtype=np.float64) for a in ours)
+    value_b, gradient_b = (np.asarray(a, dtype=np.float64) for a in theirs)
+    if not abs(value - value_b) <= rtol * abs(value_b):
+        raise AssertionError(f"{what}: cbloss's value {float(value)!r} != the baseline's {float(value_b)!r}")
+    if gradient.shape != gradient_b.shape:
+        raise AssertionError(f"{what}: gradient shape {gradient.shape} != the baseline's {gradient_b.shape}")
+    worst = float(np.max(np.abs(gradient - gradient_b), initial=0.0))
+    scale = float(np.max(np.abs(gradient_b), initial=0.0))
+    if not worst <= rtol * scale:
+        raise AssertionError(f"{what}: gradients differ by up to {worst!r} (the baseline's largest is {scale!r})")
 
 
 def error_text(error: BaseException, limit: int = 4000) -> str:
@@ -243,13 +322,13 @@ def _ok(r: dict) -> str:
 
 
 def table(results: list[dict]) -> str:
-    head = f"{'framework':10} {'mode':13} {'loss':18} {'vs':34} {'shape':18} {'ratio':>6} {'target':>6}  ok"
+    head = f"{'framework':10} {'mode':13} {'loss':22} {'vs':48} {'shape':18} {'ratio':>6} {'target':>6}  ok"
     lines = [head, "-" * len(head)]
     for r in results:
         target = "" if r["target"] is None else f"{r['target']:.2f}"
         ratio = "error" if r.get("error") else f"{r['ratio']:6.2f}"
         lines.append(
-            f"{r['framework']:10} {r['mode']:13} {r['loss']:18} {r['baseline']:34} {_shape(r):18} "
+            f"{r['framework']:10} {r['mode']:13} {r['loss']:22} {r['baseline']:48} {_shape(r):18} "
             f"{ratio:>6} {target:>6}  {_ok(r)}"
         )
     return "\n".join(lines)
@@ -269,12 +348,12 @@ def overhead_table(rows: list[dict]) -> str:
 
 
 def memory_table(rows: list[dict]) -> str:
-    head = f"{'framework':10} {'peak memory of':18} {'ls':>4} {'vs':58} {'shape':16} {'ratio':>6} {'target':>6}  ok"
+    head = f"{'framework':10} {'peak memory of':22} {'ls':>4} {'vs':58} {'shape':16} {'ratio':>6} {'target':>6}  ok"
     lines = [head, "-" * len(head)]
     for r in rows:
         ratio = "error" if r.get("error") else f"{r['ratio']:6.2f}"
         lines.append(
-            f"{r['framework']:10} {r['loss']:18} {r['label_smoothing']:4.2g} {r['baseline']:58} {_shape(r):16} "
+            f"{r['framework']:10} {r['loss']:22} {r['label_smoothing']:4.2g} {r['baseline']:58} {_shape(r):16} "
             f"{ratio:>6} {r['target']:6.2f}  {_ok(r)}"
         )
     return "\n".join(lines)
@@ -350,6 +429,8 @@ def _command(frameworks: list[str], settings: Settings) -> str:
         words.append(f"--device {settings.device}")
     if tuple(settings.sections) != SECTIONS:
         words += [f"--section {section}" for section in settings.sections]
+    if tuple(settings.rows) != ROWS:
+        words += [f"--rows {rows}" for rows in settings.rows]
     if settings.repeats != (5 if settings.quick else 51):
         words.append(f"--repeats {settings.repeats}")
     if settings.overhead_calls != (10 if settings.quick else 50):
@@ -368,6 +449,7 @@ def _meta(frameworks: list[str], settings: Settings, devices: dict[str, str], th
         "warmup": settings.warmup,
         "overhead_calls_per_sample": settings.overhead_calls,
         "sections": list(settings.sections),
+        "rows": list(settings.rows),
         "device": settings.device,
         "devices": devices,
         "compile_backend": settings.compile_backend,
@@ -384,7 +466,7 @@ def _meta(frameworks: list[str], settings: Settings, devices: dict[str, str], th
 
 def _progress(r: dict) -> None:
     ratio = "error" if r.get("error") else f"{r['ratio']:.2f}"
-    print(f"  {r['framework']:10} {r['mode']:13} {r['loss']:18} {r['shape']} ratio {ratio}", flush=True)
+    print(f"  {r['framework']:10} {r['mode']:13} {r['loss']:22} {r['shape']} ratio {ratio}", flush=True)
 
 
 def run(
@@ -399,9 +481,11 @@ def run(
     sections: tuple[str, ...] | list[str] = SECTIONS,
     overhead_calls: int | None = None,
     markdown: Path | None = None,
+    rows: tuple[str, ...] | list[str] = ROWS,
 ) -> dict:
-    """Runs the selected sections for ``frameworks``, prints the tables and writes ``out/results.json`` and
-    ``out/ratios.png`` (and the markdown report to ``markdown`` if given). Returns the JSON's content."""
+    """Runs the selected sections and kinds of rows for ``frameworks``, prints the tables and writes
+    ``out/results.json`` and ``out/ratios.png`` (and the markdown report to ``markdown`` if given). Returns the
+    JSON's content."""
     settings = Settings(
         quick=quick,
         repeats=repeats,
@@ -410,32 +494,42 @@ def run(
         compile_backend=compile_backend,
         overhead_calls=overhead_calls or (10 if quick else 50),
         sections=tuple(sections),
+        rows=tuple(rows),
     )
     devices = check_devices(frameworks, settings)  # fails before any measurement
     shapes = QUICK_SHAPES if quick else SHAPES
+    compile_shapes = QUICK_COMPILE_SHAPES if quick else COMPILE_SHAPES
+    multi_label_shapes = QUICK_MULTI_LABEL_SHAPES if quick else MULTI_LABEL_SHAPES
+    memory_shapes = QUICK_MEMORY_SHAPES if quick else shapes
+    single, multi = "single-label" in settings.rows, "multi-label" in settings.rows
+    # (report key, the module's hook, its shapes) of the timed sections, in the order they run
+    timed = [
+        ("results", "cases", shapes, "speed" in settings.sections and single),
+        ("results", "multi_label_cases", multi_label_shapes, "speed" in settings.sections and multi),
+        ("compiled", "compiled_cases", compile_shapes, "compile" in settings.sections and single),
+        ("compiled", "compiled_multi_label_cases", multi_label_shapes, "compile" in settings.sections and multi),
+    ]
+    memories = [("memory", "memory", single), ("multi_label_memory", "multi-label memory", multi)]
     report: dict = {"results": [], "compiled": [], "overhead": [], "memory": [], "notes": []}
     threads: dict[str, str] = {}
     for name in devices:
         module = load(name)
-        if "speed" in settings.sections:
-            for case in module.cases(shapes, settings):
-                report["results"].append(measure(case, settings.repeats, settings.warmup))
-                _progress(report["results"][-1])
-        if "compile" in settings.sections and hasattr(module, "compiled_cases"):
-            compile_shapes = QUICK_COMPILE_SHAPES if quick else COMPILE_SHAPES
-            for case in module.compiled_cases(compile_shapes, settings):
-                report["compiled"].append(measure(case, settings.repeats, settings.warmup))
-                _progress(report["compiled"][-1])
-        if "overhead" in settings.sections:
+        for key, hook, hook_shapes, wanted in timed:
+            if wanted and hasattr(module, hook):
+                for case in getattr(module, hook)(hook_shapes, settings):
+                    report[key].append(measure(case, settings.repeats, settings.warmup))
+                    _progress(report[key][-1])
+        if "overhead" in settings.sections and single:
             for case in module.cases([OVERHEAD_SHAPE], settings):
                 case.target = None
                 report["overhead"].append(measure(case, settings.repeats, settings.warmup, settings.overhead_calls))
                 _progress(report["overhead"][-1])
-        if "memory" in settings.sections and hasattr(module, "memory"):
-            try:
-                report["memory"].extend(module.memory(QUICK_MEMORY_SHAPES if quick else shapes, settings))
-            except Skipped as skip:
-                report["notes"].append(f"{name} memory: {skip}")
+        for hook, title, wanted in memories:
+            if "memory" in settings.sections and wanted and hasattr(module, hook):
+                try:
+                    report["memory"].extend(getattr(module, hook)(memory_shapes, settings))
+                except Skipped as skip:
+                    report["notes"].append(f"{name} {title}: {skip}")
         threads[name] = module.threads(settings) if hasattr(module, "threads") else "framework default"
     for key, title, make in (
         ("results", "speed", table),

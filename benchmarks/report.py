@@ -4,15 +4,15 @@ harness runs (e.g. one per framework), to stdout or to a file.
 The JSON a run writes (``benchmarks/results/results.json``):
 
 - ``meta``: command (the run's command line), frameworks, quick, repeats, warmup, overhead_calls_per_sample,
-  sections, device, devices (framework -> device description), compile_backend, threads (framework ->
-  description), python, machine, system, processor, cpu_count, versions (framework -> version), cbloss
-  (version, commit, uncommitted_changes);
+  sections, rows (the kinds of rows: single-label, multi-label), device, devices (framework -> device
+  description), compile_backend, threads (framework -> description), python, machine, system, processor,
+  cpu_count, versions (framework -> version), cbloss (version, commit, uncommitted_changes);
 - ``results`` (speed) and ``compiled`` (``torch.compile``): one row per loss and shape with framework, mode,
   loss, baseline, shape, target, candidate_s and baseline_s ({min, median, max} seconds per call),
   first_call_s ({candidate, baseline}: the first warm-up call, compilation included), calls_per_sample,
   page-fault medians, ratio (candidate median / baseline median) and meets_target; a failed cell has
   ``error`` (its text) and ratio None instead of the timings. ``compiled`` rows also have compile_backend,
-  dynamic and fullgraph;
+  dynamic and fullgraph. The multi-label rows' loss is ``CB sigmoid multi-label`` or ``CB focal multi-label``;
 - ``overhead``: rows as in ``results`` at the (2, 3) input, each sample the mean of calls_per_sample calls;
 - ``memory``: one row per loss, label_smoothing and shape with framework, baseline, method, input_bytes,
   candidate_peak_bytes, baseline_peak_bytes, candidate_peak_in_inputs, baseline_peak_in_inputs, ratio, target
@@ -32,6 +32,10 @@ GOALS = [
     "BCE; PyTorch eager also CB sigmoid <= 1.10x and CB softmax-focal <= 1.5x.",
     "`torch.compile` (both sides compiled): CB sigmoid <= 1.10x `F.binary_cross_entropy_with_logits`; CB focal "
     "<= 1.25x the same; CB softmax-focal <= 1.25x `F.cross_entropy`.",
+    'Multi-label (`multi_label="class"` on multi-hot targets; the framework\'s fused BCE-with-logits on the same '
+    "targets with the same class weights, summed over classes, mean over positions): CB sigmoid <= 1.10x; CB focal "
+    "<= 1.5x in PyTorch eager and TensorFlow `tf.function`, <= 1.25x compiled (`torch.compile`, JAX `jit`, "
+    "TensorFlow XLA).",
     "Peak memory of one forward + backward: <= 2x the framework's own loss with the same class weights and "
     "label smoothing.",
     "Per-call overhead at a (2, 3) input: reported, no goal.",
@@ -174,7 +178,7 @@ def markdown(reports: list[dict], sources: list[str] | None = None) -> str:
     out += ["", "## Speed: eager and graph modes", ""]
     out += [
         "PyTorch eager (the `ClassBalancedLoss` module, label validation on) and TensorFlow `tf.function` (no XLA); "
-        "the framework's loss is unweighted.",
+        "the framework's loss is unweighted, except in the multi-label rows (below).",
         "",
     ]
     out += _speed(eager) if eager else ["Not measured."]
@@ -188,6 +192,15 @@ def markdown(reports: list[dict], sources: list[str] | None = None) -> str:
     ]
     out += _speed(compiled) if compiled else ["Not measured."]
     out += _errors(compiled)
+    out += [
+        "",
+        'The multi-label rows (`multi_label="class"`, docs/conventions.md §6.5) take seeded multi-hot targets '
+        "shaped like the logits, with a long-tailed class frequency (class `c` positive at a position with "
+        "probability `0.5 * 0.01 ** (c / (C - 1))`), and compare with the framework's fused BCE-with-logits on the "
+        "same targets with the same class weights, summed over classes, mean over positions "
+        '(PyTorch: `reduction="sum"` divided by the number of positions): the same number, which each case checks '
+        "at gamma = 0 (value and gradient) before it is timed.",
+    ]
 
     out += ["", "## Per-call overhead", ""]
     out += [
@@ -211,7 +224,8 @@ def markdown(reports: list[dict], sources: list[str] | None = None) -> str:
     out += [
         "The peak memory allocated during one forward + backward (the gradient included, the inputs excluded), "
         "against the framework's loss from the same integer labels with the same class weights and label "
-        "smoothing (for the sigmoid losses, BCE on the smoothed one-hot target, built within the measured call); "
+        "smoothing (for the sigmoid losses, BCE on the smoothed one-hot target, built within the measured call; "
+        "for the multi-label rows, BCE on the same multi-hot target, smoothed towards 1/2 within the call); "
         '"in inputs" is the peak in units of the logits\' size. Method per row: '
         + "; ".join(sorted({f"{r['framework']}: {r['method']}" for r in rows["memory"]}) or ["none"])
         + ".",
