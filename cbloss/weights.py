@@ -139,10 +139,9 @@ def _labels_of(batch: Any) -> Any:
     return batch
 
 
-def _dataset_targets(labels: Any) -> Any:
+def _dataset_targets(dataset: Any) -> np.ndarray | None:
     """A dataset's own label array when it has one (torchvision-style ``targets``/``labels``), read without
-    loading a single input; for a ``DataLoader`` its dataset's, and for a ``Subset`` the selected ones."""
-    dataset = getattr(labels, "dataset", None) if hasattr(labels, "batch_size") else labels
+    loading a single input; for a ``Subset`` (nested ones too) the selected ones, in the ``Subset``'s order."""
     indices = None
     while dataset is not None and hasattr(dataset, "indices") and hasattr(dataset, "dataset"):
         selected = np.asarray(dataset.indices)
@@ -154,6 +153,55 @@ def _dataset_targets(labels: Any) -> Any:
             host = _host_batch(targets)
             return host if indices is None else host[indices]
     return None
+
+
+def _as_indices(items: list[Any]) -> np.ndarray | None:
+    """Sampler items as a 1-D int64 index array, or None when they are not integer indices."""
+    if not items:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        indices = np.asarray(items)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    if indices.ndim != 1 or indices.dtype.kind not in "iu":
+        return None
+    return indices.astype(np.int64, copy=False)
+
+
+def _loader_indices(loader: Any) -> np.ndarray | None:
+    """The dataset indices one pass of a ``DataLoader`` reads, in order: the concatenated index lists of its
+    ``batch_sampler`` (which drops the last partial batch under ``drop_last``), or its ``sampler``'s indices when
+    it does not batch. None when they cannot be known without loading: an ``IterableDataset``, or a sampler whose
+    items are not integer indices."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(loader, torch.utils.data.DataLoader):
+        # An IterableDataset has no indices: its sampler yields None without end.
+        if isinstance(loader.dataset, torch.utils.data.IterableDataset):
+            return None
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    if batch_sampler is not None:
+        try:
+            items = [index for batch in batch_sampler for index in batch]
+        except TypeError:  # a batch that is not a sequence of indices
+            return None
+        return _as_indices(items)
+    sampler = getattr(loader, "sampler", None)
+    return None if sampler is None else _as_indices(list(sampler))
+
+
+def _pipeline_targets(labels: Any) -> np.ndarray | None:
+    """The labels one pass over ``labels`` yields, read from its dataset's label array without loading inputs:
+    for a dataset its whole array, for a ``DataLoader`` the array at the indices its sampler yields. None when
+    they cannot be read that way (then the pipeline is iterated)."""
+    if not hasattr(labels, "batch_size"):
+        return _dataset_targets(labels)
+    targets = _dataset_targets(getattr(labels, "dataset", None))
+    if targets is None:
+        return None
+    indices = _loader_indices(labels)
+    return None if indices is None else targets[indices]
 
 
 class _Progress:
@@ -186,17 +234,23 @@ def count_samples_per_class(
     Args:
         labels: integer class indices of any supported framework (any shape), or, with ``multi_label``, 0/1
             multi-hot targets with the classes on the last axis (each positive counts); or a data pipeline: a
-            PyTorch ``DataLoader`` or dataset (its ``targets``/``labels`` are read without loading inputs when it
-            has them, also through ``Subset``), a ``tf.data.Dataset``, or any iterable of batches. A batch is the
+            PyTorch ``DataLoader`` or dataset, a ``tf.data.Dataset``, or any iterable of batches. A batch is the
             labels themselves, an ``(inputs, ..., labels)`` tuple or list of arrays (its last entry), or a dict
-            with a ``"labels"``/``"label"`` entry.
+            with a ``"labels"``/``"label"`` entry. What one pass over the pipeline yields is counted. When the
+            dataset has ``targets``/``labels`` (also through nested ``Subset``), they are read without loading
+            inputs: a ``DataLoader``'s at the indices its sampler or batch sampler yields (a ``DistributedSampler``
+            gives this rank's shard, ``drop_last`` drops the last partial batch); an ``IterableDataset`` or a
+            sampler whose items are not indices is iterated instead.
         num_classes: ``C``.
         multi_label: count the positives of multi-hot targets instead of class indices.
         progress: show a count of batches on stderr while iterating a pipeline; None (default) shows it only
             when stderr is a terminal.
 
-    Labels outside ``[0, num_classes)`` (or multi-hot values other than 0 and 1) raise. Under data parallelism
-    each rank counts its own shard; the adapters' ``count_samples_per_class`` sum the counts across ranks.
+    Labels outside ``[0, num_classes)`` (or multi-hot values other than 0 and 1) raise. A random sampler counts
+    one draw: a ``WeightedRandomSampler`` (or any sampler with replacement) draws again, and counts again, on each
+    pass. Under data parallelism each rank counts its own shard; ``all_reduce_counts`` in
+    ``cbloss.adapters.torch``, ``cbloss.adapters.jax`` or ``cbloss.adapters.tensorflow`` sums the counts across
+    ranks.
 
     Example:
         >>> import cbloss
@@ -210,7 +264,7 @@ def count_samples_per_class(
     count = _count_multi_hot if multi_label else _count_indices
     if _is_batch(labels):
         return count(labels, int(num_classes))
-    targets = _dataset_targets(labels)
+    targets = _pipeline_targets(labels)
     if targets is not None:
         return count(targets, int(num_classes))
     if not isinstance(labels, Iterable):

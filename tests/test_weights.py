@@ -190,3 +190,33 @@ def test_count_multi_hot_positives(dtype):
 def test_count_multi_hot_rejects_non_binary_or_wrong_classes(bad):
     with pytest.raises(ValueError, match=r"^labels: multi-hot"):
         cbloss.count_samples_per_class(bad, 3, multi_label=True)
+
+
+class _Loader:
+    """A loader-like pipeline (``dataset``, ``batch_size`` and an index sampler, as a PyTorch ``DataLoader`` has)
+    whose iteration yields the labels at the sampled indices."""
+
+    def __init__(self, dataset, labels, **samplers):
+        self.dataset, self.labels, self.batch_size = dataset, np.asarray(labels), 2
+        for name, sampler in samplers.items():
+            setattr(self, name, sampler)
+
+    def __iter__(self):
+        batches = getattr(self, "batch_sampler", None) or [[i] for i in getattr(self, "sampler", [])]
+        return iter(self.labels[np.asarray(batch, dtype=np.int64)] for batch in batches)
+
+
+def test_count_reads_a_loaders_targets_at_its_sampled_indices():
+    """The dataset's targets are read at the indices the loader's (batch) sampler yields, repeats included, and
+    without loading inputs; without an index sampler the loader is iterated."""
+    labels = LABELS.reshape(-1)  # [0, 2, 2, 4, 2, 0]
+    dataset = _TargetsOnly(list(labels))
+    batches = [[5, 1], [1, 3, 3], [0]]
+    want = np.bincount(labels[[5, 1, 1, 3, 3, 0]], minlength=5)
+    _check_counts(cbloss.count_samples_per_class(_Loader(dataset, labels, batch_sampler=batches), 5), want)
+    _check_counts(cbloss.count_samples_per_class(_Loader(dataset, labels, sampler=[4, 4, 3]), 5), [0, 0, 2, 0, 1])
+    _check_counts(cbloss.count_samples_per_class(_Loader(dataset, labels, sampler=[]), 5), [0, 0, 0, 0, 0])
+    # the sampled counts differ from the dataset's: a count of the whole dataset fails the checks above
+    assert want.tolist() != COUNTS.tolist()
+    # no sampler: iterated (it yields nothing), not read from the dataset's targets
+    _check_counts(cbloss.count_samples_per_class(_Loader(dataset, labels), 5), [0, 0, 0, 0, 0])
