@@ -1,5 +1,5 @@
-"""docs/tensorflow.md's Keras quickstart runs as written, and a model it saves loads in a new process only after
-``import cbloss.adapters.tensorflow``, failing with the error the page quotes otherwise."""
+"""docs/keras.md's quickstart runs as written on the running Keras backend, and a model it saves loads in a new
+process only after ``import cbloss.adapters.keras``, failing with the error the page quotes otherwise."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGE = (ROOT / "docs" / "tensorflow.md").read_text()
+PAGE = (ROOT / "docs" / "keras.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", PAGE, re.S)
 
 
@@ -22,7 +22,7 @@ def test_keras_quickstart_runs_and_the_saved_model_loads_in_a_new_process(tmp_pa
     quickstart, load = BLOCKS[1], BLOCKS[2]
     assert "ClassBalancedLoss(samples_per_class" in quickstart and "load_model" in load
     namespace: dict = {}
-    exec(compile(quickstart, "docs/tensorflow.md quickstart", "exec"), namespace)
+    exec(compile(quickstart, "docs/keras.md quickstart", "exec"), namespace)
     assert namespace["samples_per_class"].tolist() == [815, 460, 289, 185, 96, 59, 38, 25, 12, 21]
     x, y = namespace["x_train"][:64], namespace["y_train"][:64]
     expected = namespace["model"].evaluate(x, y, verbose=0)
