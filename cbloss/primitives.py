@@ -1,7 +1,9 @@
 """Named numeric pieces that the Array-API standard lacks, each defined once here.
 
 The losses (``cbloss.losses``) call only these and standard functions. Every piece is functional: it never
-writes into its arguments and returns fresh arrays (or arrays the caller owns). A backend may pass a subclass of
+writes into its arguments and returns fresh arrays (or arrays the caller owns). The one exception is named with a
+trailing underscore, :meth:`Primitives.put_at_label_`: it may write into an array its caller has just allocated
+and hands over, and its caller uses the result only. A backend may pass a subclass of
 :class:`Primitives` that replaces a piece with the framework's own kernel computing *exactly the same
 definition* under the same contract (for example ``torch.softmax`` in :meth:`softmax_and_logsumexp`); the
 conformance suite checks every backend against the oracle, so a substitute that drifts is caught. No loss
@@ -57,6 +59,13 @@ class Primitives:
         u = self.softplus(x)
         return u, -xp.expm1(-u), xp.exp(-u)
 
+    def softplus_and_sigmoid(self, x: Any) -> tuple[Any, Any]:
+        """``(softplus(x), sigmoid(x))``: the first two of :meth:`softplus_and_sigmoids`, for a caller that does
+        not need ``sigmoid(-x)`` (the sigmoid loss). A backend whose kernels are separate passes overrides it to
+        skip the third; here it is read from the three, so that every override of those is used as it is."""
+        u, q, _ = self.softplus_and_sigmoids(x)
+        return u, q
+
     # -- class-axis indexing ------------------------------------------------------------------------------
     def take_label(self, x: Any, labels: Any) -> Any:
         """``x[..., labels]`` position by position: ``x`` is (..., C), ``labels`` (...) integer."""
@@ -75,6 +84,20 @@ class Primitives:
         """A new array: ``x`` with ``x[..., labels[...]]`` replaced by ``values[...]`` (shaped like ``labels``, in
         ``x``'s dtype)."""
         return self.xp.where(self.label_mask(labels, x.shape[-1]), values[..., None], x)
+
+    def put_at_label_(self, fresh: Any, labels: Any, values: Any) -> Any:
+        """:meth:`put_at_label` for an array ``fresh`` that the caller has just allocated itself and hands over:
+        a backend with an in-place scatter writes ``values`` into it and returns it, saving a copy of the whole
+        array; here (every namespace without one: array_api_strict, JAX's immutable arrays) the result is a new
+        array. Either way the caller reads only the returned array, never ``fresh`` again.
+
+        Example:
+            >>> import numpy as np
+            >>> from cbloss.primitives import Primitives
+            >>> Primitives(np).put_at_label_(np.zeros((2, 3)), np.array([2, 0]), np.array([5.0, 7.0])).tolist()
+            [[0.0, 0.0, 5.0], [7.0, 0.0, 0.0]]
+        """
+        return self.put_at_label(fresh, labels, values)
 
     def take_weights(self, weights: Any, labels: Any) -> Any:
         """``weights[labels]`` for a (C,) weight vector and integer labels of any shape."""

@@ -52,7 +52,8 @@ def _memory_layout(x: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 class TorchPrimitives(Primitives):
     """PyTorch's kernels for the core's named pieces, each the generic definition along the last axis under
-    the same contract: arguments are never written, results are new tensors."""
+    the same contract: arguments are never written, results are new tensors (``put_at_label_`` writes into the
+    fresh tensor its caller hands over, as its contract allows)."""
 
     def logsumexp(self, x: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(x, dim=-1)
@@ -68,8 +69,12 @@ class TorchPrimitives(Primitives):
         return F.softplus(x, 1.0, _SOFTPLUS_THRESHOLD)
 
     def softplus_and_sigmoids(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # torch.sigmoid keeps the relative digits of a tiny sigmoid(+-x), as the generic exp(-softplus) does.
-        return self.softplus(x), torch.sigmoid(x), torch.sigmoid(-x)
+        # torch.sigmoid keeps the relative digits of a tiny sigmoid(+-x), as the generic exp(-softplus) does;
+        # sigmoid(-x) is taken in place of -x, our own temporary (one allocation fewer).
+        return self.softplus(x), torch.sigmoid(x), torch.neg(x).sigmoid_()
+
+    def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.softplus(x), torch.sigmoid(x)
 
     # gather and scatter reject a label outside [0, C), where the generic mask would skip it silently.
     def take_label(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -79,6 +84,12 @@ class TorchPrimitives(Primitives):
     def put_at_label(self, x: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
         view, dim = _memory_layout(x)
         return view.scatter(dim, labels.unsqueeze(dim), values.unsqueeze(dim)).movedim(dim, -1)
+
+    def put_at_label_(self, fresh: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
+        # The caller allocated `fresh` and hands it over: scatter into it rather than into a copy of it.
+        view, dim = _memory_layout(fresh)
+        view.scatter_(dim, labels.unsqueeze(dim), values.unsqueeze(dim))
+        return fresh
 
     def take_weights(self, weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return torch.index_select(weights, 0, labels.reshape(-1)).view(labels.shape)

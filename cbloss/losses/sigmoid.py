@@ -42,12 +42,18 @@ from ._common import power
 
 
 def element(ops: Primitives, y: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
-    """``(l, dl/dy)`` at ``y = -x`` elementwise (``dl/dy`` None without ``with_grad``)."""
-    u, q, r = ops.softplus_and_sigmoids(y)
+    """``(l, dl/dy)`` at ``y = -x`` elementwise (``dl/dy`` None without ``with_grad``), both new arrays."""
     if gamma == 0.0:
-        return u, (q if with_grad else None)
+        if not with_grad:
+            return ops.softplus(y), None
+        return ops.softplus_and_sigmoid(y)
+    u, q, r = ops.softplus_and_sigmoids(y)
     modulation = power(ops.xp, q, gamma)
-    value = modulation * u
+    if gamma == 1.0:
+        value = modulation * u  # the modulation is q itself, read below
+    else:
+        u *= modulation  # our own temporary becomes the value
+        value = u
     if not with_grad:
         return value, None
     # q**gamma * (gamma * r * u + q) = gamma * r * value + q**(gamma + 1), updating our own temporaries in place
@@ -66,11 +72,12 @@ def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_gra
     """``coef * L_y`` and its gradient, for class indices ``labels`` (P...) and coefficients ``coef`` (P...)."""
     neg, neg_slope = element(ops, z, gamma, with_grad)
     pos, pos_slope = element(ops, -ops.take_label(z, labels), gamma, with_grad)
-    value = coef * ops.xp.sum(ops.put_at_label(neg, labels, pos), axis=-1)
+    # neg and neg_slope are our own temporaries: the label's column is written into them, not into copies.
+    value = coef * ops.xp.sum(ops.put_at_label_(neg, labels, pos), axis=-1)
     if not with_grad:
         return value, None
-    neg_slope *= coef[..., None]  # our own temporary
-    return value, ops.put_at_label(neg_slope, labels, -pos_slope * coef)
+    neg_slope *= coef[..., None]
+    return value, ops.put_at_label_(neg_slope, labels, -pos_slope * coef)
 
 
 def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: bool) -> tuple[Any, Any]:

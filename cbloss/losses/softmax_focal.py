@@ -59,7 +59,8 @@ def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_gra
     xp = ops.xp
     p, lse = ops.softmax_and_logsumexp(z)
     # The other classes' probabilities, summed directly: rest = 1 - p_y without the cancellation near p_y = 1.
-    others = ops.put_at_label(p, labels, xp.zeros_like(lse))
+    # p is our own temporary: the label's column is zeroed in it, and it becomes the gradient below.
+    others = ops.put_at_label_(p, labels, xp.zeros_like(lse))
     rest = xp.sum(others, axis=-1)
     margin = _margin(ops, xp.log(rest) - (ops.take_label(z, labels) - lse), gamma)
     value = coef * margin.value
@@ -67,8 +68,8 @@ def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_gra
         return value, None
     slope = coef * _slope(ops, margin, gamma)
     # k * (p_j - [j == y]): k * p_j off the label, and -k * rest at it (exact where p_y is close to 1).
-    others *= slope[..., None]  # our own temporary becomes the gradient
-    return value, ops.put_at_label(others, labels, -slope * rest)
+    others *= slope[..., None]
+    return value, ops.put_at_label_(others, labels, -slope * rest)
 
 
 def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: bool) -> tuple[Any, Any]:
