@@ -2,10 +2,12 @@
 
 The formulas, weights, reductions and checks are the core's (:mod:`cbloss.engine`, :mod:`cbloss.validation`).
 This module converts (class axis last, float16/bfloat16 computed in float32), checks values where they are
-concrete, and registers the core's analytic gradient with :func:`jax.custom_vjp` (docs/conventions.md §13).
-Options are static; arrays may be traced. Traced code cannot raise on data: there a label outside ``[0, C)``
-that is not ``ignore_index`` gathers NaN (never wrapped or clamped), so its position's loss and gradient are
-NaN (docs/conventions.md §11.2). Labels and weights are constants: zero cotangent (§10).
+concrete, and registers the core's analytic gradient with :func:`jax.custom_jvp` (docs/conventions.md §13):
+the tangent ``<grad, dz>`` is linear in ``dz``, so forward mode (``jvp``, ``jacfwd``, ``linearize``) uses it as
+it is and reverse mode (``grad``, ``vjp``, ``jacrev``) transposes it. Options are static; arrays may be traced.
+Traced code cannot raise on data: there a label outside ``[0, C)`` that is not ``ignore_index`` gathers NaN
+(never wrapped or clamped), so its position's loss and gradient are NaN (docs/conventions.md §11.2). Labels,
+class weights and sample weights are constants: zero tangent and cotangent (§10).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.experimental import checkify
+from jax.experimental import checkify, multihost_utils
 
 from .. import validation
 from ..engine import evaluate
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
     from ..options import LossKwargs, ModuleKwargs
 
-__all__ = ["ClassBalancedLoss", "JaxPrimitives", "class_balanced_loss", "validate_labels"]
+__all__ = ["ClassBalancedLoss", "JaxPrimitives", "all_reduce_counts", "class_balanced_loss", "validate_labels"]
 
 _HOST = array_api_compat.array_namespace(np.zeros(0))  # eager checks read host copies: nothing gets staged
 
@@ -60,29 +62,46 @@ class JaxPrimitives(SharedExpPrimitives):
 _OPS = JaxPrimitives(jnp)
 
 
-# The traced path: the core's engine, with its analytic gradient as the VJP.
-def _loss_fwd(z, labels, weights, opts: LossOptions, soft: bool, axis_name: Any, with_grad: bool = True):
-    """``(loss, d loss / d z)`` from the engine; the gradient is the VJP's residual."""
+# The traced path: the core's engine, with its analytic gradient as the JVP.
+def _evaluate(z, labels, weights, sample_weight, opts: LossOptions, soft: bool, axis_name: Any, with_grad: bool):
+    """``(loss, d loss / d z)`` from the engine (the gradient None without ``with_grad``)."""
     global_sum = None if axis_name is None else functools.partial(lax.psum, axis_name=axis_name)
-    return evaluate(_OPS, z, labels, weights, opts, soft=soft, with_grad=with_grad, global_sum=global_sum)
+    return evaluate(
+        _OPS,
+        z,
+        labels,
+        weights,
+        opts,
+        soft=soft,
+        with_grad=with_grad,
+        sample_weight=sample_weight,
+        global_sum=global_sum,
+    )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _loss(z, labels, weights, opts, soft, axis_name):
-    return _loss_fwd(z, labels, weights, opts, soft, axis_name, with_grad=False)[0]
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6))
+def _loss(z, labels, weights, sample_weight, opts, soft, axis_name):
+    """The loss alone: what runs when nothing is differentiated."""
+    return _evaluate(z, labels, weights, sample_weight, opts, soft, axis_name, with_grad=False)[0]
 
 
-def _loss_bwd(opts, soft, axis_name, grad, cotangent):
-    scale = cotangent[..., None] if opts.reduction == "none" else cotangent
-    return scale * grad, None, None  # labels and weights: zero cotangent
-
-
-_loss.defvjp(_loss_fwd, _loss_bwd)
+@_loss.defjvp
+def _loss_jvp(opts, soft, axis_name, primals, tangents):
+    """The loss and its tangent ``<grad, dz>``: per position (a sum over the class axis) for ``"none"``, else the
+    full contraction. Linear in ``dz`` with ``grad`` a residual, so reverse mode transposes it to
+    ``cotangent * grad``. The caller stops the gradient of the labels and weights: only ``z`` is perturbed."""
+    z, labels, weights, sample_weight = primals
+    dz = tangents[0]
+    value, grad = _evaluate(z, labels, weights, sample_weight, opts, soft, axis_name, with_grad=True)
+    product = grad * dz
+    return value, jnp.sum(product, axis=-1) if opts.reduction == "none" else jnp.sum(product)
 
 
 @functools.partial(jax.jit, static_argnames=("opts", "axis", "soft", "axis_name", "check"))
-def _compiled(logits, labels, weights, opts: LossOptions, axis: int, soft: bool, axis_name: Any, check: bool):
-    """Cast and move the class axis last (JAX differentiates these), then the engine under the custom VJP."""
+def _compiled(
+    logits, labels, weights, sample_weight, opts: LossOptions, axis: int, soft: bool, axis_name: Any, check: bool
+):
+    """Cast and move the class axis last (JAX differentiates these), then the engine under the custom JVP."""
     dtype = validation.compute_dtype(jnp, logits.dtype)
     num_classes = logits.shape[axis]
     z = jnp.moveaxis(logits.astype(dtype), axis, -1)
@@ -101,18 +120,35 @@ def _compiled(logits, labels, weights, opts: LossOptions, axis: int, soft: bool,
         bad = validation.labels_out_of_range(jnp, labels, num_classes, opts.ignore_index)
         first = jnp.ravel(labels)[jnp.argmax(jnp.ravel(bad))]
         checkify.check(~jnp.any(bad), f"labels: class indices must be in [0, {num_classes}), got {{}}", first)
+    if check and sample_weight is not None:
+        valid = jnp.all(jnp.isfinite(sample_weight) & (sample_weight >= 0))
+        checkify.check(valid, "sample_weight: must be finite and >= 0")
     if weights is not None:
         weights = weights.astype(dtype)
     elif not soft:
         weights = jnp.ones((num_classes,), dtype)  # gathered, so an out-of-range label gives NaN for every loss
-    return _loss(z, labels, weights, opts, soft, axis_name)
+    if sample_weight is not None:
+        sample_weight = sample_weight.astype(dtype)
+    # Constants (docs/conventions.md §10): their tangents are symbolic zeros, so the JVP rule perturbs z only.
+    labels, weights, sample_weight = lax.stop_gradient((labels, weights, sample_weight))
+    return _loss(z, labels, weights, sample_weight, opts, soft, axis_name)
 
 
 def _is_traced(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-def _call(logits, labels, weights, opts: LossOptions, axis: int, axis_name: Any, validate: Any) -> jax.Array:
+def _call(
+    logits,
+    labels,
+    weights,
+    sample_weight,
+    opts: LossOptions,
+    axis: int,
+    axis_name: Any,
+    validate: Any,
+    from_counts: bool = False,
+) -> jax.Array:
     if not (validate is None or isinstance(validate, bool) or validate == "checkify"):
         raise ValueError(f"validate: must be None, True, False or 'checkify', got {validate!r}")
     logits = logits if _is_traced(logits) else jnp.asarray(logits)
@@ -120,19 +156,27 @@ def _call(logits, labels, weights, opts: LossOptions, axis: int, axis_name: Any,
     multi_label = opts.multi_label is not None
     axis, soft = validation.check_class_axis(jnp, logits, labels, axis, multi_label=multi_label)
     num_classes = logits.shape[axis]
-    if validate is True and (_is_traced(labels) or _is_traced(weights)):
-        raise TypeError("validate: True needs concrete labels and weights, got traced ones (use 'checkify')")
+    if from_counts and weights is not None:
+        validation.check_counts_match(weights, logits, axis)  # a class-count mismatch is the counts' fault
+    if validate is True and any(_is_traced(a) for a in (labels, weights, sample_weight)):
+        raise TypeError(
+            "validate: True needs concrete labels, weights and sample_weight, got traced ones (use 'checkify')"
+        )
     eager = validate is None or validate is True
     if eager and not _is_traced(labels):
         validate_labels(
             labels, num_classes, ignore_index=opts.ignore_index, soft=soft, axis=axis, multi_label=multi_label
         )
+    dtype = validation.compute_dtype(jnp, logits.dtype)
     if weights is not None:
         if eager and not _is_traced(weights):
             validation.host_class_weights(weights, num_classes)
-        dtype = validation.compute_dtype(jnp, logits.dtype)
         weights = validation.prepare_weights(jnp, weights, num_classes, dtype, None, False)
-    return _compiled(logits, labels, weights, opts, axis, soft, axis_name, validate == "checkify")
+    if sample_weight is not None:
+        positions = labels.shape[:axis] + labels.shape[axis + 1 :] if soft else labels.shape
+        check = eager and not _is_traced(sample_weight)
+        sample_weight = validation.prepare_sample_weight(jnp, sample_weight, positions, dtype, None, check)
+    return _compiled(logits, labels, weights, sample_weight, opts, axis, soft, axis_name, validate == "checkify")
 
 
 # Public API.
@@ -181,6 +225,7 @@ def class_balanced_loss(
     labels: Any,
     weights: Any = None,
     *,
+    sample_weight: Any = None,
     axis: int = -1,
     axis_name: Hashable | None = None,
     validate: bool | str | None = None,
@@ -190,21 +235,28 @@ def class_balanced_loss(
 
     .. math::
 
-        \ell(z, y) = w_y \, L_y(z), \qquad \ell(z, t) = \sum_c t_c \, w_c \, L_c(z)
+        \ell(z, y) = s \, w_y \, L_y(z), \qquad \ell(z, t) = s \sum_c t_c \, w_c \, L_c(z)
 
-    for a class index ``y`` or a target distribution ``t``, with ``L`` the unweighted loss chosen by ``loss``.
-    Pure (``jit``, ``grad``, ``vmap``, ``shard_map``, ``pmap``); ``jax.grad`` gets the core's analytic gradient.
+    for a class index ``y`` or a target distribution ``t``, with ``L`` the unweighted loss chosen by ``loss`` and
+    ``s`` the position's sample weight (1 without ``sample_weight``). Pure (``jit``, ``grad``, ``vmap``,
+    ``shard_map``, ``pmap``). Differentiable in both modes with the core's analytic gradient ``g``: ``jax.jvp``,
+    ``jacfwd`` and ``linearize`` get the tangent ``<g, dz>``, ``jax.grad``, ``vjp`` and ``jacrev`` its transpose
+    ``cotangent * g``; ``jax.hessian`` differentiates ``g`` itself.
 
     Args:
         logits: floating point, class axis ``axis`` (float16/bfloat16 computed in float32; float64 needs x64).
         labels: class indices (``logits``' shape without the class axis), or soft or multi-hot targets
             (``logits``' shape).
         weights: the (C,) class weights (:func:`cbloss.class_balanced_weights`), or None.
+        sample_weight: one weight ``>= 0`` per position, shaped like the class indices (the logits without the
+            class axis), or None. It multiplies each position's loss; ``"mean"`` still divides by the number of
+            counted positions, ``"weighted_mean"`` by the sum of ``sample_weight * w_y`` (docs/conventions.md §7).
         axis: the class axis.
         axis_name: a mapped axis over which the means' denominator is ``lax.psum``-ed; each device then returns
             its shard's share and ``lax.psum(loss, axis_name)`` is the whole batch's loss.
-        validate: None (check label and weight values when concrete), True (insist: ``TypeError`` when traced),
-            False (never), or ``"checkify"`` (emit checks; wrap the caller in ``checkify.checkify``).
+        validate: None (check label, weight and sample weight values when concrete), True (insist:
+            ``TypeError`` when traced), False (never), or ``"checkify"`` (emit checks; wrap the caller in
+            ``checkify.checkify``).
         **options: the loss options below.
 
     Options:
@@ -221,8 +273,10 @@ def class_balanced_loss(
         1.40789
         >>> jax.grad(lambda q: class_balanced_loss(q, y, w, loss="focal"))(z).shape
         (2, 3)
+        >>> round(float(class_balanced_loss(z, y, w, sample_weight=jnp.array([1.0, 0.0]), loss="focal")), 5)
+        0.00418
     """
-    return _call(logits, labels, weights, loss_options(**options), axis, axis_name, validate)
+    return _call(logits, labels, weights, sample_weight, loss_options(**options), axis, axis_name, validate)
 
 
 _FIELDS = ("weights", "options", "axis", "axis_name", "beta", "normalize")
@@ -237,7 +291,12 @@ class ClassBalancedLoss:
     ``ClassBalancedLoss(samples_per_class, beta, **options)`` computes the weights once, in float64 on the host
     (:func:`cbloss.class_balanced_weights`), and stores them in JAX's default float dtype;
     ``ClassBalancedLoss.from_weights(w, **options)`` takes given weights (None: unweighted). Calling it with
-    ``(logits, labels)`` is :func:`class_balanced_loss` with those weights.
+    ``(logits, labels)`` or ``(logits, labels, sample_weight)`` is :func:`class_balanced_loss` with those weights.
+
+    Two losses are equal, and hash equally, when their configuration (options, ``axis``, ``axis_name``) is equal
+    and their weights are equal in value, dtype and shape: the loss can be a static argument of ``jax.jit``
+    (``static_argnums``), and an equal loss built anew reuses the compiled step. Hashing reads the weights, so
+    a loss whose weights are traced (inside a transformation) cannot be hashed (``TypeError``).
 
     Options:
     {options}
@@ -305,6 +364,26 @@ class ClassBalancedLoss:
     def tree_unflatten(cls, aux: tuple[Any, ...], children: tuple[Any, ...]) -> ClassBalancedLoss:
         return cls._make(children[0], *aux, None, None)
 
+    # Equality and hash agree with the pytree: the same configuration (the treedef) and equal leaves.
+    def _weights_key(self) -> tuple[Any, ...] | None:
+        """The weights by value, hashable: dtype, shape and bytes (-0.0 read as 0.0, so equal values have equal
+        bytes). None for an unweighted loss. Traced weights have no value yet: they compare by identity, which
+        is what JAX needs when it hashes a function it is handed (``jax.jit(loss)`` inside a traced step)."""
+        if self.weights is None:
+            return None
+        if _is_traced(self.weights):
+            return ("traced", id(self.weights))
+        host = np.asarray(self.weights)
+        return host.dtype.str, host.shape, (host + host.dtype.type(0)).tobytes()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ClassBalancedLoss) or type(other) is not type(self):
+            return NotImplemented
+        return self.tree_flatten()[1] == other.tree_flatten()[1] and self._weights_key() == other._weights_key()
+
+    def __hash__(self) -> int:
+        return hash((self.tree_flatten()[1], self._weights_key()))
+
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # copy, deepcopy and pickle (the fields are immutable)
         return (self._make, tuple(getattr(self, name) for name in _FIELDS))
 
@@ -319,8 +398,14 @@ class ClassBalancedLoss:
     def num_classes(self) -> int | None:
         return None if self.weights is None else int(self.weights.shape[0])
 
-    def __call__(self, logits: Any, labels: Any, *, validate: bool | str | None = None) -> jax.Array:
-        return _call(logits, labels, self.weights, self.options, self.axis, self.axis_name, validate)
+    def __call__(
+        self, logits: Any, labels: Any, sample_weight: Any = None, *, validate: bool | str | None = None
+    ) -> jax.Array:
+        """The loss, see :func:`class_balanced_loss`. For a loss built from ``samples_per_class``, as many counts
+        as the logits have classes (an error naming ``samples_per_class`` otherwise)."""
+        from_counts = self.beta is not None  # a tree transformation drops beta: then the error names weights
+        opts, axis, axis_name = self.options, self.axis, self.axis_name
+        return _call(logits, labels, self.weights, sample_weight, opts, axis, axis_name, validate, from_counts)
 
     def __repr__(self) -> str:
         o = self.options
@@ -329,3 +414,66 @@ class ClassBalancedLoss:
             f"gamma={o.gamma}, normalize={self.normalize!r}, reduction={o.reduction!r}, axis={self.axis}, "
             f"axis_name={self.axis_name!r})"
         )
+
+
+def all_reduce_counts(samples_per_class: Any, axis_name: Hashable | None = None) -> Any:
+    r"""The class counts of the whole data set from the counts of each device's or process's shard:
+
+    .. math::
+
+        n_c = \sum_r n_c^{(r)}
+
+    over the replicas ``r``, so that every replica builds the same class-balanced weights.
+
+    Args:
+        samples_per_class: this replica's (C,) counts, for example :func:`cbloss.count_samples_per_class` of its
+            shard of the labels.
+        axis_name: inside ``shard_map``/``pmap``, the mapped axis to sum over: the result is
+            ``lax.psum(samples_per_class, axis_name)`` (a ``jax.Array``; int32 unless ``jax_enable_x64``). None:
+            outside any transformation, sum the counts of the processes of a multi-host run
+            (``jax.experimental.multihost_utils.process_allgather``, every process must call it).
+
+    Returns:
+        With ``axis_name``, the psum'd counts. Without, an int64 NumPy array: the counts themselves in a
+        single-process run, the sum over the processes otherwise (exact up to ``2**62`` per process and class).
+
+    Example:
+        >>> import numpy as np, cbloss
+        >>> shard = np.array([0, 2, 2, 1, 2])  # this process's labels
+        >>> counts = all_reduce_counts(cbloss.count_samples_per_class(shard, 3))
+        >>> counts.tolist()  # one process: its own counts
+        [1, 1, 3]
+        >>> w = cbloss.class_balanced_weights(counts, beta=0.9)
+    """
+    if axis_name is not None:
+        counts = samples_per_class if _is_traced(samples_per_class) else jnp.asarray(samples_per_class)
+        if counts.ndim != 1:
+            raise ValueError(f"samples_per_class: must be a 1-D array of class counts, got shape {counts.shape}")
+        return lax.psum(counts, axis_name)
+    if _is_traced(samples_per_class):
+        raise TypeError(
+            "samples_per_class: traced counts can only be summed over a mapped axis; pass axis_name inside "
+            "shard_map/pmap, or call all_reduce_counts outside jit with concrete counts"
+        )
+    counts = _host_counts(samples_per_class)
+    if jax.process_count() == 1:
+        return counts
+    # Sent as two int32 halves: without jax_enable_x64 JAX would cast int64 counts to int32 on the way.
+    low, high = counts & (2**31 - 1), counts >> 31
+    gathered = multihost_utils.process_allgather(np.stack([low, high]).astype(np.int32))
+    total = np.asarray(gathered, dtype=np.int64).sum(axis=0)  # (processes, 2, C) -> (2, C)
+    return total[0] + (total[1] << 31)
+
+
+def _host_counts(samples_per_class: Any) -> np.ndarray:
+    """Counts as an int64 NumPy (C,) array, checked: 1-D, whole numbers in ``[0, 2**62]``."""
+    try:
+        host = np.asarray(samples_per_class)
+    except (TypeError, ValueError):
+        raise TypeError(f"samples_per_class: must be an array of class counts, got {samples_per_class!r}") from None
+    if host.ndim != 1 or host.dtype.kind not in "iuf":
+        raise ValueError(f"samples_per_class: must be a 1-D array of class counts, got {host.dtype} {host.shape}")
+    whole = np.all(np.isfinite(host)) and np.all(host == np.round(host))
+    if not (whole and np.all(host >= 0) and np.all(host <= 2**62)):
+        raise ValueError(f"samples_per_class: counts must be whole numbers in [0, 2**62], got {host.tolist()}")
+    return host.astype(np.int64)

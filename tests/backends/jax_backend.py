@@ -1,4 +1,4 @@
-"""cbloss.adapters.jax under jax.jit: the loss, and its gradient from jax.vjp through the adapter's custom_vjp.
+"""cbloss.adapters.jax under jax.jit: the loss, and its gradient from jax.vjp through the adapter's custom_jvp.
 
 Labels and weights are jit arguments (traced), so this exercises the compiled path, not the eager checks.
 float64 needs jax_enable_x64, switched on here before any array is made. jax is imported lazily so that

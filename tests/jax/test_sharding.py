@@ -161,3 +161,32 @@ def test_sharded_batch_under_plain_jit_equals_whole_batch(options, kind, dtype):
     np.testing.assert_allclose(float(value), float(want), rtol=rtol)
     np.testing.assert_allclose(np.asarray(grad), np.asarray(want_grad), rtol=rtol, atol=rtol * 1e-2)
     assert grad.sharding.is_equivalent_to(zs.sharding, 2)
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=IDS)
+def test_sample_weight_with_axis_name_equals_whole_batch(options):
+    """Per-position sample weights sharded with the labels: the psum'd shares and the per-device gradients
+    equal the NumPy core's on the whole batch, under shard_map and pmap (docs/conventions.md §7, §12)."""
+    z, y, w = batch()
+    y = y if "ignore_index" in options else jnp.abs(y) % 5
+    s = jnp.asarray(np.random.default_rng(3).uniform(0.0, 2.0, 8))
+    want, want_grad = cbloss.class_balanced_loss_and_grad(
+        np.asarray(z), np.asarray(y), np.asarray(w), sample_weight=np.asarray(s), **options
+    )
+
+    def body(zz, yy, ss):
+        def share(q):
+            return cj.class_balanced_loss(q, yy, w, sample_weight=ss, axis_name="data", **options)
+
+        value, grad = jax.value_and_grad(share)(zz)
+        return jax.lax.psum(value, "data"), grad
+
+    m = mesh("explicit")
+    sharding = jax.sharding.NamedSharding(m, P("data"))
+    mapped = jax.jit(jax.shard_map(body, mesh=m, in_specs=(P("data"),) * 3, out_specs=(P(), P("data"))))
+    value, grad = mapped(*(jax.device_put(a, sharding) for a in (z, y, s)))
+    np.testing.assert_allclose(float(value), want, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-12, atol=1e-16)
+    values, grads = jax.pmap(body, axis_name="data")(z.reshape(2, 4, 5), y.reshape(2, 4), s.reshape(2, 4))
+    np.testing.assert_allclose(np.asarray(values), [want] * 2, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(grads).reshape(8, 5), want_grad, rtol=1e-12, atol=1e-16)

@@ -1,4 +1,4 @@
-"""JAX: ``cbloss.adapters.jax.class_balanced_loss`` (the core's analytic gradient as a ``custom_vjp``),
+"""JAX: ``cbloss.adapters.jax.class_balanced_loss`` (the core's analytic gradient as a ``custom_jvp``),
 ``jax.grad`` through the tiny model and ``optax.adam``, the whole training loop one jitted ``lax.fori_loop``."""
 
 from __future__ import annotations
