@@ -37,6 +37,20 @@ def _counts_as_float64(samples_per_class: Any) -> np.ndarray:
     return counts
 
 
+def whole_counts(samples_per_class: Any) -> np.ndarray:
+    """``samples_per_class`` as a new int64 NumPy array, checked: a non-empty 1-D sequence of whole numbers >= 0
+    (the class counts' check, then integrality). The adapters' ``all_reduce_counts`` sum these."""
+    counts = _counts_as_float64(samples_per_class)
+    # float64 holds every whole number below 2**53 exactly, far more samples than any data set has
+    fractional = (counts != np.floor(counts)) | (counts >= 2.0**53)
+    if fractional.any():
+        raise ValueError(
+            f"samples_per_class: counts must be whole numbers (below 2**53); classes "
+            f"{np.flatnonzero(fractional).tolist()} have {counts[fractional].tolist()}"
+        )
+    return counts.astype(np.int64)
+
+
 @with_options_doc
 def class_balanced_weights(samples_per_class: Any, beta: float, **options: Unpack[WeightKwargs]) -> np.ndarray:
     """Per-class weights ``w_i = 1 / E_{n_i} = (1 - beta) / (1 - beta**n_i)``, in float64 on the host

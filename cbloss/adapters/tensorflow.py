@@ -16,6 +16,7 @@ from .. import validation
 from ..engine import evaluate
 from ..options import LossOptions, loss_options, with_options_doc
 from ..primitives import Primitives, SharedExpPrimitives
+from ..weights import whole_counts
 from ._tf_namespace import namespace as xp
 from .keras import ClassBalancedLoss  # the Keras 3 loss of every backend; this import path stays
 
@@ -225,20 +226,6 @@ def class_balanced_loss(
 # ----------------------------------------------------------------------------------------------------------
 # Class counts across replicas
 # ----------------------------------------------------------------------------------------------------------
-def _whole_counts(samples_per_class: Any) -> np.ndarray:
-    """``samples_per_class`` as a new int64 NumPy array, checked: a non-empty 1-D sequence of whole numbers >= 0
-    (the core's check of class counts, then integrality)."""
-    from ..weights import _counts_as_float64
-
-    counts = _counts_as_float64(samples_per_class)
-    # float64 holds every whole number below 2**53 exactly, far more samples than any data set has
-    fractional = (counts != np.floor(counts)) | (counts >= 2.0**53)
-    if fractional.any():
-        raise ValueError(
-            f"samples_per_class: counts must be whole numbers (below 2**53); classes "
-            f"{np.flatnonzero(fractional).tolist()} have {counts[fractional].tolist()}"
-        )
-    return counts.astype(np.int64)
 
 
 def _local_counts(samples_per_class: Any, strategy: Any, local_replicas: int) -> list[np.ndarray]:
@@ -257,14 +244,14 @@ def _local_counts(samples_per_class: Any, strategy: Any, local_replicas: int) ->
     ):
         parts = list(samples_per_class)
     else:  # this worker's counts, counted on the host: its first replica carries them into the sum
-        counts = _whole_counts(samples_per_class)
+        counts = whole_counts(samples_per_class)
         return [counts] + [np.zeros_like(counts)] * (local_replicas - 1)
     if len(parts) != local_replicas:
         raise ValueError(
             f"samples_per_class: {len(parts)} per-replica counts were given, but the strategy has {local_replicas} "
             "replica(s) on this worker (pass the strategy that made them)"
         )
-    return [_whole_counts(part) for part in parts]
+    return [whole_counts(part) for part in parts]
 
 
 def _replica_sum(strategy: Any, local_rows: list[np.ndarray]) -> np.ndarray:

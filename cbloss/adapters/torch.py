@@ -23,7 +23,7 @@ from ..primitives import Primitives
 from ..reductions import MEANS, hard_shares, reduction_factor, soft_shares
 from ..targets import label_weights
 from ..validation import check_counts_match, compute_dtype, host_class_weights, prepare_inputs
-from ..weights import class_balanced_weights
+from ..weights import class_balanced_weights, whole_counts
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -388,20 +388,6 @@ class ClassBalancedLoss(torch.nn.Module):
 # ----------------------------------------------------------------------------------------------------------
 # Class counts across ranks
 # ----------------------------------------------------------------------------------------------------------
-def _whole_counts(samples_per_class: Any) -> np.ndarray:
-    """``samples_per_class`` as a new int64 NumPy array, checked: a non-empty 1-D sequence of whole numbers >= 0
-    (the core's check of class counts, then integrality)."""
-    from ..weights import _counts_as_float64
-
-    counts = _counts_as_float64(samples_per_class)
-    # float64 holds every whole number below 2**53 exactly, far more samples than any data set has
-    fractional = (counts != np.floor(counts)) | (counts >= 2.0**53)
-    if fractional.any():
-        raise ValueError(
-            f"samples_per_class: counts must be whole numbers (below 2**53); classes "
-            f"{np.flatnonzero(fractional).tolist()} have {counts[fractional].tolist()}"
-        )
-    return counts.astype(np.int64)
 
 
 def _collective_device(group: Any) -> torch.device:
@@ -454,12 +440,12 @@ def all_reduce_counts(samples_per_class: Any, group: Any = None) -> np.ndarray:
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
-        return _whole_counts(samples_per_class)
+        return whole_counts(samples_per_class)
     if dist.get_rank(group) < 0:
         raise ValueError("group: this rank is not a member of the process group")
     device = _collective_device(group)
     try:
-        counts, error = _whole_counts(samples_per_class), None
+        counts, error = whole_counts(samples_per_class), None
     except (TypeError, ValueError) as invalid:  # the other ranks must learn of it, or they wait for this one
         counts, error = np.zeros(0, dtype=np.int64), invalid
     # MAX of (C, -C, invalid) gives the largest C, minus the smallest, and whether any rank's counts are invalid.
