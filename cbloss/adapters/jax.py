@@ -27,7 +27,7 @@ from .. import validation
 from ..engine import evaluate
 from ..options import LossOptions, loss_options, split_options, with_options_doc
 from ..primitives import SharedExpPrimitives
-from ..weights import class_balanced_weights
+from ..weights import class_balanced_weights, whole_counts
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -279,7 +279,7 @@ def class_balanced_loss(
     return _call(logits, labels, weights, sample_weight, loss_options(**options), axis, axis_name, validate)
 
 
-_FIELDS = ("weights", "options", "axis", "axis_name", "beta", "normalize")
+_FIELDS = ("weights", "options", "axis", "axis_name", "from_counts", "beta", "normalize")
 
 
 @with_options_doc
@@ -295,8 +295,8 @@ class ClassBalancedLoss:
 
     Two losses are equal, and hash equally, when their configuration (options, ``axis``, ``axis_name``) is equal
     and their weights are equal in value, dtype and shape: the loss can be a static argument of ``jax.jit``
-    (``static_argnums``), and an equal loss built anew reuses the compiled step. Hashing reads the weights, so
-    a loss whose weights are traced (inside a transformation) cannot be hashed (``TypeError``).
+    (``static_argnums``), and an equal loss built anew reuses the compiled step. A loss whose weights are traced
+    (inside a transformation) compares by the identity of its traced weights.
 
     Options:
     {options}
@@ -313,6 +313,7 @@ class ClassBalancedLoss:
     options: LossOptions
     axis: int
     axis_name: Hashable | None
+    from_counts: bool
     beta: float | None
     normalize: str | None
     __slots__ = ("__weakref__", *_FIELDS)
@@ -328,7 +329,7 @@ class ClassBalancedLoss:
     ):
         weight_opts, opts = split_options(options)
         weights = jnp.asarray(class_balanced_weights(samples_per_class, beta, **weight_opts))
-        self._set(weights, opts, int(axis), axis_name, float(beta), weight_opts["normalize"])
+        self._set(weights, opts, int(axis), axis_name, True, float(beta), weight_opts["normalize"])
 
     @classmethod
     def from_weights(
@@ -336,7 +337,7 @@ class ClassBalancedLoss:
     ) -> ClassBalancedLoss:
         """A loss with given (C,) class weights (finite, >= 0; any array or sequence), or None: unweighted."""
         host = None if weights is None else jnp.asarray(validation.host_class_weights(weights))
-        return cls._make(host, loss_options(**options), int(axis), axis_name, None, None)
+        return cls._make(host, loss_options(**options), int(axis), axis_name, False, None, None)
 
     @classmethod
     def _make(cls, *values: Any) -> ClassBalancedLoss:
@@ -354,11 +355,12 @@ class ClassBalancedLoss:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"ClassBalancedLoss is immutable; cannot delete {name!r}")
 
-    # pytree: the weights are the only leaf; the options, axis and axis_name are the configuration. beta and
-    # normalize are how the weights were made, not configuration: losses that differ only there share a treedef
-    # (they stack with tree_map), and tree transformations hand them back as None.
+    # pytree: the weights are the only leaf; the options, axis, axis_name and whether the weights come from class
+    # counts (which decides the name a class-count mismatch blames) are the configuration. beta and normalize
+    # are how the weights were made, not configuration: losses that differ only there share a treedef (they
+    # stack with tree_map), and tree transformations hand them back as None.
     def tree_flatten(self) -> tuple[tuple[Any], tuple[Any, ...]]:
-        return (self.weights,), (self.options, self.axis, self.axis_name)
+        return (self.weights,), (self.options, self.axis, self.axis_name, self.from_counts)
 
     @classmethod
     def tree_unflatten(cls, aux: tuple[Any, ...], children: tuple[Any, ...]) -> ClassBalancedLoss:
@@ -392,7 +394,7 @@ class ClassBalancedLoss:
         that takes the loss as an argument sees the new weights without retracing. Concrete weights are checked."""
         if not _is_traced(weights):
             weights = jnp.asarray(validation.host_class_weights(weights, self.num_classes))
-        return self._make(weights, self.options, self.axis, self.axis_name, None, None)
+        return self._make(weights, self.options, self.axis, self.axis_name, self.from_counts, None, None)
 
     @property
     def num_classes(self) -> int | None:
@@ -403,9 +405,8 @@ class ClassBalancedLoss:
     ) -> jax.Array:
         """The loss, see :func:`class_balanced_loss`. For a loss built from ``samples_per_class``, as many counts
         as the logits have classes (an error naming ``samples_per_class`` otherwise)."""
-        from_counts = self.beta is not None  # a tree transformation drops beta: then the error names weights
         opts, axis, axis_name = self.options, self.axis, self.axis_name
-        return _call(logits, labels, self.weights, sample_weight, opts, axis, axis_name, validate, from_counts)
+        return _call(logits, labels, self.weights, sample_weight, opts, axis, axis_name, validate, self.from_counts)
 
     def __repr__(self) -> str:
         o = self.options
@@ -455,7 +456,7 @@ def all_reduce_counts(samples_per_class: Any, axis_name: Hashable | None = None)
             "samples_per_class: traced counts can only be summed over a mapped axis; pass axis_name inside "
             "shard_map/pmap, or call all_reduce_counts outside jit with concrete counts"
         )
-    counts = _host_counts(samples_per_class)
+    counts = whole_counts(samples_per_class)
     if jax.process_count() == 1:
         return counts
     # Sent as two int32 halves: without jax_enable_x64 JAX would cast int64 counts to int32 on the way.
@@ -463,17 +464,3 @@ def all_reduce_counts(samples_per_class: Any, axis_name: Hashable | None = None)
     gathered = multihost_utils.process_allgather(np.stack([low, high]).astype(np.int32))
     total = np.asarray(gathered, dtype=np.int64).sum(axis=0)  # (processes, 2, C) -> (2, C)
     return total[0] + (total[1] << 31)
-
-
-def _host_counts(samples_per_class: Any) -> np.ndarray:
-    """Counts as an int64 NumPy (C,) array, checked: 1-D, whole numbers in ``[0, 2**62]``."""
-    try:
-        host = np.asarray(samples_per_class)
-    except (TypeError, ValueError):
-        raise TypeError(f"samples_per_class: must be an array of class counts, got {samples_per_class!r}") from None
-    if host.ndim != 1 or host.dtype.kind not in "iuf":
-        raise ValueError(f"samples_per_class: must be a 1-D array of class counts, got {host.dtype} {host.shape}")
-    whole = np.all(np.isfinite(host)) and np.all(host == np.round(host))
-    if not (whole and np.all(host >= 0) and np.all(host <= 2**62)):
-        raise ValueError(f"samples_per_class: counts must be whole numbers in [0, 2**62], got {host.tolist()}")
-    return host.astype(np.int64)

@@ -43,6 +43,10 @@ def test_wrong_number_of_counts_names_samples_per_class(shape, axis):
         jax.jit(lambda q, t: loss_fn(q, t))(jnp.asarray(logits), jnp.asarray(labels))
     with pytest.raises(ValueError, match=message):
         jax.grad(lambda q: loss_fn(q, labels, np.ones(labels.shape)))(jnp.asarray(logits))
+    with pytest.raises(ValueError, match=message):  # an argument of the transformation: rebuilt from its pytree
+        jax.jit(lambda f, q, t: f(q, t))(loss_fn, jnp.asarray(logits), jnp.asarray(labels))
+    with pytest.raises(ValueError, match=message):
+        jax.grad(lambda q, f: f(q, labels))(jnp.asarray(logits), loss_fn)
     # given weights of the wrong length are the weights' fault
     given = cj.ClassBalancedLoss.from_weights(np.ones(4), axis=axis)
     with pytest.raises(ValueError, match=r"^weights: expected 5 class weights"):

@@ -67,9 +67,14 @@ def test_equal_losses_share_one_trace_and_new_weights_retrace(loss, gamma, dtype
 
 def test_equality_is_the_configuration_and_the_weights_by_value():
     made = cj.ClassBalancedLoss(COUNTS, 0.99, loss="focal")
+    again = cj.ClassBalancedLoss(COUNTS, 0.99, loss="focal")
+    assert made == again and hash(made) == hash(again) and made is not again
+    # beta and normalize say how the weights were made: a tree transformation drops them, equality ignores them
+    rebuilt = jax.tree_util.tree_map(lambda w: w, made)
+    assert rebuilt.beta is None and rebuilt == made and hash(rebuilt) == hash(made)
     given = cj.ClassBalancedLoss.from_weights(cbloss.class_balanced_weights(COUNTS, 0.99), loss="focal")
-    assert made == given and hash(made) == hash(given)  # beta and normalize say how the weights were made
     different = [
+        given,  # equal weights, but not from counts: a class-count mismatch blames the weights
         cj.ClassBalancedLoss.from_weights(np.asarray(made.weights) * 2, loss="focal"),
         cj.ClassBalancedLoss.from_weights(np.asarray(made.weights)[:3], loss="focal"),
         jax.tree_util.tree_map(lambda w: w.astype(jnp.float32), made),  # the same values in another dtype
