@@ -58,3 +58,20 @@ def test_hard_label_path_matches_the_oracle_per_position(ops, loss):
     np.testing.assert_allclose(value, want.value, rtol=1e-13, atol=0)
     # the oracle's central differences resolve gradients down to ~1e-35 (tests/oracle.py)
     np.testing.assert_allclose(grad, want.grad, rtol=1e-13, atol=1e-30)
+
+
+@pytest.mark.parametrize("ops", [Primitives(np), SharedExpPrimitives(np)], ids=["generic", "shared_exp"])
+def test_put_at_label_and_softplus_and_sigmoid_agree_with_their_full_forms(ops):
+    """The generic put_at_label_ (for an array the caller allocated) is the functional put_at_label, and
+    softplus_and_sigmoid is the first two of softplus_and_sigmoids, bit for bit."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(scale=30.0, size=(5, 4))
+    labels, values = rng.integers(0, 4, size=5), rng.normal(size=5)
+    expected = x.copy()
+    expected[np.arange(5), labels] = values
+    np.testing.assert_array_equal(ops.put_at_label(x, labels, values), expected)
+    np.testing.assert_array_equal(ops.put_at_label_(x.copy(), labels, values), expected)
+    with np.errstate(over="ignore", under="ignore"):
+        both, three = ops.softplus_and_sigmoid(x), ops.softplus_and_sigmoids(x)
+    for a, b in zip(both, three[:2], strict=True):
+        np.testing.assert_array_equal(a, b)

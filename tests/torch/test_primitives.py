@@ -32,7 +32,9 @@ def _case(layout):
 def _pieces(ops, x, labels, values, weights):
     """Every named piece, flattened to a list of tensors."""
     out = [ops.logsumexp(x), *ops.softmax_and_logsumexp(x), ops.softplus(x), *ops.softplus_and_sigmoids(x)]
-    out += [ops.take_label(x, labels), ops.put_at_label(x, labels, values), ops.take_weights(weights, labels)]
+    out += [*ops.softplus_and_sigmoid(x)]
+    out += [ops.take_label(x, labels), ops.put_at_label(x, labels, values)]
+    out += [ops.put_at_label_(x.clone(), labels, values), ops.take_weights(weights, labels)]  # a fresh array
     return [*out, ops.label_mask(labels, x.shape[-1])]
 
 
@@ -46,7 +48,7 @@ def test_fused_pieces_match_the_generic_definitions(layout):
         assert a.shape == b.shape and a.dtype == b.dtype, i
         torch.testing.assert_close(a, b, **tolerances.get(i, dict(rtol=1e-13, atol=1e-300)))
     # indexing is exact
-    for a, b in zip(fused[-4:], generic[-4:], strict=True):
+    for a, b in zip(fused[-5:], generic[-5:], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -63,6 +65,17 @@ def test_fused_pieces_leave_their_arguments_alone_and_return_new_tensors(layout)
         result.zero_() if result.dtype != torch.bool else result.fill_(False)
     for arg, saved in zip(args, before, strict=True):
         torch.testing.assert_close(arg, saved, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS[:2])
+def test_put_at_label_in_place_writes_into_the_fresh_array_it_is_handed(layout):
+    """put_at_label_ is the one piece that writes: into an array its caller has just allocated and hands over,
+    which PyTorch updates in place (no copy of the whole array); the result equals the functional put_at_label."""
+    x, labels, values, _ = _case(layout)
+    fresh = x.clone()
+    out = FUSED.put_at_label_(fresh, labels, values)
+    assert out.data_ptr() == fresh.data_ptr()
+    torch.testing.assert_close(out, GENERIC.put_at_label(x, labels, values), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("bad", [-1, -100, 6, -(2**63)])
