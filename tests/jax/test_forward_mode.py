@@ -21,6 +21,9 @@ cj = pytest.importorskip("cbloss.adapters.jax")
 LOSSES = [("softmax", None), ("sigmoid", None), ("focal", 2.0), ("focal", 0.5), ("softmax_focal", 2.0)]
 REDUCTIONS = ["none", "sum", "mean", "weighted_mean"]
 DTYPES = ["float64", "float32"]
+# Every reduction in float64; float32 (the same code, another dtype) with one reduction: each case compiles
+# several transformations, so the grid is kept to what can differ.
+REDUCTION_DTYPES = [(reduction, "float64") for reduction in REDUCTIONS] + [("mean", "float32")]
 IGNORED = -100
 
 
@@ -70,8 +73,7 @@ def loss_fn(loss, gamma, reduction, y, w, **extra):
     return lambda q: cj.class_balanced_loss(q, jnp.asarray(y), jnp.asarray(w, q.dtype), **options)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize(("reduction", "dtype"), REDUCTION_DTYPES)
 @pytest.mark.parametrize(("loss", "gamma"), LOSSES)
 def test_first_derivatives_in_both_modes_equal_the_oracle(loss, gamma, reduction, dtype):
     z, y, w = case(dtype=dtype)
@@ -184,8 +186,9 @@ def test_reference_loss_equals_the_oracle(loss, gamma, reduction):
     close(jax.jit(jax.jacrev(f))(jnp.asarray(z)), jacobian_of(want_grad, reduction), "float64")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize(
+    ("reduction", "dtype"), [("none", "float64"), ("weighted_mean", "float64"), ("mean", "float32")]
+)
 @pytest.mark.parametrize(("loss", "gamma"), LOSSES)
 def test_hessian_equals_the_float64_reference(loss, gamma, reduction, dtype):
     """``jax.hessian`` (forward over reverse) differentiates the core's analytic gradient; it must equal the
