@@ -66,6 +66,24 @@ class Primitives:
         u, q, _ = self.softplus_and_sigmoids(x)
         return u, q
 
+    def sign_split_sigmoid(self, x: Any) -> tuple[Any, Any, Any]:
+        """``(h, softplus(x) - max(x, 0), sigmoid(x) - h)`` with the step ``h`` 1 on the positive side of ``x``
+        and 0 on the other, in ``x``'s dtype: ``log1p(exp(-|x|))`` and ``-+sigmoid(-|x|)``, one transcendental
+        pass whose parts keep their relative digits for every finite ``x`` (``sigmoid(x) - 1`` computed as such
+        loses all of them for ``x >> 0``). Zero may fall on either side, both give the same sums. Elementwise.
+
+        Example:
+            >>> import numpy as np
+            >>> from cbloss.primitives import Primitives
+            >>> h, rest, signed = Primitives(np).sign_split_sigmoid(np.array([-40.0, 40.0]))
+            >>> h.tolist(), [f"{v:.3e}" for v in signed]
+            ([0.0, 1.0], ['4.248e-18', '-4.248e-18'])
+        """
+        xp = self.xp
+        positive = x > 0
+        rest, small = self.softplus_and_sigmoid(-xp.abs(x))
+        return xp.astype(positive, x.dtype), rest, xp.where(positive, -small, small)
+
     # -- class-axis indexing ------------------------------------------------------------------------------
     def take_label(self, x: Any, labels: Any) -> Any:
         """``x[..., labels]`` position by position: ``x`` is (..., C), ``labels`` (...) integer."""

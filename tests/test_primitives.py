@@ -75,3 +75,28 @@ def test_put_at_label_and_softplus_and_sigmoid_agree_with_their_full_forms(ops):
         both, three = ops.softplus_and_sigmoid(x), ops.softplus_and_sigmoids(x)
     for a, b in zip(both, three[:2], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _check_sign_split(x: np.ndarray, h: np.ndarray, rest: np.ndarray, signed: np.ndarray) -> None:
+    """h is a 0/1 step on x's side (either at zero), rest = log1p(exp(-|x|)) and signed = sigmoid(x) - h, each to
+    a few ulps of its own magnitude (mpmath), times max(1, |x|) where a sigmoid is exp(-softplus) (see above)."""
+    eps = np.finfo(x.dtype).eps
+    assert set(np.unique(h).tolist()) <= {0.0, 1.0}
+    assert np.all(h[x > 0] == 1.0) and np.all(h[x < 0] == 0.0)
+    for v, hv, rv, sv in zip(x.tolist(), h.tolist(), rest.tolist(), signed.tolist(), strict=True):
+        m = mpmath.mpf(v)
+        want_rest = float(mpmath.log1p(mpmath.exp(-abs(m))))
+        want_signed = float(-1 / (1 + mpmath.exp(m)) if hv else 1 / (1 + mpmath.exp(-m)))  # no cancellation
+        tiny, scale = np.finfo(x.dtype).tiny, 4 * eps * max(1.0, abs(v))
+        assert abs(rv - want_rest) <= scale * abs(want_rest) + tiny, (v, rv, want_rest)
+        assert abs(sv - want_signed) <= scale * abs(want_signed) + tiny, (v, sv, want_signed)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ops", [Primitives(np), SharedExpPrimitives(np)], ids=["generic", "shared_exp"])
+def test_sign_split_sigmoid_keeps_relative_digits(ops, dtype):
+    x = np.concatenate([X, [-0.0]]).astype(dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        h, rest, signed = ops.sign_split_sigmoid(x)
+    assert h.dtype == rest.dtype == signed.dtype == dtype
+    _check_sign_split(x, h, rest, signed)

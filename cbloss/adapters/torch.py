@@ -76,6 +76,16 @@ class TorchPrimitives(Primitives):
     def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.softplus(x), torch.sigmoid(x)
 
+    def sign_split_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # The sides split on the sign bit (+0 positive, -0 not), which copysign reads too; the sigmoid and the
+        # sign are applied in place of -|x|, our own temporary.
+        negative = torch.signbit(x)
+        step = torch.where(negative, x.new_zeros(()), x.new_ones(()))
+        minus_magnitude = torch.abs(x).neg_()
+        rest = self.softplus(minus_magnitude)
+        signed = minus_magnitude.sigmoid_().copysign_(x).neg_()
+        return step, rest, signed
+
     # gather and scatter reject a label outside [0, C), where the generic mask would skip it silently.
     def take_label(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         view, dim = _memory_layout(x)

@@ -105,18 +105,49 @@ def multi_hot(
     ``class_weights`` (C,) and per-position weights ``position_weights`` (P...), each None for all ones. Written as
     ``(1 - t) neg + t pos`` (not ``neg + t (pos - neg)``), so that 0/1 targets keep every digit."""
     xp = ops.xp
-    neg, neg_slope = element(ops, z, gamma, with_grad)
-    pos, pos_slope = element(ops, -z, gamma, with_grad)
-    others = 1.0 - targets
-    elements = others * neg + targets * pos
+    if gamma == 0.0:
+        elements, grad = _binary_cross_entropy(ops, z, targets, with_grad)
+    else:
+        neg, neg_slope = element(ops, z, gamma, with_grad)
+        pos, pos_slope = element(ops, -z, gamma, with_grad)
+        # neg, pos and their slopes are our own temporaries: weighted and combined in place (rebound where
+        # arrays are immutable), without further (P..., C) temporaries
+        others = 1.0 - targets
+        neg *= others
+        pos *= targets
+        neg += pos
+        elements, grad = neg, None
+        if with_grad:
+            neg_slope *= others
+            pos_slope *= targets
+            neg_slope -= pos_slope
+            grad = neg_slope
     value = xp.sum(elements, axis=-1) if class_weights is None else xp.matmul(elements, class_weights)
     if position_weights is not None:
         value = value * position_weights
     if not with_grad:
         return value, None
-    grad = others * neg_slope - targets * pos_slope
+    # grad is our own temporary: scaled in place (rebound where arrays are immutable)
     if class_weights is not None:
-        grad = grad * class_weights
+        grad *= class_weights
     if position_weights is not None:
-        grad = grad * position_weights[..., None]
+        grad *= position_weights[..., None]
     return value, grad
+
+
+def _binary_cross_entropy(ops: Primitives, z: Any, targets: Any, with_grad: bool) -> tuple[Any, Any]:
+    """The sigmoid element ``e = (1 - t) softplus(z) + t softplus(-z)`` and ``de/dz = sigmoid(z) - t`` from one
+    transcendental pass (:meth:`Primitives.sign_split_sigmoid`): with the step ``h`` of ``z``'s sign,
+
+        e = log1p(exp(-|z|)) + (h - t) z,      de/dz = (h - t) + (sigmoid(z) - h).
+
+    ``h - t`` is ``1 - t`` where ``z > 0`` and ``-t`` elsewhere, so both terms of ``e`` are >= 0 (no cancellation),
+    and a 0/1 target makes it exactly 0 or +-1, so that a tiny gradient keeps its digits."""
+    step, rest, signed = ops.sign_split_sigmoid(z)
+    # our own temporaries, updated in place (rebound where arrays are immutable)
+    step -= targets
+    rest += step * z
+    if not with_grad:
+        return rest, None
+    signed += step
+    return rest, signed

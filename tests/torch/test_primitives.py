@@ -96,3 +96,16 @@ def test_softplus_keeps_float64_digits_above_pytorchs_default_threshold():
     x = torch.tensor([20.5, 25.0, 30.0, 36.0], dtype=torch.float64)
     exact = x + torch.log1p(torch.exp(-x))
     torch.testing.assert_close(FUSED.softplus(x), exact, rtol=2e-16, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sign_split_sigmoid_keeps_relative_digits(dtype):
+    """PyTorch's in-place sign split (on the sign bit: +0 positive, -0 not) against mpmath, like the generic one."""
+    from tests.test_primitives import X, _check_sign_split
+
+    x = torch.tensor([*X.tolist(), -0.0], dtype=dtype)
+    before = x.clone()
+    h, rest, signed = FUSED.sign_split_sigmoid(x)
+    torch.testing.assert_close(x, before, rtol=0, atol=0)  # the argument is untouched
+    assert h.dtype == rest.dtype == signed.dtype == dtype
+    _check_sign_split(x.numpy(), h.numpy(), rest.numpy(), signed.numpy())
