@@ -24,6 +24,9 @@ BACKENDS = {
     "tensorflow": [".[test,tensorflow,demo]"],
 }
 FRAMEWORK_TEST_DIRS = ["tests/torch", "tests/jax", "tests/tensorflow", "tests/keras"]
+# JAX compiles every conformance case, which makes its session the longest by far: two pytest-xdist workers
+# (the CI machine has two cores) halve it. The other sessions are short enough to run in one process.
+WORKERS = {"jax": ["-n", "2"]}
 # The Keras 3 loss runs on each Keras backend (KERAS_BACKEND): what each backend's run installs.
 KERAS_BACKENDS = {
     "tensorflow": [".[test,tensorflow]"],
@@ -52,7 +55,7 @@ def tests(session: nox.Session, backend: str) -> None:
         paths = ["tests", *ignores]
     else:
         paths = ["tests/test_conformance.py", f"tests/{backend}"]
-    session.run("pytest", "-q", "-p", "no:cacheprovider", *paths, *session.posargs)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *WORKERS.get(backend, []), *paths, *session.posargs)
 
 
 @nox.session(python=PYTHON)
