@@ -1,13 +1,13 @@
 """Named numeric pieces that the Array-API standard lacks, each defined once here.
 
 The losses (``cbloss.losses``) call only these and standard functions. Every piece is functional: it never
-writes into its arguments and returns fresh arrays (or arrays the caller owns). The one exception is named with a
-trailing underscore, :meth:`Primitives.put_at_label_`: it may write into an array its caller has just allocated
-and hands over, and its caller uses the result only. A backend may pass a subclass of
-:class:`Primitives` that replaces a piece with the framework's own kernel computing *exactly the same
-definition* under the same contract (for example ``torch.softmax`` in :meth:`softmax_and_logsumexp`); the
-conformance suite checks every backend against the oracle, so a substitute that drifts is caught. No loss
-formula lives here.
+writes into its arguments and returns fresh arrays (or arrays the caller owns). The exceptions are named with a
+trailing underscore (:meth:`Primitives.put_at_label_`, :meth:`Primitives.softplus_and_sigmoids_`): they may write
+into an array their caller has just allocated and hands over, and their caller uses the results only. A backend
+may pass a subclass of :class:`Primitives` that replaces a piece with the framework's own kernel computing
+*exactly the same definition* under the same contract (for example ``torch.softmax`` in
+:meth:`softmax_and_logsumexp`); the conformance suite checks every backend against the oracle, so a substitute
+that drifts is caught. No loss formula lives here.
 
 Everything works along the last axis; the engine moves the class axis there first.
 """
@@ -58,6 +58,21 @@ class Primitives:
         xp = self.xp
         u = self.softplus(x)
         return u, -xp.expm1(-u), xp.exp(-u)
+
+    def softplus_and_sigmoids_(self, fresh: Any) -> tuple[Any, Any, Any]:
+        """:meth:`softplus_and_sigmoids` of an array ``fresh`` that the caller has just allocated itself and hands
+        over: a backend with in-place kernels may compute a result into it (saving one array); here (every
+        namespace without them, and every override of the functional form) it is that form. Either way the
+        caller reads only the results, never ``fresh`` again.
+
+        Example:
+            >>> import numpy as np
+            >>> from cbloss.primitives import Primitives
+            >>> u, q, r = Primitives(np).softplus_and_sigmoids_(np.array([0.0, 2.0]))
+            >>> [f"{v:.4f}" for v in (*u, *q, *r)]
+            ['0.6931', '2.1269', '0.5000', '0.8808', '0.5000', '0.1192']
+        """
+        return self.softplus_and_sigmoids(fresh)
 
     def softplus_and_sigmoid(self, x: Any) -> tuple[Any, Any]:
         """``(softplus(x), sigmoid(x))``: the first two of :meth:`softplus_and_sigmoids`, for a caller that does

@@ -8,7 +8,8 @@ tiled to (P, C) is ever formed:
     a_c = dense_c + label_coef * [c == label] + smooth * w_c
 
 The engine builds it, and each loss's ``dense`` evaluation reads it through three operations: the total
-``A = sum_c a_c``, the dot product ``sum_c a_c x_c`` and the difference ``g - a * x``.
+``A = sum_c a_c``, the dot product ``sum_c a_c x_c`` and the difference ``g - a * x`` (computed in place of
+arrays the loss hands over).
 """
 
 from __future__ import annotations
@@ -64,21 +65,29 @@ class Coefficients(NamedTuple):
             parts.append(self.smooth * (xp.sum(x, axis=-1) if self.weights is None else xp.matmul(x, self.weights)))
         return _add(parts)
 
-    def subtract_from(self, ops: Primitives, g: Any, x: Any = None) -> Any:
-        """A new array ``g - a * x`` (``g - a`` when ``x`` is None), for ``g`` and ``x`` (P..., C)."""
-        out = g
+    def subtract_from_(self, ops: Primitives, g: Any, x: Any = None) -> Any:
+        """``g - a * x`` (``g - a`` when ``x`` is None), for ``g`` and ``x`` (P..., C) that the caller has just
+        allocated itself and hands over: computed in place of them (rebound where arrays are immutable), with no
+        further (P..., C) array where ``smooth`` is one number. The caller reads only the result, never ``g`` or
+        ``x`` again (docs/conventions.md §14)."""
+        x_at_label = None
+        if self.label_coef is not None and x is not None:
+            x_at_label = ops.take_label(x, self.labels)  # read before x is scaled below
         if self.dense is not None:
-            out = out - (self.dense if x is None else self.dense * x)
+            g -= self.dense if x is None else self.dense * x
         if self.smooth is not None:
             smooth = self.smooth if isinstance(self.smooth, float) else self.smooth[..., None]
-            per_class = (
-                (1.0 if x is None else x) if self.weights is None else (self.weights if x is None else x * self.weights)
-            )
-            out = out - smooth * per_class
+            if x is None:
+                g -= smooth if self.weights is None else smooth * self.weights
+            else:
+                if self.weights is not None:
+                    x *= self.weights
+                x *= smooth
+                g -= x
         if self.label_coef is not None:
-            at_label = self.label_coef if x is None else self.label_coef * ops.take_label(x, self.labels)
-            out = ops.put_at_label(out, self.labels, ops.take_label(out, self.labels) - at_label)
-        return out
+            at_label = self.label_coef if x_at_label is None else self.label_coef * x_at_label
+            g = ops.put_at_label_(g, self.labels, ops.take_label(g, self.labels) - at_label)
+        return g
 
 
 class LabelWeights(NamedTuple):

@@ -77,6 +77,20 @@ def test_put_at_label_and_softplus_and_sigmoid_agree_with_their_full_forms(ops):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ops", [Primitives(np), SharedExpPrimitives(np)], ids=["generic", "shared_exp"])
+def test_softplus_and_sigmoids_of_a_handed_over_array_is_the_functional_form(ops, dtype):
+    """softplus_and_sigmoids_ (for an array the caller allocated and hands over) gives softplus_and_sigmoids,
+    bit for bit, across the whole range."""
+    x = X.astype(dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        want = ops.softplus_and_sigmoids(x)
+        got = ops.softplus_and_sigmoids_(x.copy())
+    for name, g, w in zip(("softplus", "sigmoid(x)", "sigmoid(-x)"), got, want, strict=True):
+        assert g.dtype == dtype, name
+        np.testing.assert_array_equal(g, w, err_msg=name)
+
+
 def _check_sign_split(x: np.ndarray, h: np.ndarray, rest: np.ndarray, signed: np.ndarray) -> None:
     """h is a 0/1 step on x's side (either at zero), rest = log1p(exp(-|x|)) and signed = sigmoid(x) - h, each to
     a few ulps of its own magnitude (mpmath), times max(1, |x|) where a sigmoid is exp(-softplus) (see above)."""

@@ -50,6 +50,22 @@ def _memory_layout(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return x, -1
 
 
+def _shared_exp_softplus_and_sigmoids(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(softplus(x), sigmoid(x), sigmoid(-x))`` from one ``exp`` and one ``log1p`` per element, the definitions of
+    :class:`cbloss.primitives.SharedExpPrimitives`: ``e = exp(-|x|)``, ``softplus(x) = max(x, 0) + log1p(e)``,
+    ``sigmoid(|x|) = 1 / (1 + e)``, ``sigmoid(-|x|) = e / (1 + e)``, each with its relative digits. For a compiled
+    graph, which fuses the elementwise passes: there the separate kernels cost two more exponentials."""
+    e = torch.exp(-torch.abs(x))
+    big = 1.0 / (1.0 + e)
+    small = e * big
+    nonnegative = x >= 0
+    return (
+        torch.clamp_min(x, 0.0) + torch.log1p(e),
+        torch.where(nonnegative, big, small),
+        torch.where(nonnegative, small, big),
+    )
+
+
 class TorchPrimitives(Primitives):
     """PyTorch's kernels for the core's named pieces, each the generic definition along the last axis under
     the same contract: arguments are never written, results are new tensors (``put_at_label_`` writes into the
@@ -69,11 +85,23 @@ class TorchPrimitives(Primitives):
         return F.softplus(x, 1.0, _SOFTPLUS_THRESHOLD)
 
     def softplus_and_sigmoids(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if torch.compiler.is_compiling():
+            return _shared_exp_softplus_and_sigmoids(x)
         # torch.sigmoid keeps the relative digits of a tiny sigmoid(+-x), as the generic exp(-softplus) does;
         # sigmoid(-x) is taken in place of -x, our own temporary (one allocation fewer).
         return self.softplus(x), torch.sigmoid(x), torch.neg(x).sigmoid_()
 
+    def softplus_and_sigmoids_(self, fresh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if torch.compiler.is_compiling():
+            return _shared_exp_softplus_and_sigmoids(fresh)
+        # The caller hands `fresh` over: sigmoid(-x) is taken in place of it once the other two have read it.
+        softplus, sigmoid = self.softplus(fresh), torch.sigmoid(fresh)
+        return softplus, sigmoid, fresh.neg_().sigmoid_()
+
     def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.compiler.is_compiling():
+            softplus, sigmoid, _ = _shared_exp_softplus_and_sigmoids(x)
+            return softplus, sigmoid
         return self.softplus(x), torch.sigmoid(x)
 
     def sign_split_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ logit and every gamma >= 0 (a ``(1 - p)**gamma`` form has an infinite slope at g
 With ``neg_j = l(-z_j)`` (the element of a class that is not the target) and ``pos_j = l(z_j)`` (of the target),
 a position with target coefficients ``a`` (``A = sum_c a_c``) has
 
-    loss = A * sum_j neg_j + sum_c a_c (pos_c - neg_c),
+    loss = sum_j (A - a_j) neg_j + sum_c a_c pos_c,
     grad_j = A * dneg_j/dz_j + a_j * (dpos_j/dz_j - dneg_j/dz_j),
 
 where ``dneg_j/dz_j = dl/dy at y = z_j`` and ``dpos_j/dz_j = -dl/dy at y = -z_j``. For a class index the label's
@@ -41,31 +41,31 @@ from ..targets import Coefficients
 from ._common import power
 
 
-def element(ops: Primitives, y: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
-    """``(l, dl/dy)`` at ``y = -x`` elementwise (``dl/dy`` None without ``with_grad``), both new arrays."""
+def element(ops: Primitives, y: Any, gamma: float, with_grad: bool, fresh: bool = False) -> tuple[Any, Any]:
+    """``(l, dl/dy)`` at ``y = -x`` elementwise (``dl/dy`` None without ``with_grad``), both new arrays. ``fresh``:
+    ``y`` is the caller's own temporary, handed over (:meth:`Primitives.softplus_and_sigmoids_`)."""
     if gamma == 0.0:
         if not with_grad:
             return ops.softplus(y), None
         return ops.softplus_and_sigmoid(y)
-    u, q, r = ops.softplus_and_sigmoids(y)
-    modulation = power(ops.xp, q, gamma)
-    if gamma == 1.0:
-        value = modulation * u  # the modulation is q itself, read below
-    else:
-        u *= modulation  # our own temporary becomes the value
-        value = u
+    u, q, r = ops.softplus_and_sigmoids_(y) if fresh else ops.softplus_and_sigmoids(y)
+    # u, q and r are our own temporaries: updated in place (rebound where arrays are immutable), so that no more
+    # than these three (P..., C) arrays are ever alive.
     if not with_grad:
-        return value, None
-    # q**gamma * (gamma * r * u + q) = gamma * r * value + q**(gamma + 1), updating our own temporaries in place
-    # (rebinding where arrays are immutable); for gamma = 1 the modulation is q itself, which is read here.
-    r *= value
-    r *= gamma
-    if gamma == 1.0:
-        modulation = q * q
-    else:
-        modulation *= q
-    modulation += r
-    return value, modulation
+        u *= power(ops.xp, q, gamma)
+        return u, None
+    # dl/dy = q**gamma * (gamma * r * u + q): the bracket first, while u is still -log sigmoid(x)
+    r *= u
+    if gamma != 1.0:
+        r *= gamma
+    r += q
+    if gamma == 2.0:
+        q *= q
+    elif gamma != 1.0:
+        q **= gamma
+    u *= q  # the modulation q**gamma, as power() forms it
+    r *= q
+    return u, r
 
 
 def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
@@ -81,15 +81,36 @@ def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_gra
 
 
 def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: bool) -> tuple[Any, Any]:
-    """``sum_c a_c L_c`` and its gradient for target coefficients ``a``."""
+    """``sum_c a_c L_c`` and its gradient for target coefficients ``a``.
+
+    The two sides are evaluated one after the other and reduced as soon as they are formed, so that at most the
+    gradient of one side is kept while the other is evaluated. At gamma = 0, ``pos_j = neg_j - z_j`` (the
+    softplus identity) and ``dneg_j/dz_j - dpos_j/dz_j = sigmoid(z_j) + sigmoid(-z_j) = 1`` reduce this to
+
+        loss = A * sum_j softplus(z_j) - sum_c a_c z_c,      grad_j = A * sigmoid(z_j) - a_j.
+    """
     xp = ops.xp
-    neg, neg_slope = element(ops, z, gamma, with_grad)
-    pos, pos_slope = element(ops, -z, gamma, with_grad)
     total = a.total(ops, z.shape[-1])
-    value = total * xp.sum(neg, axis=-1) + a.dot(ops, pos - neg)
+    if gamma == 0.0:
+        if not with_grad:
+            return total * xp.sum(ops.softplus(z), axis=-1) - a.dot(ops, z), None
+        softplus, sigmoid = ops.softplus_and_sigmoid(z)
+        value = total * xp.sum(softplus, axis=-1) - a.dot(ops, z)
+        del softplus
+        sigmoid *= total[..., None]  # our own temporary becomes the gradient
+        return value, a.subtract_from_(ops, sigmoid)
+    neg, neg_slope = element(ops, z, gamma, with_grad)
+    value = total * xp.sum(neg, axis=-1) - a.dot(ops, neg)  # sum_j (A - a_j) neg_j
+    del neg
+    pos, pos_slope = element(ops, -z, gamma, with_grad, fresh=True)
+    value = value + a.dot(ops, pos)
     if not with_grad:
         return value, None
-    return value, a.subtract_from(ops, neg_slope * total[..., None], neg_slope + pos_slope)
+    del pos
+    # A * dneg/dz - a * (dneg/dz - dpos/dz), in place of our own temporaries
+    pos_slope += neg_slope
+    neg_slope *= total[..., None]
+    return value, a.subtract_from_(ops, neg_slope, pos_slope)
 
 
 def multi_hot(
@@ -107,22 +128,28 @@ def multi_hot(
     xp = ops.xp
     if gamma == 0.0:
         elements, grad = _binary_cross_entropy(ops, z, targets, with_grad)
+        value = _class_sum(xp, elements, class_weights)
     else:
+        # neg, pos and their slopes are our own temporaries: weighted in place (rebound where arrays are
+        # immutable) and each side reduced as soon as it is formed, so that the other side is evaluated next to
+        # one gradient only
         neg, neg_slope = element(ops, z, gamma, with_grad)
-        pos, pos_slope = element(ops, -z, gamma, with_grad)
-        # neg, pos and their slopes are our own temporaries: weighted and combined in place (rebound where
-        # arrays are immutable), without further (P..., C) temporaries
         others = 1.0 - targets
         neg *= others
-        pos *= targets
-        neg += pos
-        elements, grad = neg, None
+        value = _class_sum(xp, neg, class_weights)
+        del neg
         if with_grad:
             neg_slope *= others
+        del others
+        pos, pos_slope = element(ops, -z, gamma, with_grad, fresh=True)
+        pos *= targets
+        value = value + _class_sum(xp, pos, class_weights)
+        del pos
+        grad = None
+        if with_grad:
             pos_slope *= targets
             neg_slope -= pos_slope
             grad = neg_slope
-    value = xp.sum(elements, axis=-1) if class_weights is None else xp.matmul(elements, class_weights)
     if position_weights is not None:
         value = value * position_weights
     if not with_grad:
@@ -151,3 +178,8 @@ def _binary_cross_entropy(ops: Primitives, z: Any, targets: Any, with_grad: bool
         return rest, None
     signed += step
     return rest, signed
+
+
+def _class_sum(xp: Any, elements: Any, class_weights: Any | None) -> Any:
+    """``sum_c v_c e_c`` per position (``v`` None: all ones)."""
+    return xp.sum(elements, axis=-1) if class_weights is None else xp.matmul(elements, class_weights)

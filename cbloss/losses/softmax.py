@@ -43,4 +43,5 @@ def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: boo
     p, lse = ops.softmax_and_logsumexp(z)
     # -sum_c a_c log p_c, with log p = z - logsumexp(z) formed once: no cancellation between two large sums.
     value = -a.dot(ops, z - lse[..., None])
-    return value, a.subtract_from(ops, p * total[..., None])
+    p *= total[..., None]  # our own temporary becomes the gradient
+    return value, a.subtract_from_(ops, p)

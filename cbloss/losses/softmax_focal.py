@@ -73,20 +73,58 @@ def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_gra
 
 
 def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: bool) -> tuple[Any, Any]:
-    """``sum_c a_c L_c`` and its gradient for target coefficients ``a``."""
+    """``sum_c a_c L_c`` and its gradient for target coefficients ``a``. Every (P..., C) array below is our own
+    temporary, updated in place (rebound where arrays are immutable): at most four are alive at once."""
     xp = ops.xp
+    top = xp.argmax(z, axis=-1)
     shifted = z - xp.max(z, axis=-1, keepdims=True)
     e = xp.exp(shifted)
-    everything = xp.sum(e, axis=-1, keepdims=True)
     # log sum_{i != c} exp(z_i - max) for every c: for c below the top class T - e_c >= e_top = 1 >= e_c is well
-    # conditioned; for the top class the others are summed directly.
-    top = ops.label_mask(xp.argmax(z, axis=-1), z.shape[-1])
-    rest_top = xp.sum(xp.where(top, xp.zeros_like(e), e), axis=-1, keepdims=True)
-    rest = xp.where(top, rest_top, everything - e)
-    margin = _margin(ops, xp.log(rest) - shifted, gamma)
-    value = a.dot(ops, margin.value)
+    # conditioned; for the top class the others are summed directly, with its own term (exp(0) = 1) set aside.
+    column = xp.zeros_like(z[..., 0])
+    e = ops.put_at_label_(e, top, column)
+    rest_top = xp.sum(e, axis=-1)
+    e = ops.put_at_label_(e, top, column + 1.0)
+    everything = xp.sum(e, axis=-1, keepdims=True)
+    y = ops.put_at_label_(everything - e, top, rest_top)
+    y = xp.log(y)
+    y -= shifted
+    del shifted
     if not with_grad:
-        return value, None
-    slope = _slope(ops, margin, gamma)
-    p = e / everything
-    return value, a.subtract_from(ops, p * a.dot(ops, slope)[..., None], slope)
+        u, q, _ = ops.softplus_and_sigmoids_(y)
+        u *= power(xp, q, gamma)
+        return a.dot(ops, u), None
+    elements, slope = _value_and_slope_(xp, *ops.softplus_and_sigmoids_(y), gamma)
+    value = a.dot(ops, elements)
+    del elements
+    e /= everything  # p, which becomes the gradient
+    e *= a.dot(ops, slope)[..., None]
+    return value, a.subtract_from_(ops, e, slope)
+
+
+def _value_and_slope_(xp: Any, u: Any, q: Any, r: Any, gamma: float) -> tuple[Any, Any]:
+    """``(q**gamma * u, k)`` with the slope ``k`` of :func:`_slope`, computed in place of ``u``, ``q`` and ``r``,
+    temporaries that the caller hands over and reads no more (rebound where arrays are immutable)."""
+    if gamma < 1.0:
+        positive = q > 0
+        ratio = xp.where(positive, u / xp.where(positive, q, xp.ones_like(q)), xp.ones_like(q))
+        modulation = power(xp, q, gamma)
+        r *= ratio
+        del ratio
+        r *= gamma
+        r += 1.0
+        r *= modulation
+        u *= modulation
+        return u, r
+    # q**gamma + gamma * r * u * q**(gamma - 1)
+    r *= u
+    if gamma != 1.0:
+        r *= gamma
+        r *= q if gamma == 2.0 else power(xp, q, gamma - 1.0)
+    if gamma == 2.0:
+        q *= q
+    elif gamma != 1.0:
+        q **= gamma
+    r += q  # the modulation q**gamma, as power() forms it
+    u *= q
+    return u, r

@@ -78,6 +78,46 @@ def test_put_at_label_in_place_writes_into_the_fresh_array_it_is_handed(layout):
     torch.testing.assert_close(out, GENERIC.put_at_label(x, labels, values), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_softplus_and_sigmoids_writes_sigmoid_of_minus_x_into_the_array_it_is_handed(layout, dtype):
+    """softplus_and_sigmoids_ takes sigmoid(-x) in place of the fresh array its caller hands over (one tensor
+    fewer); the three results equal the functional softplus_and_sigmoids bit for bit, and the generic definitions
+    to a few ulps, saturated entries included."""
+    x = _case(layout)[0].to(dtype)
+    x[..., :5] = torch.tensor([-800.0, -60.0, 0.0, 60.0, 800.0], dtype=dtype)
+    fresh = x.clone()
+    got = FUSED.softplus_and_sigmoids_(fresh)
+    assert got[2].data_ptr() == fresh.data_ptr()
+    for a, b in zip(got, FUSED.softplus_and_sigmoids(x), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    rtol = 1e-13 if dtype == torch.float64 else 1e-6
+    for a, b in zip(got, GENERIC.softplus_and_sigmoids(x), strict=True):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=torch.finfo(dtype).tiny)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_compiled_graphs_shared_exponential_matches_mpmath(dtype):
+    """The one-exp form TorchPrimitives takes inside a compiled graph, against mpmath across the whole range:
+    a few ulps of each result's own magnitude, tiny sigmoids included."""
+    import mpmath
+    import numpy as np
+
+    from cbloss.adapters.torch import _shared_exp_softplus_and_sigmoids
+
+    values = np.concatenate([np.linspace(-60.0, 60.0, 241), [-800.0, -100.0, -1e-30, -0.0, 0.0, 1e-30, 100.0, 800.0]])
+    x = torch.tensor(values, dtype=dtype)
+    got = [piece.double().numpy() for piece in _shared_exp_softplus_and_sigmoids(x)]
+    eps, tiny = torch.finfo(dtype).eps, torch.finfo(dtype).tiny
+    with mpmath.workdps(40):
+        for i, v in enumerate(x.double().tolist()):
+            m = mpmath.mpf(v)
+            want = [mpmath.log1p(mpmath.exp(m)), 1 / (1 + mpmath.exp(-m)), 1 / (1 + mpmath.exp(m))]
+            for name, g, w in zip(("softplus", "sigmoid(x)", "sigmoid(-x)"), got, want, strict=True):
+                w = float(w)
+                assert abs(g[i] - w) <= 4 * eps * abs(w) + tiny, (name, v, g[i], w)
+
+
 @pytest.mark.parametrize("bad", [-1, -100, 6, -(2**63)])
 @pytest.mark.parametrize("layout", ["NxC", "NCHW-view"])
 def test_label_indexing_rejects_every_out_of_range_label(bad, layout):
