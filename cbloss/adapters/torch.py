@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..counts import sum_over_replicas
 from ..engine import evaluate
 from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
 from ..primitives import Primitives
@@ -459,9 +460,9 @@ def all_reduce_counts(samples_per_class: Any, group: Any = None) -> np.ndarray:
 
     Raises:
         ValueError naming ``samples_per_class``, on every rank, when some rank's counts are invalid or the ranks
-        give different numbers of classes: one all-reduce of the lengths and of a validity flag comes before the
-        sum, so that a mismatch is an error rather than a hang or a wrong sum. ValueError naming ``group`` on a
-        rank outside it.
+        give different numbers of classes: a first all-reduce of the lengths and of a validity flag
+        (:mod:`cbloss.counts`) comes before the sum, so that a mismatch is an error rather than a hang or a wrong
+        sum. ValueError naming ``group`` on a rank outside it.
 
     Example:
         >>> import torch
@@ -482,23 +483,11 @@ def all_reduce_counts(samples_per_class: Any, group: Any = None) -> np.ndarray:
     if dist.get_rank(group) < 0:
         raise ValueError("group: this rank is not a member of the process group")
     device = _collective_device(group)
-    try:
-        counts, error = whole_counts(samples_per_class), None
-    except (TypeError, ValueError) as invalid:  # the other ranks must learn of it, or they wait for this one
-        counts, error = np.zeros(0, dtype=np.int64), invalid
-    # MAX of (C, -C, invalid) gives the largest C, minus the smallest, and whether any rank's counts are invalid.
-    header = torch.tensor([counts.size, -counts.size, error is not None], dtype=torch.int64, device=device)
-    dist.all_reduce(header, op=dist.ReduceOp.MAX, group=group)
-    largest, minus_smallest, any_invalid = header.tolist()
-    if error is not None:
-        raise error
-    if any_invalid:
-        raise ValueError("samples_per_class: another rank's counts are invalid (the error on that rank names them)")
-    if largest != -minus_smallest:
-        raise ValueError(
-            f"samples_per_class: the ranks give different numbers of classes, from {-minus_smallest} to {largest} "
-            f"(this rank: {counts.size}); every rank must count the same classes"
-        )
-    total = torch.tensor(counts, device=device)  # a new tensor: all_reduce writes in place
-    dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
-    return total.cpu().numpy()
+
+    def all_sum(rows: list[np.ndarray]) -> np.ndarray:
+        total = torch.tensor(rows[0], device=device)  # a new tensor: all_reduce writes in place
+        dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
+        return total.cpu().numpy()
+
+    world = dist.get_world_size(group)
+    return sum_over_replicas(lambda: [samples_per_class], 1, world, all_sum, peer="rank", peers="ranks", host="rank")
