@@ -30,7 +30,6 @@ __all__ = [
     "host_class_weights",
     "labels_out_of_range",
     "multi_hot_invalid",
-    "not_integral",
     "prepare_inputs",
     "prepare_sample_weight",
     "prepare_weights",
@@ -172,12 +171,6 @@ def soft_targets_invalid(xp: Any, targets: Any, tolerance: float) -> tuple[Any, 
     negative = xp.any(~(targets >= 0))
     off = xp.any(~(xp.abs(xp.sum(targets, axis=-1) - 1.0) <= tolerance))
     return negative, off
-
-
-def not_integral(xp: Any, labels: Any) -> Any:
-    """0-d boolean: any floating class index that is not an integer (or is NaN), for frameworks that hand class
-    indices over as floats (Keras)."""
-    return xp.any(labels != xp.astype(xp.astype(labels, xp.int64), labels.dtype))
 
 
 def multi_hot_invalid(xp: Any, targets: Any) -> Any:

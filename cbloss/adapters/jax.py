@@ -2,13 +2,10 @@
 
 The formulas, weights, reductions and checks are the core's (:mod:`cbloss.engine`, :mod:`cbloss.validation`).
 This module converts (class axis last, float16/bfloat16 computed in float32), checks values where they are
-concrete, and registers the core's analytic gradient with :func:`jax.custom_jvp` (docs/conventions.md §13):
-the tangent ``<grad, dz>`` is linear in ``dz``, so forward mode (``jvp``, ``jacfwd``, ``linearize``) uses it as
-it is and reverse mode (``grad``, ``vjp``, ``jacrev``) transposes it. Options are static; arrays may be traced.
-Traced code cannot raise on data: there a label outside ``[0, C)`` that is not ``ignore_index`` gathers NaN
-(never wrapped or clamped), so its position's loss and gradient are NaN (docs/conventions.md §11.2). Labels,
-class weights and sample weights are constants: zero tangent and cotangent (§10).
-"""
+concrete, and registers the core's analytic gradient with :func:`jax.custom_jvp` (docs/conventions.md §13), which
+both differentiation modes use (:func:`class_balanced_loss`). Options are static; arrays may be traced, and traced
+code cannot raise on data (:class:`JaxPrimitives`; docs/conventions.md §11.2). Labels, class weights and sample
+weights are constants: zero tangent and cotangent (§10)."""
 
 from __future__ import annotations
 
@@ -16,7 +13,6 @@ import functools
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
-import array_api_compat
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,8 +20,10 @@ from jax import lax
 from jax.experimental import checkify, multihost_utils
 
 from .. import validation
+from .._namespace import namespace_of
+from ..counts import sum_over_replicas
 from ..engine import evaluate
-from ..options import LossOptions, loss_options, split_options, with_options_doc
+from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
 from ..primitives import SharedExpPrimitives
 from ..weights import class_balanced_weights, whole_counts
 
@@ -36,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ClassBalancedLoss", "JaxPrimitives", "all_reduce_counts", "class_balanced_loss", "validate_labels"]
 
-_HOST = array_api_compat.array_namespace(np.zeros(0))  # eager checks read host copies: nothing gets staged
+_HOST = namespace_of()  # NumPy: eager checks read host copies, so nothing gets staged
 
 
 class JaxPrimitives(SharedExpPrimitives):
@@ -169,7 +167,7 @@ def _call(
         )
     dtype = validation.compute_dtype(jnp, logits.dtype)
     if weights is not None:
-        if eager and not _is_traced(weights):
+        if eager and not _is_traced(weights):  # read on the host: inside a trace jnp operations would be staged
             validation.host_class_weights(weights, num_classes)
         weights = validation.prepare_weights(jnp, weights, num_classes, dtype, None, False)
     if sample_weight is not None:
@@ -367,24 +365,24 @@ class ClassBalancedLoss:
         return cls._make(children[0], *aux, None, None)
 
     # Equality and hash agree with the pytree: the same configuration (the treedef) and equal leaves.
-    def _weights_key(self) -> tuple[Any, ...] | None:
-        """The weights by value, hashable: dtype, shape and bytes (-0.0 read as 0.0, so equal values have equal
-        bytes). None for an unweighted loss. Traced weights have no value yet: they compare by identity, which
-        is what JAX needs when it hashes a function it is handed (``jax.jit(loss)`` inside a traced step)."""
-        if self.weights is None:
-            return None
-        if _is_traced(self.weights):
-            return ("traced", id(self.weights))
-        host = np.asarray(self.weights)
-        return host.dtype.str, host.shape, (host + host.dtype.type(0)).tobytes()
+    def _key(self) -> tuple[Any, ...]:
+        """The configuration and the weights by value, hashable: their dtype, shape and bytes (-0.0 read as 0.0,
+        so equal values have equal bytes), or None for an unweighted loss. Traced weights have no value yet: they
+        compare by identity, which is what JAX needs when it hashes a function it is handed (``jax.jit(loss)``
+        inside a traced step)."""
+        config, weights = self.tree_flatten()[1], self.weights
+        if weights is None or _is_traced(weights):
+            return config, None if weights is None else id(weights)
+        host = np.asarray(weights)
+        return config, host.dtype.str, host.shape, (host + host.dtype.type(0)).tobytes()
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ClassBalancedLoss) or type(other) is not type(self):
+        if type(other) is not type(self):
             return NotImplemented
-        return self.tree_flatten()[1] == other.tree_flatten()[1] and self._weights_key() == other._weights_key()
+        return self._key() == other._key()  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
-        return hash((self.tree_flatten()[1], self._weights_key()))
+        return hash(self._key())
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # copy, deepcopy and pickle (the fields are immutable)
         return (self._make, tuple(getattr(self, name) for name in _FIELDS))
@@ -394,7 +392,7 @@ class ClassBalancedLoss:
         that takes the loss as an argument sees the new weights without retracing. Concrete weights are checked."""
         if not _is_traced(weights):
             weights = jnp.asarray(validation.host_class_weights(weights, self.num_classes))
-        return self._make(weights, self.options, self.axis, self.axis_name, self.from_counts, None, None)
+        return self.tree_unflatten(self.tree_flatten()[1], (weights,))
 
     @property
     def num_classes(self) -> int | None:
@@ -409,11 +407,9 @@ class ClassBalancedLoss:
         return _call(logits, labels, self.weights, sample_weight, opts, axis, axis_name, validate, self.from_counts)
 
     def __repr__(self) -> str:
-        o = self.options
         return (
-            f"ClassBalancedLoss(num_classes={self.num_classes}, beta={self.beta}, loss={o.loss!r}, "
-            f"gamma={o.gamma}, normalize={self.normalize!r}, reduction={o.reduction!r}, axis={self.axis}, "
-            f"axis_name={self.axis_name!r})"
+            f"ClassBalancedLoss(num_classes={self.num_classes}, beta={self.beta}, normalize={self.normalize!r}, "
+            f"{describe(self.options)}, axis={self.axis}, axis_name={self.axis_name!r})"
         )
 
 
@@ -432,7 +428,9 @@ def all_reduce_counts(samples_per_class: Any, axis_name: Hashable | None = None)
         axis_name: inside ``shard_map``/``pmap``, the mapped axis to sum over: the result is
             ``lax.psum(samples_per_class, axis_name)`` (a ``jax.Array``; int32 unless ``jax_enable_x64``). None:
             outside any transformation, sum the counts of the processes of a multi-host run
-            (``jax.experimental.multihost_utils.process_allgather``, every process must call it).
+            (``jax.experimental.multihost_utils.process_allgather``, every process must call it; invalid counts
+            or different numbers of classes on one process are an error on every process,
+            :func:`cbloss.counts.sum_over_replicas`).
 
     Returns:
         With ``axis_name``, the psum'd counts. Without, an int64 NumPy array: the counts themselves in a
@@ -456,11 +454,15 @@ def all_reduce_counts(samples_per_class: Any, axis_name: Hashable | None = None)
             "samples_per_class: traced counts can only be summed over a mapped axis; pass axis_name inside "
             "shard_map/pmap, or call all_reduce_counts outside jit with concrete counts"
         )
-    counts = whole_counts(samples_per_class)
     if jax.process_count() == 1:
-        return counts
-    # Sent as two int32 halves: without jax_enable_x64 JAX would cast int64 counts to int32 on the way.
-    low, high = counts & (2**31 - 1), counts >> 31
-    gathered = multihost_utils.process_allgather(np.stack([low, high]).astype(np.int32))
-    total = np.asarray(gathered, dtype=np.int64).sum(axis=0)  # (processes, 2, C) -> (2, C)
-    return total[0] + (total[1] << 31)
+        return whole_counts(samples_per_class)
+    return sum_over_replicas(  # gathered, then summed on the host in int64
+        lambda: [samples_per_class],
+        1,
+        jax.process_count(),
+        lambda rows: np.asarray(multihost_utils.process_allgather(rows[0]), dtype=np.int64).sum(axis=0),
+        int32_transport=True,  # without jax_enable_x64 JAX would cast int64 counts to int32 on the way
+        peer="process",
+        peers="processes",
+        host="process",
+    )

@@ -63,44 +63,70 @@ def _jax_x64() -> bool:
     return bool(jax.config.read("jax_enable_x64"))
 
 
-# One function per backend: (logits, labels, weights, options, axis, validate, indices) -> per-position losses,
-# where ``indices`` says that ``labels`` are class indices that Keras may have cast to floats.
-def _tensorflow_losses(logits, labels, weights, options, axis, validate, indices):
-    import tensorflow as tf
+def _class_indices(labels: Any, num_classes: int, ignore_index: int | None, validate: bool | None) -> Any:
+    """Class indices that Keras cast to floats, as integers again and never truncated: a non-integral one is an
+    error where values are concrete (unless ``validate`` is False), a graph assertion in TensorFlow with
+    ``validate=True``, and otherwise an index outside ``[0, C)``, which the adapters treat as such (§11.2)."""
+    ops, backend = keras.ops, keras.backend.backend()
+    integral = ops.logical_and(ops.isfinite(labels), ops.equal(labels, ops.floor(labels)))
+    if validate is not False and _concrete(labels):
+        if not bool(ops.all(integral)):
+            raise ValueError("labels: class indices must be integers; got non-integral floats")
+    elif validate and backend == "tensorflow":  # an assertion in the graph (XLA drops it)
+        import tensorflow as tf
 
+        assertion = tf.debugging.Assert(ops.all(integral), ["labels: class indices must be integers"])
+        with tf.control_dependencies([assertion]):
+            labels = tf.identity(labels)
+    outside = num_classes + (1 if ignore_index == num_classes else 0)
+    return ops.cast(ops.where(integral, labels, outside), "int32")
+
+
+def _concrete(x: Any) -> bool:
+    """Whether ``x``'s values can be read now: not a symbolic TensorFlow tensor, not a JAX tracer."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly()
+    if backend == "jax":
+        import jax
+
+        return not isinstance(x, jax.core.Tracer)
+    return True
+
+
+def _current(variable: keras.Variable, like: Any) -> Any:
+    """The variable's value when the step runs. A compiled JAX step takes only the model's own variables as
+    inputs and would keep any other variable's value from the time it was traced: read this one through a host
+    callback instead, so that a change (ReweightingCallback, set_weights) reaches the next step without a retrace."""
+    if keras.backend.backend() != "jax" or _concrete(like):
+        return variable.value
+    import jax
+
+    shape = jax.ShapeDtypeStruct(tuple(variable.shape), variable.dtype)
+    return jax.experimental.io_callback(lambda: np.asarray(variable.numpy()), shape, ordered=False)
+
+
+# One function per backend: (logits, labels, weights, options, axis, validate) -> per-position losses.
+def _tensorflow_losses(logits, labels, weights, options, axis, validate):
     from . import tensorflow as adapter
 
-    if indices and labels.dtype.is_floating:
-        labels = tf.cast(adapter._integral(labels, validate), tf.int64)
     return adapter._evaluate(logits, labels, weights, options, axis, validate, cross_replica=False)
 
 
-def _jax_losses(logits, labels, weights, options, axis, validate, indices):
-    import jax.numpy as jnp
-
+def _jax_losses(logits, labels, weights, options, axis, validate):
     from . import jax as adapter
 
-    if indices and jnp.issubdtype(labels.dtype, jnp.floating):
-        integral = labels == jnp.floor(labels)
-        if validate is not False and not adapter._is_traced(labels) and not bool(jnp.all(integral)):
-            raise ValueError("labels: class indices must be integers; got non-integral floats")
-        # Traced values cannot raise: a non-integral index becomes one outside [0, C), whose loss is NaN
-        # (docs/conventions.md §11.2), never a truncated class.
-        outside = logits.shape[axis] + (1 if options.ignore_index == logits.shape[axis] else 0)
-        labels = jnp.where(integral, labels, outside).astype(jnp.int32)
     return adapter.class_balanced_loss(logits, labels, weights, axis=axis, validate=validate, **options)
 
 
-def _torch_losses(logits, labels, weights, options, axis, validate, indices):
+def _torch_losses(logits, labels, weights, options, axis, validate):
     import torch
 
     from . import torch as adapter
 
-    if indices and labels.is_floating_point():
-        if validate is not False and bool(torch.any(labels != torch.floor(labels))):
-            raise ValueError("labels: class indices must be integers; got non-integral floats")
-        labels = labels.long()
-    elif not indices:  # soft or multi-hot targets are shaped like the logits: their class axis moves too
+    if len(labels.shape) == len(logits.shape):  # soft or multi-hot targets: their class axis moves too
         labels = torch.movedim(labels, axis, 1)
     return adapter.class_balanced_loss(
         torch.movedim(logits, axis, 1), labels, weights, validate=validate is not False, **options
@@ -112,25 +138,6 @@ _BACKENDS: dict[str, Callable[..., Any]] = {
     "jax": _jax_losses,
     "torch": _torch_losses,
 }
-
-
-def _value(variable: keras.Variable, like: Any) -> Any:
-    return variable.value
-
-
-def _jax_value(variable: keras.Variable, like: Any) -> Any:
-    """The variable's value when the step runs. A compiled JAX step takes only the model's own variables as
-    inputs and would keep any other variable's value from the time it was traced: read this one through a host
-    callback instead, so that a change (ReweightingCallback, set_weights) reaches the next step without a retrace."""
-    import jax
-
-    if not isinstance(like, jax.core.Tracer):
-        return variable.value
-    shape = jax.ShapeDtypeStruct(tuple(variable.shape), variable.dtype)
-    return jax.experimental.io_callback(lambda: np.asarray(variable.numpy()), shape, ordered=False)
-
-
-_CURRENT: dict[str, Callable[..., Any]] = {"jax": _jax_value}
 
 
 def _logits_from_probabilities(probabilities: Any, loss: str) -> Any:
@@ -170,8 +177,8 @@ class ClassBalancedLoss(keras.losses.Loss):
             ``"mean_with_sample_weight"``, ``"none"``); Keras applies ``sample_weight`` first.
         validate: None checks label values where they are concrete (eager TensorFlow, PyTorch, concrete JAX
             arrays); True also adds ``tf.debugging`` assertions to TensorFlow graphs (XLA drops them); False checks
-            no values (docs/conventions.md §11.2). Under a compiled JAX step a non-integral or out-of-range label
-            gives a NaN loss, never a wrong class.
+            no values (docs/conventions.md §11.2). Where no check runs, a non-integral label is treated as an
+            out-of-range one, never truncated: under a compiled JAX step either gives a NaN loss, never a wrong class.
         **options: the loss options below, and {weight_options}
 
     Options:
@@ -262,9 +269,11 @@ class ClassBalancedLoss(keras.losses.Loss):
         if self.beta is not None:  # built from counts: a class-count mismatch is the counts' fault
             validation.check_counts_match(self.samples_per_class, y_pred, axis)
         indices = self.options.multi_label is None and len(y_true.shape) == rank - 1
-        backend = keras.backend.backend()
-        current = None if weights is None else _CURRENT.get(backend, _value)(weights, y_pred)
-        losses = _BACKENDS[backend](y_pred, y_true, current, self.options, axis, self.validate, indices)
+        labels = y_true
+        if indices and "float" in keras.backend.standardize_dtype(y_true.dtype):
+            labels = _class_indices(y_true, y_pred.shape[axis], self.options.ignore_index, self.validate)
+        current = None if weights is None else _current(weights, y_pred)
+        losses = _BACKENDS[keras.backend.backend()](y_pred, labels, current, self.options, axis, self.validate)
         if self.options.ignore_index is not None and indices:
             _set_keras_mask(losses, ops.not_equal(y_true, ops.cast(self.options.ignore_index, y_true.dtype)))
         return losses

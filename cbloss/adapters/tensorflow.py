@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from .. import validation
+from ..counts import sum_over_replicas
 from ..engine import evaluate
 from ..options import LossOptions, loss_options, with_options_doc
 from ..primitives import Primitives, SharedExpPrimitives
@@ -105,20 +106,6 @@ def _assertions(labels: tf.Tensor, num_classes: int, soft: bool, opts: LossOptio
     return [tf.debugging.Assert(~bad, [f"labels: {message}"]) for bad, message in failed]
 
 
-def _integral(labels: tf.Tensor, validate: bool | None) -> tf.Tensor:
-    """Floating class indices checked to be integers (never truncated): eagerly unless ``validate`` is False, as
-    a graph assertion with ``validate=True``."""
-    if validate is False or not (tf.executing_eagerly() or validate):
-        return labels
-    bad = validation.not_integral(xp, labels)
-    if tf.executing_eagerly():
-        if bool(bad):
-            raise ValueError("labels: class indices must be integers; got non-integral floats")
-        return labels
-    with tf.control_dependencies([tf.debugging.Assert(~bad, ["labels: class indices must be integers"])]):
-        return tf.identity(labels)
-
-
 def _global_sum(cross_replica: bool) -> Any:
     """The all-reduce (SUM) of the replica context of a multi-replica ``tf.distribute`` strategy, or None."""
     context = tf.distribute.get_replica_context()
@@ -130,31 +117,21 @@ def _global_sum(cross_replica: bool) -> Any:
 def _evaluate(
     logits: Any, labels: Any, weights: Any, opts: LossOptions, axis: int, validate: bool | None, cross_replica: bool
 ) -> tf.Tensor:
-    logits, labels = tf.convert_to_tensor(logits), tf.convert_to_tensor(labels)
+    logits, given = tf.convert_to_tensor(logits), tf.convert_to_tensor(labels)
     rank = logits.shape.rank
     if rank is None:
         raise ValueError("logits: the rank must be known (give the tf.function an input_signature with a rank)")
     if -rank <= axis < rank and logits.shape[axis] is None:
         raise ValueError(f"logits: the class dimension (axis {axis}) must be known, got shape {logits.shape}")
-    multi = opts.multi_label is not None
-    axis, soft = validation.check_class_axis(xp, logits, labels, axis, multi_label=multi)
-    num_classes, last = int(logits.shape[axis]), rank - 1
     eager = tf.executing_eagerly()
     check = eager if validate is None else bool(validate)
-    dtype = validation.compute_dtype(xp, logits.dtype)
-    w = validation.prepare_weights(xp, weights, num_classes, dtype, xp.device(logits), check and eager)
-    given = labels.dtype
-    if soft:  # distributions are checked in their own dtype (§6.2), bool and integer multi-hot targets as floats
-        labels = xp.moveaxis(labels if given.is_floating else xp.astype(labels, dtype), axis, last)
-    else:
-        labels = xp.astype(labels, tf.int64)  # any integer dtype gives the int64 result (§6.1)
-    if check and eager:
-        validation.check_label_values(xp, labels, num_classes, soft, opts.ignore_index, given, multi_label=multi)
-    elif check:
-        with tf.control_dependencies(_assertions(labels, num_classes, soft, opts, given)):
+    inputs = validation.prepare_inputs(xp, logits, given, weights, None, opts, axis, xp.device(logits), check and eager)
+    labels, w, soft, axis, dtype = inputs.labels, inputs.weights, inputs.soft, inputs.axis, inputs.dtype
+    num_classes, last = int(logits.shape[axis]), rank - 1
+    if check and not eager:  # soft targets as given: their sums are checked to the tolerance of their own dtype
+        as_given = xp.moveaxis(given, axis, last) if soft and given.dtype.is_floating else labels
+        with tf.control_dependencies(_assertions(as_given, num_classes, soft, opts, given.dtype)):
             labels = tf.identity(labels)
-    if soft:
-        labels = xp.astype(labels, dtype)
     ops, global_sum = _primitives(), _global_sum(cross_replica)
 
     @tf.custom_gradient
@@ -228,8 +205,8 @@ def class_balanced_loss(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _local_counts(samples_per_class: Any, strategy: Any, local_replicas: int) -> list[np.ndarray]:
-    """This worker's counts as one checked int64 array per local replica, in the strategy's replica order."""
+def _local_parts(samples_per_class: Any, strategy: Any, local_replicas: int) -> list[Any]:
+    """This worker's counts, one part per local replica, in the strategy's replica order."""
     if isinstance(samples_per_class, tf.distribute.DistributedValues):
         parts = list(strategy.experimental_local_results(samples_per_class))
         if parts == [samples_per_class]:
@@ -251,7 +228,7 @@ def _local_counts(samples_per_class: Any, strategy: Any, local_replicas: int) ->
             f"samples_per_class: {len(parts)} per-replica counts were given, but the strategy has {local_replicas} "
             "replica(s) on this worker (pass the strategy that made them)"
         )
-    return [whole_counts(part) for part in parts]
+    return parts
 
 
 def _replica_sum(strategy: Any, local_rows: list[np.ndarray]) -> np.ndarray:
@@ -271,9 +248,9 @@ def all_reduce_counts(samples_per_class: Any, strategy: Any = None) -> np.ndarra
     The replicas' shares of a distributed dataset add up to the whole dataset, so the result is the whole
     dataset's counts, the same on every worker, from which every replica builds the same class-balanced weights
     (docs/conventions.md §3). Call it eagerly, in cross-replica context (outside ``strategy.run``), on every
-    worker: the sum is a collective. Every replica must count the same number of classes ``C``; a reduction of the
-    lengths and of a validity flag comes before the sum, so that a mismatch or invalid counts on one worker is an
-    error on every worker rather than a hang or a wrong sum.
+    worker: the sum is a collective. Every replica must count the same number of classes ``C``; a mismatch or invalid
+    counts on one worker is an error on every worker rather than a hang or a wrong sum
+    (:func:`cbloss.counts.sum_over_replicas`).
 
     Args:
         samples_per_class: the counts to sum, whole numbers >= 0, one of
@@ -317,27 +294,12 @@ def all_reduce_counts(samples_per_class: Any, strategy: Any = None) -> np.ndarra
             "not inside strategy.run"
         )
     strategy = tf.distribute.get_strategy() if strategy is None else strategy
-    replicas = strategy.num_replicas_in_sync
-    if replicas == 1:
-        return _local_counts(samples_per_class, strategy, 1)[0]
+    if strategy.num_replicas_in_sync == 1:
+        return whole_counts(_local_parts(samples_per_class, strategy, 1)[0])
     local_replicas = len(strategy.extended.worker_devices)
-    try:
-        rows, error = _local_counts(samples_per_class, strategy, local_replicas), None
-    except (TypeError, ValueError) as invalid:  # the other workers must learn of it, or they wait for this one
-        rows, error = [np.zeros(0, dtype=np.int64)] * local_replicas, invalid
-    # Sums of (C_r, C_r**2, invalid) over the replicas: sum(C_r)**2 == replicas * sum(C_r**2) iff every C_r is
-    # the same (Cauchy-Schwarz), exactly in int64.
-    header = [np.array([row.size, row.size**2, error is not None], dtype=np.int64) for row in rows]
-    sum_c, sum_c2, any_invalid = _replica_sum(strategy, header).tolist()
-    if error is not None:
-        raise error
-    if any_invalid:
-        raise ValueError(
-            "samples_per_class: the counts given on another worker are invalid (the error on that worker names them)"
-        )
-    if sum_c**2 != replicas * sum_c2:
-        raise ValueError(
-            f"samples_per_class: the replicas give different numbers of classes (on this worker: "
-            f"{[row.size for row in rows]}); every replica must count the same classes"
-        )
-    return _replica_sum(strategy, rows)
+    return sum_over_replicas(
+        lambda: _local_parts(samples_per_class, strategy, local_replicas),
+        local_replicas,
+        strategy.num_replicas_in_sync,
+        lambda rows: _replica_sum(strategy, rows),
+    )
