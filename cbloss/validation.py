@@ -3,8 +3,8 @@
 Each check raises ``ValueError``/``TypeError`` whose message starts with the argument's name
 (docs/conventions.md §11). Checks of option values and shapes are static and always run; checks that read
 array *values* (labels in range, soft targets summing to 1, weights finite) are eager: traced code
-(``jax.jit``, ``tf.function``) skips them or turns the rules below (:func:`labels_out_of_range`,
-:func:`soft_targets_invalid`) into its framework's assertions.
+(``jax.jit``, ``tf.function``) skips them or turns :func:`traced_label_checks`, the same rules and messages as
+0-d predicates, into its framework's assertions.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 from ._namespace import is_array, namespace_of, to_numpy
 
 __all__ = [
+    "TracedCheck",
     "check_beta",
     "check_choice",
     "check_class_axis",
@@ -35,6 +36,7 @@ __all__ = [
     "prepare_weights",
     "soft_target_tolerance",
     "soft_targets_invalid",
+    "traced_label_checks",
 ]
 
 
@@ -182,6 +184,16 @@ def multi_hot_invalid(xp: Any, targets: Any) -> Any:
     return ~((xp.min(targets) >= 0) & (xp.max(targets) <= 1))
 
 
+# The label rules' messages, shared by the eager checks and the traced ones.
+_MULTI_HOT = "labels: multi-hot targets must be in [0, 1] (found a value outside, or NaN)"
+_SOFT_NEGATIVE = "labels: soft targets must be finite probabilities >= 0 (found negative or NaN)"
+_SOFT_SUM = "labels: soft targets must sum to 1 along the class axis"
+
+
+def _out_of_range(num_classes: int) -> str:
+    return f"labels: class indices must be in [0, {num_classes})"
+
+
 def check_label_values(
     xp: Any,
     labels: Any,
@@ -197,18 +209,17 @@ def check_label_values(
     lie in [0, 1]."""
     if multi_label:
         if not xp.isdtype(labels.dtype, "bool") and bool(multi_hot_invalid(xp, labels)):
-            raise ValueError("labels: multi-hot targets must be in [0, 1] (found a value outside, or NaN)")
+            raise ValueError(_MULTI_HOT)
         return
     if soft:
         tolerance = soft_target_tolerance(xp, labels.dtype if given_dtype is None else given_dtype)
         negative, off = soft_targets_invalid(xp, labels, tolerance)
         if bool(negative):
-            raise ValueError("labels: soft targets must be finite probabilities >= 0 (found negative or NaN)")
+            raise ValueError(_SOFT_NEGATIVE)
         if bool(off):
             worst = float(xp.max(xp.abs(xp.sum(labels, axis=-1) - 1.0)))
             raise ValueError(
-                "labels: soft targets must sum to 1 along the class axis (off by up to "
-                f"{worst:.3g}); multi-label (multi-hot) targets are not supported"
+                f"{_SOFT_SUM} (off by up to {worst:.3g}); multi-label (multi-hot) targets are not supported"
             )
         return
     if math.prod(labels.shape) == 0 or (int(xp.min(labels)) >= 0 and int(xp.max(labels)) < num_classes):
@@ -216,7 +227,51 @@ def check_label_values(
     bad = labels_out_of_range(xp, labels, num_classes, ignore_index)
     if bool(xp.any(bad)):
         found = np.unique(to_numpy(labels)[to_numpy(bad)]).tolist()[:8]
-        raise ValueError(f"labels: class indices must be in [0, {num_classes}), got {found}")
+        raise ValueError(f"{_out_of_range(num_classes)}, got {found}")
+
+
+class TracedCheck(NamedTuple):
+    """One rule of :func:`traced_label_checks`: ``valid``, a 0-d boolean array, is True when the labels pass;
+    ``message`` ends in `` {}`` for each of ``values`` (0-d arrays: what was found), in checkify's format."""
+
+    valid: Any
+    message: str
+    values: tuple = ()
+
+
+def traced_label_checks(
+    xp: Any,
+    labels: Any,
+    num_classes: int,
+    soft: bool,
+    ignore_index: int | None,
+    tolerance: float,
+    multi_label: bool = False,
+) -> list[TracedCheck]:
+    """The rules of :func:`check_label_values` as 0-d predicates for traced code, which asserts them with its own
+    mechanism (``checkify.check``, ``tf.debugging.Assert``). Soft targets are read along the last axis, their
+    sums to ``tolerance`` (:func:`soft_target_tolerance` of the dtype they were given in).
+
+    Example:
+        >>> import numpy as np
+        >>> [rule] = traced_label_checks(np, np.array([0, 4, 5]), 3, soft=False, ignore_index=None, tolerance=0.0)
+        >>> bool(rule.valid), rule.message.format(*rule.values)
+        (False, 'labels: class indices must be in [0, 3), got 5')
+    """
+    if multi_label:
+        if xp.isdtype(labels.dtype, "bool"):
+            return []  # every bool is 0 or 1
+        return [TracedCheck(~multi_hot_invalid(xp, labels), _MULTI_HOT)]
+    if any(extent == 0 for extent in labels.shape):
+        return []  # no labels (the reductions below have no identity)
+    if soft:
+        negative, off = soft_targets_invalid(xp, labels, tolerance)
+        worst = xp.max(xp.abs(xp.sum(labels, axis=-1) - 1.0))
+        return [TracedCheck(~negative, _SOFT_NEGATIVE), TracedCheck(~off, f"{_SOFT_SUM}, off by up to {{}}", (worst,))]
+    bad = labels_out_of_range(xp, labels, num_classes, ignore_index)
+    # The largest offending label: every other entry reads min(labels), which no offending label is below.
+    found = xp.max(xp.where(bad, labels, xp.min(labels)))
+    return [TracedCheck(~xp.any(bad), f"{_out_of_range(num_classes)}, got {{}}", (found,))]
 
 
 # ----------------------------------------------------------------------------------------------------------

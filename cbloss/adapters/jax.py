@@ -103,21 +103,16 @@ def _compiled(
     dtype = validation.compute_dtype(jnp, logits.dtype)
     num_classes = logits.shape[axis]
     z = jnp.moveaxis(logits.astype(dtype), axis, -1)
+    given_dtype = labels.dtype
     if soft:
-        tolerance = validation.soft_target_tolerance(jnp, labels.dtype)  # of the dtype the targets were given in
         labels = jnp.moveaxis(labels.astype(dtype), axis, -1)
-    if check and opts.multi_label is not None:
-        invalid = validation.multi_hot_invalid(jnp, labels)
-        checkify.check(~invalid, "labels: multi-hot targets must be in [0, 1] (found a value outside, or NaN)")
-    elif check and soft:
-        negative, off = validation.soft_targets_invalid(jnp, labels, tolerance)
-        checkify.check(~negative, "labels: soft targets must be finite probabilities >= 0 (found negative or NaN)")
-        worst = jnp.max(jnp.abs(jnp.sum(labels, axis=-1) - 1.0))
-        checkify.check(~off, "labels: soft targets must sum to 1 along the class axis (off by up to {})", worst)
-    elif check:
-        bad = validation.labels_out_of_range(jnp, labels, num_classes, opts.ignore_index)
-        first = jnp.ravel(labels)[jnp.argmax(jnp.ravel(bad))]
-        checkify.check(~jnp.any(bad), f"labels: class indices must be in [0, {num_classes}), got {{}}", first)
+    if check:
+        tolerance = validation.soft_target_tolerance(jnp, given_dtype)  # of the dtype the targets were given in
+        multi_label = opts.multi_label is not None
+        for rule in validation.traced_label_checks(
+            jnp, labels, num_classes, soft, opts.ignore_index, tolerance, multi_label
+        ):
+            checkify.check(rule.valid, rule.message, *rule.values)
     if check and sample_weight is not None:
         valid = jnp.all(jnp.isfinite(sample_weight) & (sample_weight >= 0))
         checkify.check(valid, "sample_weight: must be finite and >= 0")

@@ -94,16 +94,13 @@ def _primitives() -> Primitives:
 
 
 def _assertions(labels: tf.Tensor, num_classes: int, soft: bool, opts: LossOptions, given: Any) -> list:
-    """The eager value checks' rules (cbloss.validation) as ``tf.debugging`` assertions for a traced graph."""
-    if opts.multi_label is not None:
-        failed = [(validation.multi_hot_invalid(xp, labels), "multi-hot targets must be in [0, 1]")]
-    elif soft:
-        negative, off = validation.soft_targets_invalid(xp, labels, validation.soft_target_tolerance(xp, given))
-        failed = [(negative, "soft targets must be >= 0"), (off, "soft targets must sum to 1 along the class axis")]
-    else:
-        bad = xp.any(validation.labels_out_of_range(xp, labels, num_classes, opts.ignore_index))
-        failed = [(bad, f"class indices must be in [0, {num_classes})")]
-    return [tf.debugging.Assert(~bad, [f"labels: {message}"]) for bad, message in failed]
+    """The eager value checks' rules (``validation.traced_label_checks``) as ``tf.debugging`` assertions."""
+    tolerance = validation.soft_target_tolerance(xp, given)
+    rules = validation.traced_label_checks(
+        xp, labels, num_classes, soft, opts.ignore_index, tolerance, opts.multi_label is not None
+    )
+    # Assert prints its data one after another: the message without checkify's placeholders, then the values.
+    return [tf.debugging.Assert(rule.valid, [rule.message.replace(" {}", ""), *rule.values]) for rule in rules]
 
 
 def _global_sum(cross_replica: bool) -> Any:

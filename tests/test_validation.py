@@ -1,0 +1,106 @@
+"""The traced label rules (``traced_label_checks``) agree with the eager checks (``check_label_values``): the same
+inputs fail, with the same message up to the value found."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from cbloss import validation
+
+CLASS_INDICES = [
+    ([0, 1, 2], None, None),
+    ([[0, 2], [1, 1]], None, None),
+    ([0, 3, 1], None, 3),
+    ([0, -100, 2], -100, None),
+    ([0, -1, 2], None, -1),
+    ([0, 2, -100], 2, -100),
+]
+
+
+def _failures(xp, labels, num_classes, soft, ignore_index, tolerance, multi_label=False) -> list[str]:
+    rules = validation.traced_label_checks(xp, labels, num_classes, soft, ignore_index, tolerance, multi_label)
+    return [rule.message.format(*(value.item() for value in rule.values)) for rule in rules if not bool(rule.valid)]
+
+
+def _eager_error(xp, labels, num_classes, soft, ignore_index, multi_label=False) -> str | None:
+    try:
+        validation.check_label_values(xp, labels, num_classes, soft, ignore_index, multi_label=multi_label)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64])
+@pytest.mark.parametrize(("labels", "ignore_index", "found"), CLASS_INDICES)
+def test_class_indices(labels, ignore_index, found, dtype):
+    labels = np.asarray(labels, dtype)
+    failures = _failures(np, labels, 3, False, ignore_index, 0.0)
+    eager = _eager_error(np, labels, 3, False, ignore_index)
+    if found is None:
+        assert failures == [] and eager is None
+    else:
+        assert failures == [f"labels: class indices must be in [0, 3), got {found}"]
+        assert eager == f"labels: class indices must be in [0, 3), got [{found}]"
+
+
+SOFT_TARGETS = [
+    ([[0.25, 0.75], [1.0, 0.0]], None),
+    ([[0.5, 0.75], [1.0, 0.0]], "labels: soft targets must sum to 1 along the class axis, off by up to 0.25"),
+    ([[0.5, 0.4], [1.0, 0.0]], "labels: soft targets must sum to 1 along the class axis, off by up to 0.1"),
+    ([[-0.5, 1.5], [1.0, 0.0]], "labels: soft targets must be finite probabilities >= 0 (found negative or NaN)"),
+    ([[np.nan, 1.0], [1.0, 0.0]], "labels: soft targets must be finite probabilities >= 0 (found negative or NaN)"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize(("targets", "message"), SOFT_TARGETS)
+def test_soft_targets(targets, message, dtype):
+    targets = np.asarray(targets, dtype)
+    tolerance = validation.soft_target_tolerance(np, targets.dtype)
+    failures = _failures(np, targets, 2, True, None, tolerance)
+    eager = _eager_error(np, targets, 2, True, None)
+    if message is None:
+        assert failures == [] and eager is None
+        return
+    # The traced rules report every rule that fails; the eager check raises on the first.
+    rule, _, value = message.partition(", off by up to ")
+    assert re.sub(r", off by up to .*", "", failures[0]) == rule
+    assert eager is not None and eager.startswith(rule)
+    if value:
+        assert float(failures[0].rpartition(" ")[2]) == pytest.approx(float(value), rel=1e-2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize(
+    ("targets", "valid"),
+    [([[0, 1], [1, 1]], True), ([[0, 2], [1, 1]], False), ([[0, -1], [1, 1]], False), ([[]], True)],
+)
+def test_multi_hot(targets, valid, dtype):
+    targets = np.asarray(targets, dtype)
+    failures = _failures(np, targets, 2, False, None, 0.0, multi_label=True)
+    eager = _eager_error(np, targets, 2, False, None, multi_label=True)
+    expected = "labels: multi-hot targets must be in [0, 1] (found a value outside, or NaN)"
+    assert failures == ([] if valid else [expected])
+    assert eager == (None if valid else expected)
+
+
+def test_multi_hot_nan_and_bool():
+    expected = "labels: multi-hot targets must be in [0, 1] (found a value outside, or NaN)"
+    assert _failures(np, np.array([[np.nan, 1.0]]), 2, True, None, 0.0, multi_label=True) == [expected]
+    assert validation.traced_label_checks(np, np.array([[True, False]]), 2, False, None, 0.0, True) == []
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_class_indices_report_the_largest_offending_label(dtype):
+    labels = np.asarray([[7, 0, -3], [2, 12, -100]], dtype)
+    assert _failures(np, labels, 3, False, -100, 0.0) == ["labels: class indices must be in [0, 3), got 12"]
+    assert _failures(np, labels[:, 2:], 3, False, -100, 0.0) == ["labels: class indices must be in [0, 3), got -3"]
+
+
+@pytest.mark.parametrize(("shape", "soft"), [((0,), False), ((2, 0), False), ((0, 3), True)])
+def test_no_labels_have_no_checks(shape, soft):
+    labels = np.zeros(shape, np.float32 if soft else np.int64)
+    assert validation.traced_label_checks(np, labels, 3, soft, None, 1e-3) == []
