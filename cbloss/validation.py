@@ -398,5 +398,5 @@ def prepare_inputs(
     if check_values:  # targets in the dtype they were given: their sums are checked to that dtype's tolerance
         check_label_values(xp, labels, num_classes, soft, opts.ignore_index, multi_label=multi_label)
     if soft:
-        labels = xp.astype(labels, dtype)
+        labels = xp.astype(labels, dtype, copy=False)  # read only, never written (docs/conventions.md §14)
     return Inputs(labels, w, sw, soft, axis, dtype)
