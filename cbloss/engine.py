@@ -12,7 +12,7 @@ works on the compute layout (class axis last, compute dtype) and checks no value
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._namespace import device_of
 from .losses import LOSSES
@@ -21,7 +21,7 @@ from .primitives import Primitives
 from .reductions import every_position, hard_shares, reduction_factor, soft_shares
 from .targets import Coefficients, label_weights
 
-__all__ = ["evaluate"]
+__all__ = ["MultiHotWeights", "evaluate", "multi_hot_weights"]
 
 
 def evaluate(
@@ -94,10 +94,36 @@ def _multi_hot(
     sample_weight: Any | None,
     global_sum: Callable[[Any], Any] | None,
 ) -> tuple[Any, Any]:
-    """Multi-hot targets (docs/conventions.md §6.5): per-class weights for ``"class"``; for ``"sample"`` one
-    weight per position, the mean class weight of its positives (1 without positives), from the un-smoothed
-    targets."""
-    xp = ops.xp
+    """Multi-hot targets (docs/conventions.md §6.5): the weights and smoothed targets of
+    :func:`multi_hot_weights`, then the loss's ``multi_hot`` evaluation."""
+    multi_hot = LOSSES[opts.kind].multi_hot
+    assert multi_hot is not None  # loss_options admits multi_label only for these losses
+    weighted = multi_hot_weights(ops.xp, z, targets, weights, opts, sample_weight, global_sum)
+    return multi_hot(ops, z, *weighted, opts.gamma, with_grad)
+
+
+class MultiHotWeights(NamedTuple):
+    """What a multi-hot loss weighs: ``targets`` (smoothed), per-class ``class_weights`` (C,) and per-position
+    ``position_weights`` (P...), each None for all ones, the reduction's factor folded in."""
+
+    targets: Any
+    class_weights: Any | None
+    position_weights: Any | None
+
+
+def multi_hot_weights(
+    xp: Any,
+    z: Any,
+    targets: Any,
+    weights: Any | None,
+    opts: LossOptions,
+    sample_weight: Any | None,
+    global_sum: Callable[[Any], Any] | None,
+) -> MultiHotWeights:
+    """The weights of multi-hot ``targets`` (P..., C) (docs/conventions.md §6.5): the class weights for
+    ``"class"``; for ``"sample"`` one weight per position, the mean class weight of its positives (1 without
+    positives), from the un-smoothed targets. Times ``sample_weight``, with the reduction's factor folded in; the
+    targets smoothed towards 1/2. A position's loss is then ``s_p * sum_c v_c e(z_pc, t_pc)``."""
     class_weights, position_weights = weights, sample_weight
     if opts.multi_label == "sample":
         positives = xp.sum(targets, axis=-1)
@@ -120,9 +146,7 @@ def _multi_hot(
             class_weights = xp.ones(z.shape[-1:], dtype=z.dtype, device=device_of(z)) * factor
     if opts.label_smoothing:
         targets = (1.0 - opts.label_smoothing) * targets + opts.label_smoothing / 2
-    multi_hot = LOSSES[opts.kind].multi_hot
-    assert multi_hot is not None  # loss_options admits multi_label only for these losses
-    return multi_hot(ops, z, targets, class_weights, position_weights, opts.gamma, with_grad)
+    return MultiHotWeights(targets, class_weights, position_weights)
 
 
 def _times(a: Any, b: Any) -> Any:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..counts import sum_over_replicas
-from ..engine import evaluate
+from ..engine import evaluate, multi_hot_weights
 from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
 from ..primitives import Primitives
 from ..reductions import MEANS, hard_shares, reduction_factor, soft_shares
@@ -214,6 +214,24 @@ def _cross_entropy(
     return values if factor is None else torch.sum(values) * factor
 
 
+def _binary_cross_entropy(input, targets, w, opts: LossOptions, class_dim: int, sample_weight, global_sum):
+    """CB sigmoid on multi-hot targets with PyTorch's fused binary cross-entropy, differentiated by autograd: per
+    element it computes exactly the core's ``(1 - t) softplus(z) + t softplus(-z)`` (docs/conventions.md §6.5);
+    the weights, the smoothed targets and the reduction's factor are the core's. The kernel runs in the input's
+    own layout (class dim ``class_dim``), the class weights shaped to broadcast along it."""
+    z = input.to(compute_dtype(xp, input.dtype))
+    weighted = multi_hot_weights(xp, z.movedim(class_dim, -1), targets, w, opts, sample_weight, global_sum)
+    targets, class_weights, position_weights = weighted
+    targets = targets.movedim(-1, class_dim)
+    if class_weights is not None:
+        class_weights = class_weights.reshape((-1,) + (1,) * (z.ndim - 1 - class_dim))
+    if position_weights is None and opts.reduction != "none":
+        return F.binary_cross_entropy_with_logits(z, targets, weight=class_weights, reduction="sum")
+    values = F.binary_cross_entropy_with_logits(z, targets, weight=class_weights, reduction="none").sum(class_dim)
+    values = values if position_weights is None else values * position_weights
+    return values if opts.reduction == "none" else torch.sum(values)
+
+
 @contextlib.contextmanager
 def _torch_names() -> Iterator[None]:
     """The core names its arguments logits/labels; PyTorch's are input/target."""
@@ -278,6 +296,8 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, settings: _Se
     fused = soft or check or opts.ignore_index is not None or not opts.label_smoothing
     if opts.kind == "softmax" and fused:
         return _cross_entropy(input, labels, w, opts, soft, class_dim, sw, global_sum, check)
+    if opts.kind == "sigmoid" and opts.multi_label is not None:
+        return _binary_cross_entropy(input, labels, w, opts, class_dim, sw, global_sum)
     config = (opts, soft, class_dim, global_sum)
     if torch.is_grad_enabled() and input.requires_grad:
         return _CoreGradient.apply(input, labels, w, sw, config)[0]
@@ -320,7 +340,8 @@ def class_balanced_loss(
     {options}
 
     Returns:
-        The loss (per position for ``"none"``). Its gradient cannot be differentiated again, except for softmax.
+        The loss (per position for ``"none"``). Its gradient cannot be differentiated again, except for softmax
+        and for sigmoid on multi-hot targets.
 
     Example:
         >>> import torch

@@ -94,6 +94,38 @@ def test_double_backward_raises(loss):
         torch.func.jacrev(torch.func.grad(lambda x: class_balanced_loss(x, y, loss=loss)))(x.detach())
 
 
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("multi_label", ["class", "sample"])
+@pytest.mark.parametrize("shape", [(6, 4), (2, 4, 3)], ids=str)
+def test_multi_hot_sigmoid_has_second_derivatives(shape, multi_label, reduction):
+    """Multi-hot sigmoid runs on PyTorch's binary cross-entropy (docs/torch.md): double backward gives the
+    Hessian-vector product ``H u``, diagonal with ``H = k_pc sigmoid'(z)``, where ``k_pc`` is the element's weight
+    (class weight or position weight, times the reduction's factor), written out here in float64 NumPy."""
+    g = torch.Generator().manual_seed(len(shape) + len(multi_label) + len(reduction))
+    x = torch.randn(shape, generator=g, dtype=torch.float64) * 3
+    t = (torch.rand(shape, generator=g) < 0.4).double()
+    w = torch.rand(shape[1], generator=g, dtype=torch.float64) + 0.25
+    u = torch.randn(shape, generator=g, dtype=torch.float64)
+    xr = x.clone().requires_grad_()
+    value = class_balanced_loss(xr, t, w, loss="sigmoid", multi_label=multi_label, reduction=reduction)
+    (grad,) = torch.autograd.grad(value, xr, create_graph=True)
+    (hvp,) = torch.autograd.grad((grad * u).sum(), xr)
+
+    z, targets = (np.moveaxis(a.numpy(), 1, -1) for a in (x, t))
+    weights = w.numpy()  # along the class axis, last here
+    if multi_label == "class":
+        k = np.broadcast_to(weights, z.shape)
+    else:
+        positives = targets.sum(-1, keepdims=True)
+        mean_weight = (targets * weights).sum(-1, keepdims=True) / np.where(positives > 0, positives, 1)
+        k = np.broadcast_to(np.where(positives > 0, mean_weight, 1.0), z.shape)
+    if reduction == "mean":
+        k = k / (z.size // z.shape[-1])
+    sigmoid = 1 / (1 + np.exp(-z))
+    expected = np.moveaxis(k * sigmoid * (1 - sigmoid) * np.moveaxis(u.numpy(), 1, -1), -1, 1)
+    np.testing.assert_allclose(hvp.numpy(), expected, rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean", "weighted_mean"])
 @pytest.mark.parametrize("form", ["hard", "ignore-smooth", "soft"])
 @pytest.mark.parametrize("loss", LOSSES)
