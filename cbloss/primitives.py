@@ -74,6 +74,21 @@ class Primitives:
         """
         return self.softplus_and_sigmoids(fresh)
 
+    def softplus_and_sigmoids_of_negation(self, x: Any) -> tuple[Any, Any, Any]:
+        """``(softplus(-x), sigmoid(-x), sigmoid(x))``: :meth:`softplus_and_sigmoids` at ``-x``, for a loss that
+        evaluates both sides of a binary problem. Here ``-x`` is formed and handed over
+        (:meth:`softplus_and_sigmoids_`); a backend that shares transcendentals computes it from the same
+        ``exp(-|x|)`` as :meth:`softplus_and_sigmoids` of ``x``, so that a compiler merges the two.
+
+        Example:
+            >>> import numpy as np
+            >>> from cbloss.primitives import Primitives
+            >>> u, q, r = Primitives(np).softplus_and_sigmoids_of_negation(np.array([2.0]))
+            >>> [f"{v:.4f}" for v in (*u, *q, *r)]
+            ['0.1269', '0.1192', '0.8808']
+        """
+        return self.softplus_and_sigmoids_(-x)
+
     def softplus_and_sigmoid(self, x: Any) -> tuple[Any, Any]:
         """``(softplus(x), sigmoid(x))``: the first two of :meth:`softplus_and_sigmoids`, for a caller that does
         not need ``sigmoid(-x)`` (the sigmoid loss). A backend whose kernels are separate passes overrides it to
@@ -147,9 +162,21 @@ class SharedExpPrimitives(Primitives):
 
     def softplus_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any]:
         xp = self.xp
+        log1p_e, big, small, nonnegative = self._shared(x)
+        u = xp.where(x > 0, x, xp.zeros_like(x)) + log1p_e
+        return u, xp.where(nonnegative, big, small), xp.where(nonnegative, small, big)
+
+    def softplus_and_sigmoids_of_negation(self, x: Any) -> tuple[Any, Any, Any]:
+        # the same expressions of x as softplus_and_sigmoids(x): a compiler's common-subexpression pass shares them
+        xp = self.xp
+        log1p_e, big, small, nonnegative = self._shared(x)
+        u = xp.where(x < 0, -x, xp.zeros_like(x)) + log1p_e
+        return u, xp.where(nonnegative, small, big), xp.where(nonnegative, big, small)
+
+    def _shared(self, x: Any) -> tuple[Any, Any, Any, Any]:
+        """``(log1p(e), 1 / (1 + e), e / (1 + e), x >= 0)`` with ``e = exp(-|x|)``: ``sigmoid(|x|)`` and
+        ``sigmoid(-|x|)``, each with its relative digits."""
+        xp = self.xp
         e = xp.exp(-xp.abs(x))
-        u = xp.where(x > 0, x, xp.zeros_like(x)) + xp.log1p(e)
-        r = 1.0 / (1.0 + e)
-        er = e * r
-        nonnegative = x >= 0
-        return u, xp.where(nonnegative, r, er), xp.where(nonnegative, er, r)
+        big = 1.0 / (1.0 + e)
+        return xp.log1p(e), big, e * big, x >= 0

@@ -91,6 +91,20 @@ def test_softplus_and_sigmoids_of_a_handed_over_array_is_the_functional_form(ops
         np.testing.assert_array_equal(g, w, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ops", [Primitives(np), SharedExpPrimitives(np)], ids=["generic", "shared_exp"])
+def test_softplus_and_sigmoids_of_negation_is_the_functional_form_at_minus_x(ops, dtype):
+    """softplus_and_sigmoids_of_negation(x) (the other side, from x's own expressions) gives
+    softplus_and_sigmoids(-x), bit for bit, across the whole range: so it is as exact as that form."""
+    x = X.astype(dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        want = ops.softplus_and_sigmoids(-x)
+        got = ops.softplus_and_sigmoids_of_negation(x)
+    for name, g, w in zip(("softplus(-x)", "sigmoid(-x)", "sigmoid(x)"), got, want, strict=True):
+        assert g.dtype == dtype, name
+        np.testing.assert_array_equal(g, w, err_msg=name)
+
+
 def _check_sign_split(x: np.ndarray, h: np.ndarray, rest: np.ndarray, signed: np.ndarray) -> None:
     """h is a 0/1 step on x's side (either at zero), rest = log1p(exp(-|x|)) and signed = sigmoid(x) - h, each to
     a few ulps of its own magnitude (mpmath), times max(1, |x|) where a sigmoid is exp(-softplus) (see above)."""

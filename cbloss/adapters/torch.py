@@ -51,20 +51,23 @@ def _memory_layout(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return x, -1
 
 
-def _shared_exp_softplus_and_sigmoids(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(softplus(x), sigmoid(x), sigmoid(-x))`` from one ``exp`` and one ``log1p`` per element, the definitions of
-    :class:`cbloss.primitives.SharedExpPrimitives`: ``e = exp(-|x|)``, ``softplus(x) = max(x, 0) + log1p(e)``,
-    ``sigmoid(|x|) = 1 / (1 + e)``, ``sigmoid(-|x|) = e / (1 + e)``, each with its relative digits. For a compiled
-    graph, which fuses the elementwise passes: there the separate kernels cost two more exponentials."""
+def _shared_exp_softplus_and_sigmoids(
+    x: torch.Tensor, negated: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(softplus(x), sigmoid(x), sigmoid(-x))``, or with ``negated`` the same at ``-x``, from one ``exp`` and
+    one ``log1p`` per element, the definitions of :class:`cbloss.primitives.SharedExpPrimitives`:
+    ``e = exp(-|x|)``, ``softplus(x) = max(x, 0) + log1p(e)``, ``sigmoid(|x|) = 1 / (1 + e)``,
+    ``sigmoid(-|x|) = e / (1 + e)``, each with its relative digits. For a compiled graph, which fuses the
+    elementwise passes and merges the expressions the two sides share (AOTAutograd's CSE): there the separate
+    kernels cost two more exponentials."""
     e = torch.exp(-torch.abs(x))
     big = 1.0 / (1.0 + e)
     small = e * big
     nonnegative = x >= 0
-    return (
-        torch.clamp_min(x, 0.0) + torch.log1p(e),
-        torch.where(nonnegative, big, small),
-        torch.where(nonnegative, small, big),
-    )
+    q, r = torch.where(nonnegative, big, small), torch.where(nonnegative, small, big)
+    if negated:
+        return torch.clamp_min(-x, 0.0) + torch.log1p(e), r, q
+    return torch.clamp_min(x, 0.0) + torch.log1p(e), q, r
 
 
 class TorchPrimitives(Primitives):
@@ -98,6 +101,11 @@ class TorchPrimitives(Primitives):
         # The caller hands `fresh` over: sigmoid(-x) is taken in place of it once the other two have read it.
         softplus, sigmoid = self.softplus(fresh), torch.sigmoid(fresh)
         return softplus, sigmoid, fresh.neg_().sigmoid_()
+
+    def softplus_and_sigmoids_of_negation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if torch.compiler.is_compiling():
+            return _shared_exp_softplus_and_sigmoids(x, negated=True)
+        return super().softplus_and_sigmoids_of_negation(x)
 
     def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():

@@ -41,14 +41,16 @@ from ..targets import Coefficients
 from ._common import power
 
 
-def element(ops: Primitives, y: Any, gamma: float, with_grad: bool, fresh: bool = False) -> tuple[Any, Any]:
-    """``(l, dl/dy)`` at ``y = -x`` elementwise (``dl/dy`` None without ``with_grad``), both new arrays. ``fresh``:
-    ``y`` is the caller's own temporary, handed over (:meth:`Primitives.softplus_and_sigmoids_`)."""
+def element(ops: Primitives, y: Any, gamma: float, with_grad: bool, negated: bool = False) -> tuple[Any, Any]:
+    """``(l, dl/dy)`` at ``y = -x`` elementwise (``dl/dy`` None without ``with_grad``), both new arrays; with
+    ``negated``, at ``-y`` (:meth:`Primitives.softplus_and_sigmoids_of_negation`: the other side of the same
+    logits)."""
     if gamma == 0.0:
+        y = -y if negated else y
         if not with_grad:
             return ops.softplus(y), None
         return ops.softplus_and_sigmoid(y)
-    u, q, r = ops.softplus_and_sigmoids_(y) if fresh else ops.softplus_and_sigmoids(y)
+    u, q, r = ops.softplus_and_sigmoids_of_negation(y) if negated else ops.softplus_and_sigmoids(y)
     # u, q and r are our own temporaries: updated in place (rebound where arrays are immutable), so that no more
     # than these three (P..., C) arrays are ever alive.
     if not with_grad:
@@ -102,7 +104,7 @@ def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: boo
     neg, neg_slope = element(ops, z, gamma, with_grad)
     value = total * xp.sum(neg, axis=-1) - a.dot(ops, neg)  # sum_j (A - a_j) neg_j
     del neg
-    pos, pos_slope = element(ops, -z, gamma, with_grad, fresh=True)
+    pos, pos_slope = element(ops, z, gamma, with_grad, negated=True)
     value = value + a.dot(ops, pos)
     if not with_grad:
         return value, None
@@ -141,7 +143,7 @@ def multi_hot(
         if with_grad:
             neg_slope *= others
         del others
-        pos, pos_slope = element(ops, -z, gamma, with_grad, fresh=True)
+        pos, pos_slope = element(ops, z, gamma, with_grad, negated=True)
         pos *= targets
         value = value + _class_sum(xp, pos, class_weights)
         del pos

@@ -203,8 +203,18 @@ def test_out_of_range_labels_raise_the_core_error(loss, options, bad, shape, req
         dict(loss="softmax_focal"),
         dict(loss="softmax"),
         dict(loss="softmax", ignore_index=-1),
+        dict(loss="focal", multi_label="class"),
+        dict(loss="focal", multi_label="sample", label_smoothing=0.1),
     ],
-    ids=["focal-ignore", "sigmoid-mean", "softmax_focal-mean", "softmax-mean", "softmax-ignore"],
+    ids=[
+        "focal-ignore",
+        "sigmoid-mean",
+        "softmax_focal-mean",
+        "softmax-mean",
+        "softmax-ignore",
+        "focal-multi-hot-class",
+        "focal-multi-hot-sample-smoothed",
+    ],
 )
 def test_compile_fullgraph_dynamic_no_recompile(options):
     """One graph, no graph break, no recompilation across batch sizes. aot_eager traces forward and backward
@@ -224,6 +234,8 @@ def test_compile_fullgraph_dynamic_no_recompile(options):
             for n in (3, 8, 13):
                 x = torch.randn(n, 5, requires_grad=True)
                 y = torch.randint(low, 5, (n,))
+                if "multi_label" in options:
+                    y = (torch.rand(n, 5) < 0.4).float()
                 loss = compiled(x, y)
                 loss.backward()
                 reference = x.detach().clone().requires_grad_()

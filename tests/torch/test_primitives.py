@@ -96,10 +96,12 @@ def test_softplus_and_sigmoids_writes_sigmoid_of_minus_x_into_the_array_it_is_ha
         torch.testing.assert_close(a, b, rtol=rtol, atol=torch.finfo(dtype).tiny)
 
 
+@pytest.mark.parametrize("negated", [False, True], ids=["x", "negation"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_compiled_graphs_shared_exponential_matches_mpmath(dtype):
-    """The one-exp form TorchPrimitives takes inside a compiled graph, against mpmath across the whole range:
-    a few ulps of each result's own magnitude, tiny sigmoids included."""
+def test_compiled_graphs_shared_exponential_matches_mpmath(dtype, negated):
+    """The one-exp form TorchPrimitives takes inside a compiled graph, at x and at -x (the other side, from x's
+    own expressions), against mpmath across the whole range: a few ulps of each result's own magnitude, tiny
+    sigmoids included."""
     import mpmath
     import numpy as np
 
@@ -107,11 +109,11 @@ def test_compiled_graphs_shared_exponential_matches_mpmath(dtype):
 
     values = np.concatenate([np.linspace(-60.0, 60.0, 241), [-800.0, -100.0, -1e-30, -0.0, 0.0, 1e-30, 100.0, 800.0]])
     x = torch.tensor(values, dtype=dtype)
-    got = [piece.double().numpy() for piece in _shared_exp_softplus_and_sigmoids(x)]
+    got = [piece.double().numpy() for piece in _shared_exp_softplus_and_sigmoids(x, negated)]
     eps, tiny = torch.finfo(dtype).eps, torch.finfo(dtype).tiny
     with mpmath.workdps(40):
         for i, v in enumerate(x.double().tolist()):
-            m = mpmath.mpf(v)
+            m = -mpmath.mpf(v) if negated else mpmath.mpf(v)
             want = [mpmath.log1p(mpmath.exp(m)), 1 / (1 + mpmath.exp(-m)), 1 / (1 + mpmath.exp(m))]
             for name, g, w in zip(("softplus", "sigmoid(x)", "sigmoid(-x)"), got, want, strict=True):
                 w = float(w)
