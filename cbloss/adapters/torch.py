@@ -2,7 +2,8 @@
 
 The class dimension is 1, like ``F.cross_entropy`` (docs/conventions.md §8). The adapter converts, validates
 (§11), registers the core's analytic gradient with a :class:`torch.autograd.Function` (§10) and picks PyTorch's
-kernels where they compute exactly the core's definition (§13): the fused softmax cross-entropy for CB softmax,
+kernels where they compute exactly the core's definition (§13, :mod:`cbloss.adapters._torch_kernels`): the fused
+softmax cross-entropy for CB softmax, the fused binary cross-entropy for CB sigmoid on multi-hot targets,
 :class:`TorchPrimitives` for the core's named pieces. The formulas live in :mod:`cbloss.losses`, once.
 """
 
@@ -15,16 +16,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import array_api_compat.torch as xp
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..counts import sum_over_replicas
-from ..engine import evaluate, multi_hot_weights
+from ..engine import evaluate
 from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
-from ..primitives import Primitives
-from ..reductions import MEANS, hard_shares, reduction_factor, soft_shares
-from ..targets import label_weights
+from ..reductions import MEANS
 from ..validation import check_counts_match, compute_dtype, host_class_weights, prepare_inputs
 from ..weights import class_balanced_weights, whole_counts
+from ._torch_kernels import OPS, TorchPrimitives, binary_cross_entropy, cross_entropy
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -33,116 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ClassBalancedLoss", "TorchPrimitives", "all_reduce_counts", "class_balanced_loss"]
 
-# F.softplus returns x itself above `threshold`. log1p(exp(-x)) is below half an ulp of x once x > 37 in float64
-# (x > 17 in float32), so 40 keeps every float64 digit; PyTorch's default, 20, loses up to 2.7e5 ulps in float64
-# between 20 and 37 (checked against mpmath).
-_SOFTPLUS_THRESHOLD = 40.0
-
 _DOUBLE_BACKWARD = "cbloss: double backward is not supported for this loss (its gradient is analytic, not traced)"
-
-
-def _memory_layout(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``(x, -1)``, or the contiguous ``(N, C, d1, ...)`` tensor whose class-last view ``x`` is, and dim 1: along it
-    softmax, gather and scatter read neighbouring positions from neighbouring memory."""
-    if x.ndim >= 3 and x.stride(-1) != 1:
-        original = x.movedim(-1, 1)
-        if original.is_contiguous():
-            return original, 1
-    return x, -1
-
-
-def _shared_exp_softplus_and_sigmoids(
-    x: torch.Tensor, negated: bool = False
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(softplus(x), sigmoid(x), sigmoid(-x))``, or with ``negated`` the same at ``-x``, from one ``exp`` and
-    one ``log1p`` per element, the definitions of :class:`cbloss.primitives.SharedExpPrimitives`:
-    ``e = exp(-|x|)``, ``softplus(x) = max(x, 0) + log1p(e)``, ``sigmoid(|x|) = 1 / (1 + e)``,
-    ``sigmoid(-|x|) = e / (1 + e)``, each with its relative digits. For a compiled graph, which fuses the
-    elementwise passes and merges the expressions the two sides share (AOTAutograd's CSE): there the separate
-    kernels cost two more exponentials."""
-    e = torch.exp(-torch.abs(x))
-    big = 1.0 / (1.0 + e)
-    small = e * big
-    nonnegative = x >= 0
-    q, r = torch.where(nonnegative, big, small), torch.where(nonnegative, small, big)
-    if negated:
-        return torch.clamp_min(-x, 0.0) + torch.log1p(e), r, q
-    return torch.clamp_min(x, 0.0) + torch.log1p(e), q, r
-
-
-class TorchPrimitives(Primitives):
-    """PyTorch's kernels for the core's named pieces, each the generic definition along the last axis under
-    the same contract: arguments are never written, results are new tensors (``put_at_label_`` writes into the
-    fresh tensor its caller hands over, as its contract allows)."""
-
-    def logsumexp(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.logsumexp(x, dim=-1)
-
-    def softmax_and_logsumexp(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # The fused softmax kernel keeps its normaliser S to itself, but its largest entry is exp(0) / S, so
-        # logsumexp = max(x) + log(S) = max(x) - log(max(p)) without a second exponential pass.
-        view, dim = _memory_layout(x)
-        p = torch.softmax(view, dim=dim)
-        return p.movedim(dim, -1), torch.amax(view, dim=dim) - torch.log(torch.amax(p, dim=dim))
-
-    def softplus(self, x: torch.Tensor) -> torch.Tensor:
-        return F.softplus(x, 1.0, _SOFTPLUS_THRESHOLD)
-
-    def softplus_and_sigmoids(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if torch.compiler.is_compiling():
-            return _shared_exp_softplus_and_sigmoids(x)
-        # torch.sigmoid keeps the relative digits of a tiny sigmoid(+-x), as the generic exp(-softplus) does;
-        # sigmoid(-x) is taken in place of -x, our own temporary (one allocation fewer).
-        return self.softplus(x), torch.sigmoid(x), torch.neg(x).sigmoid_()
-
-    def softplus_and_sigmoids_(self, fresh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if torch.compiler.is_compiling():
-            return _shared_exp_softplus_and_sigmoids(fresh)
-        # The caller hands `fresh` over: sigmoid(-x) is taken in place of it once the other two have read it.
-        softplus, sigmoid = self.softplus(fresh), torch.sigmoid(fresh)
-        return softplus, sigmoid, fresh.neg_().sigmoid_()
-
-    def softplus_and_sigmoids_of_negation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if torch.compiler.is_compiling():
-            return _shared_exp_softplus_and_sigmoids(x, negated=True)
-        return super().softplus_and_sigmoids_of_negation(x)
-
-    def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if torch.compiler.is_compiling():
-            softplus, sigmoid, _ = _shared_exp_softplus_and_sigmoids(x)
-            return softplus, sigmoid
-        return self.softplus(x), torch.sigmoid(x)
-
-    def sign_split_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # The sides split on the sign bit (+0 positive, -0 not), which copysign reads too; the sigmoid and the
-        # sign are applied in place of -|x|, our own temporary.
-        negative = torch.signbit(x)
-        step = torch.where(negative, x.new_zeros(()), x.new_ones(()))
-        minus_magnitude = torch.abs(x).neg_()
-        rest = self.softplus(minus_magnitude)
-        signed = minus_magnitude.sigmoid_().copysign_(x).neg_()
-        return step, rest, signed
-
-    # gather and scatter reject a label outside [0, C), where the generic mask would skip it silently.
-    def take_label(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        view, dim = _memory_layout(x)
-        return torch.gather(view, dim, labels.unsqueeze(dim)).squeeze(dim)
-
-    def put_at_label(self, x: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
-        view, dim = _memory_layout(x)
-        return view.scatter(dim, labels.unsqueeze(dim), values.unsqueeze(dim)).movedim(dim, -1)
-
-    def put_at_label_(self, fresh: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
-        # The caller allocated `fresh` and hands it over: scatter into it rather than into a copy of it.
-        view, dim = _memory_layout(fresh)
-        view.scatter_(dim, labels.unsqueeze(dim), values.unsqueeze(dim))
-        return fresh
-
-    def take_weights(self, weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.index_select(weights, 0, labels.reshape(-1)).view(labels.shape)
-
-
-_OPS = TorchPrimitives(xp)
 
 
 class _CoreGradient(torch.autograd.Function):
@@ -157,7 +47,7 @@ class _CoreGradient(torch.autograd.Function):
         opts, soft, class_dim, global_sum = config
         z = input.to(compute_dtype(xp, input.dtype)).movedim(class_dim, -1)
         return evaluate(
-            _OPS, z, labels, weight, opts, soft=soft, with_grad=True, sample_weight=sample_weight, global_sum=global_sum
+            OPS, z, labels, weight, opts, soft=soft, with_grad=True, sample_weight=sample_weight, global_sum=global_sum
         )
 
     @staticmethod
@@ -178,66 +68,6 @@ class _CoreGradient(torch.autograd.Function):
         scale = grad_output.unsqueeze(-1) if ctx.per_position else grad_output
         # A new tensor, never the saved one: the caller may change what it receives in place.
         return (grad * scale.to(grad.dtype)).movedim(-1, ctx.class_dim).to(ctx.dtype), None, None, None, None
-
-
-def _cross_entropy(
-    input, labels, w, opts: LossOptions, soft: bool, class_dim: int, sample_weight, global_sum, checked: bool
-) -> torch.Tensor:
-    """CB softmax on PyTorch's fused kernels, differentiated by autograd: per position they compute exactly the
-    core's ``sum_c a_c (-log p_c)`` (docs/conventions.md §7 parity); the position weights and the reduction are
-    the core's."""
-    z = input.to(compute_dtype(xp, input.dtype))
-    eps, reduction = opts.label_smoothing, opts.reduction
-    # F.cross_entropy takes an ignore value: ignore_index's own, or, when no label is to be ignored, PyTorch's
-    # default on labels checked to lie in [0, C), which therefore never equal it (docs/conventions.md §6.4).
-    ignore_index = -100 if opts.ignore_index is None or soft else opts.ignore_index
-    unchecked = not soft and opts.ignore_index is None and not checked
-    if soft:  # ignore_index has no effect on probabilities (docs/conventions.md §6.4)
-        shares = soft_shares(xp, reduction, labels, w)
-        if sample_weight is not None and reduction == "weighted_mean":
-            shares = shares * sample_weight
-        labels = labels.movedim(-1, class_dim)
-    elif reduction == "weighted_mean" or sample_weight is not None or unchecked:
-        _, valid, _, label_weight = label_weights(_OPS, labels, w, opts.ignore_index, sample_weight, z)
-        shares = hard_shares(xp, reduction, label_weight, valid, z.dtype)
-    else:  # "mean" counts positions: only the labels' shape and the ignored ones matter
-        shares = hard_shares(
-            xp, reduction, labels, None if opts.ignore_index is None else labels != ignore_index, z.dtype
-        )
-    factor = reduction_factor(xp, reduction, shares, global_sum, like=z)
-    if unchecked:
-        # log_softmax and gather, which reject every label outside [0, C): no ignore value on unchecked labels
-        log_p = F.log_softmax(z, dim=class_dim)
-        values = -log_p.gather(class_dim, labels.unsqueeze(class_dim)).squeeze(class_dim) * label_weight
-    elif sample_weight is None and factor is not None:
-        # the reduced loss in one call, the factor folded into the class weights (the loss is linear in them)
-        weight = None if w is None else w * factor
-        total = F.cross_entropy(
-            z, labels, weight=weight, ignore_index=ignore_index, reduction="sum", label_smoothing=eps
-        )
-        return total if w is not None else total * factor
-    else:
-        values = F.cross_entropy(z, labels, weight=w, ignore_index=ignore_index, reduction="none", label_smoothing=eps)
-        values = values if sample_weight is None else values * sample_weight
-    return values if factor is None else torch.sum(values) * factor
-
-
-def _binary_cross_entropy(input, targets, w, opts: LossOptions, class_dim: int, sample_weight, global_sum):
-    """CB sigmoid on multi-hot targets with PyTorch's fused binary cross-entropy, differentiated by autograd: per
-    element it computes exactly the core's ``(1 - t) softplus(z) + t softplus(-z)`` (docs/conventions.md §6.5);
-    the weights, the smoothed targets and the reduction's factor are the core's. The kernel runs in the input's
-    own layout (class dim ``class_dim``), the class weights shaped to broadcast along it."""
-    z = input.to(compute_dtype(xp, input.dtype))
-    weighted = multi_hot_weights(xp, z.movedim(class_dim, -1), targets, w, opts, sample_weight, global_sum)
-    targets, class_weights, position_weights = weighted
-    targets = targets.movedim(-1, class_dim)
-    if class_weights is not None:
-        class_weights = class_weights.reshape((-1,) + (1,) * (z.ndim - 1 - class_dim))
-    if position_weights is None and opts.reduction != "none":
-        return F.binary_cross_entropy_with_logits(z, targets, weight=class_weights, reduction="sum")
-    values = F.binary_cross_entropy_with_logits(z, targets, weight=class_weights, reduction="none").sum(class_dim)
-    values = values if position_weights is None else values * position_weights
-    return values if opts.reduction == "none" else torch.sum(values)
 
 
 @contextlib.contextmanager
@@ -303,14 +133,14 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, settings: _Se
     # The fused kernels smooth with the uniform target themselves only where they also take an ignore value.
     fused = soft or check or opts.ignore_index is not None or not opts.label_smoothing
     if opts.kind == "softmax" and fused:
-        return _cross_entropy(input, labels, w, opts, soft, class_dim, sw, global_sum, check)
+        return cross_entropy(input, labels, w, opts, soft, class_dim, sw, global_sum, check)
     if opts.kind == "sigmoid" and opts.multi_label is not None:
-        return _binary_cross_entropy(input, labels, w, opts, class_dim, sw, global_sum)
+        return binary_cross_entropy(input, labels, w, opts, class_dim, sw, global_sum)
     config = (opts, soft, class_dim, global_sum)
     if torch.is_grad_enabled() and input.requires_grad:
         return _CoreGradient.apply(input, labels, w, sw, config)[0]
     z = input.to(given.dtype).movedim(class_dim, -1)  # no gradient wanted: the value alone
-    return evaluate(_OPS, z, labels, w, opts, soft=soft, with_grad=False, sample_weight=sw, global_sum=global_sum)[0]
+    return evaluate(OPS, z, labels, w, opts, soft=soft, with_grad=False, sample_weight=sw, global_sum=global_sum)[0]
 
 
 @with_options_doc

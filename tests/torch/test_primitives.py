@@ -105,7 +105,7 @@ def test_compiled_graphs_shared_exponential_matches_mpmath(dtype, negated):
     import mpmath
     import numpy as np
 
-    from cbloss.adapters.torch import _shared_exp_softplus_and_sigmoids
+    from cbloss.adapters._torch_kernels import _shared_exp_softplus_and_sigmoids
 
     values = np.concatenate([np.linspace(-60.0, 60.0, 241), [-800.0, -100.0, -1e-30, -0.0, 0.0, 1e-30, 100.0, 800.0]])
     x = torch.tensor(values, dtype=dtype)
