@@ -9,30 +9,25 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "keras"]
+nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
 CONSTRAINTS = ("-c", "constraints.txt")
-# What each backend's tests install besides the package's `test` extra.
+# What each backend's tests install besides the package's `test` extra. The framework sessions also run
+# tests/<framework>/test_demo_<framework>.py (the demo extra) and tests/keras on that Keras backend (the keras
+# extra; TensorFlow brings Keras itself): one virtualenv per framework, since installing one is most of a
+# session's time.
 BACKENDS = {
     "numpy": [".[test,demo]"],
-    # the framework sessions also run tests/<framework>/test_demo_<framework>.py, which needs the demo extra
-    "torch": [".[test,torch,demo]"],
-    "jax": [".[test,jax,demo]"],
+    "torch": [".[test,torch,keras,demo]"],
+    "jax": [".[test,jax,keras,demo]"],
     "tensorflow": [".[test,tensorflow,demo]"],
 }
 FRAMEWORK_TEST_DIRS = ["tests/torch", "tests/jax", "tests/tensorflow", "tests/keras"]
-# JAX compiles every conformance case, which makes its session the longest by far: two pytest-xdist workers
-# (the CI machine has two cores) halve it. The other sessions are short enough to run in one process.
-WORKERS = {"jax": ["-n", "2"]}
-# The Keras 3 loss runs on each Keras backend (KERAS_BACKEND): what each backend's run installs.
-KERAS_BACKENDS = {
-    "tensorflow": [".[test,tensorflow]"],
-    "jax": [".[test,jax,keras]"],
-    "torch": [".[test,torch,keras]"],
-}
+# Two pytest-xdist workers (the CI machine has two cores); JAX, which compiles every conformance case, gains most.
+WORKERS = ["-n", "2"]
 
 
 def _install(session: nox.Session, *requirements: str) -> None:
@@ -45,26 +40,19 @@ def tests(session: nox.Session, backend: str) -> None:
     """The conformance suite on `backend` and that backend's own tests.
 
     tests(numpy) runs every framework-free test (core, oracle, properties, errors, CLI, demo) on numpy and
-    array_api_strict; tests(<framework>) runs the conformance suite on that framework and tests/<framework>.
+    array_api_strict; tests(<framework>) runs the conformance suite on that framework, tests/<framework>, and
+    tests/keras with KERAS_BACKEND=<framework> (the Keras 3 loss and its callback on that backend).
     CBLOSS_TEST_BACKEND tells tests/conftest.py which conformance backends to run.
     """
     _install(session, *BACKENDS[backend])
     session.env["CBLOSS_TEST_BACKEND"] = backend
+    pytest = ["pytest", "-q", "-p", "no:cacheprovider", *WORKERS]
     if backend == "numpy":
         ignores = [f"--ignore={d}" for d in FRAMEWORK_TEST_DIRS]
-        paths = ["tests", *ignores]
-    else:
-        paths = ["tests/test_conformance.py", f"tests/{backend}"]
-    session.run("pytest", "-q", "-p", "no:cacheprovider", *WORKERS.get(backend, []), *paths, *session.posargs)
-
-
-@nox.session(python=PYTHON)
-@nox.parametrize("backend", list(KERAS_BACKENDS))
-def keras(session: nox.Session, backend: str) -> None:
-    """tests/keras under KERAS_BACKEND=`backend`: the Keras loss and its callback on that backend."""
-    _install(session, *KERAS_BACKENDS[backend])
-    session.env["KERAS_BACKEND"] = backend
-    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/keras", *session.posargs)
+        session.run(*pytest, "tests", *ignores, *session.posargs)
+        return
+    session.run(*pytest, "tests/test_conformance.py", f"tests/{backend}", *session.posargs)
+    session.run(*pytest, "tests/keras", *session.posargs, env={"KERAS_BACKEND": backend})
 
 
 @nox.session(python=PYTHON)
