@@ -38,7 +38,6 @@ import contextlib
 import functools
 import os
 import sys
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -186,8 +185,6 @@ def cases(shapes, settings: Settings) -> list[Case]:
 
 
 def compiled_cases(shapes, settings: Settings) -> list[Case]:
-    # Dynamo notes every lru_cache-wrapped helper it traces through (array_api_compat's among them): noise here.
-    warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
     return _pairs(shapes, settings, compiled=True)
 
 
@@ -286,7 +283,6 @@ def multi_label_cases(shapes, settings: Settings) -> list[Case]:
 
 
 def compiled_multi_label_cases(shapes, settings: Settings) -> list[Case]:
-    warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
     return _multi_label_pairs(shapes, settings, compiled=True)
 
 

@@ -292,12 +292,16 @@ def host_class_weights(weights: Any, num_classes: int | None = None) -> np.ndarr
     return host
 
 
-def prepare_weights(xp: Any, weights: Any, num_classes: int, dtype: Any, device: Any, validate: bool) -> Any:
+def prepare_weights(
+    xp: Any, weights: Any, num_classes: int, dtype: Any, device: Any, validate: bool, like: Any = None
+) -> Any:
     """The (C,) weights as an array of ``xp`` in ``dtype`` on ``device``; None stays None. Host weights (NumPy,
-    lists) are always checked; ``validate`` decides whether an array of ``xp`` (maybe on a device) is read."""
+    lists) are always checked; ``validate`` decides whether an array of ``xp`` (maybe on a device) is read.
+    ``like``: an array of ``xp`` (the logits), whose type tells an array of ``xp`` apart without resolving its
+    namespace (array-api-compat's cached lookups are best kept out of a compiled region)."""
     if weights is None:
         return None
-    if isinstance(weights, np.ndarray) or not hasattr(weights, "shape") or _foreign(xp, weights):
+    if isinstance(weights, np.ndarray) or not hasattr(weights, "shape") or _foreign(xp, weights, like):
         # Host weights, and arrays of another framework (read by value, never reinterpreted).
         return xp.asarray(host_class_weights(weights, num_classes), dtype=dtype, device=device)
     if tuple(weights.shape) != (num_classes,):
@@ -309,13 +313,16 @@ def prepare_weights(xp: Any, weights: Any, num_classes: int, dtype: Any, device:
     return xp.astype(weights, dtype)
 
 
-def _foreign(xp: Any, array: Any) -> bool:
-    """Whether ``array`` is a known array of a namespace other than ``xp``."""
+def _foreign(xp: Any, array: Any, like: Any = None) -> bool:
+    """Whether ``array`` is a known array of a namespace other than ``xp``; an instance of the type of ``like``,
+    an array of ``xp``, is not."""
+    if like is not None and isinstance(array, type(like)):
+        return False
     return is_array(array) and namespace_of(array) is not xp
 
 
 def prepare_sample_weight(
-    xp: Any, sample_weight: Any, positions: tuple, dtype: Any, device: Any, validate: bool
+    xp: Any, sample_weight: Any, positions: tuple, dtype: Any, device: Any, validate: bool, like: Any = None
 ) -> Any:
     """Per-position weights as an array of ``xp`` in ``dtype`` on ``device``, shaped ``positions`` (the labels'
     shape without a class axis); None stays None. Host values and arrays of another framework are read by value
@@ -323,7 +330,9 @@ def prepare_sample_weight(
     if sample_weight is None:
         return None
     on_host = (
-        not hasattr(sample_weight, "shape") or isinstance(sample_weight, np.ndarray) or _foreign(xp, sample_weight)
+        not hasattr(sample_weight, "shape")
+        or isinstance(sample_weight, np.ndarray)
+        or _foreign(xp, sample_weight, like)
     )
     if on_host:
         try:
@@ -388,9 +397,9 @@ def prepare_inputs(
     axis, soft = check_class_axis(xp, logits, labels, axis, multi_label=multi_label)
     num_classes = logits.shape[axis]
     dtype = compute_dtype(xp, logits.dtype)
-    w = prepare_weights(xp, weights, num_classes, dtype, device, check_values)
+    w = prepare_weights(xp, weights, num_classes, dtype, device, check_values, like=logits)
     positions = tuple(labels.shape[:axis]) + tuple(labels.shape[axis + 1 :]) if soft else tuple(labels.shape)
-    sw = prepare_sample_weight(xp, sample_weight, positions, dtype, device, check_values)
+    sw = prepare_sample_weight(xp, sample_weight, positions, dtype, device, check_values, like=logits)
     if soft and axis != logits.ndim - 1:
         labels = xp.moveaxis(labels, axis, -1)
     elif not soft and labels.dtype != xp.int64:
