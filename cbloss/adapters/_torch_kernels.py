@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..engine import multi_hot_weights
 from ..options import LossOptions
-from ..primitives import Primitives
+from ..primitives import Primitives, SharedExpPrimitives
 from ..reductions import hard_shares, reduction_factor, soft_shares
 from ..targets import label_weights
 from ..validation import compute_dtype
@@ -36,23 +36,9 @@ def _memory_layout(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return x, -1
 
 
-def _shared_exp_softplus_and_sigmoids(
-    x: torch.Tensor, negated: bool = False
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(softplus(x), sigmoid(x), sigmoid(-x))``, or with ``negated`` the same at ``-x``, from one ``exp`` and
-    one ``log1p`` per element, the definitions of :class:`cbloss.primitives.SharedExpPrimitives`:
-    ``e = exp(-|x|)``, ``softplus(x) = max(x, 0) + log1p(e)``, ``sigmoid(|x|) = 1 / (1 + e)``,
-    ``sigmoid(-|x|) = e / (1 + e)``, each with its relative digits. For a compiled graph, which fuses the
-    elementwise passes and merges the expressions the two sides share (AOTAutograd's CSE): there the separate
-    kernels cost two more exponentials."""
-    e = torch.exp(-torch.abs(x))
-    big = 1.0 / (1.0 + e)
-    small = e * big
-    nonnegative = x >= 0
-    q, r = torch.where(nonnegative, big, small), torch.where(nonnegative, small, big)
-    if negated:
-        return torch.clamp_min(-x, 0.0) + torch.log1p(e), r, q
-    return torch.clamp_min(x, 0.0) + torch.log1p(e), q, r
+# Inside a compiled graph, which fuses the elementwise passes and merges the expressions both sides of a binary
+# problem share (AOTAutograd's CSE), the core's one-exp forms beat the separate kernels (two more exponentials).
+_SHARED_EXP = SharedExpPrimitives(xp)
 
 
 class TorchPrimitives(Primitives):
@@ -75,27 +61,26 @@ class TorchPrimitives(Primitives):
 
     def softplus_and_sigmoids(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():
-            return _shared_exp_softplus_and_sigmoids(x)
+            return _SHARED_EXP.softplus_and_sigmoids(x)
         # torch.sigmoid keeps the relative digits of a tiny sigmoid(+-x), as the generic exp(-softplus) does;
         # sigmoid(-x) is taken in place of -x, our own temporary (one allocation fewer).
         return self.softplus(x), torch.sigmoid(x), torch.neg(x).sigmoid_()
 
     def softplus_and_sigmoids_(self, fresh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():
-            return _shared_exp_softplus_and_sigmoids(fresh)
+            return _SHARED_EXP.softplus_and_sigmoids(fresh)
         # The caller hands `fresh` over: sigmoid(-x) is taken in place of it once the other two have read it.
         softplus, sigmoid = self.softplus(fresh), torch.sigmoid(fresh)
         return softplus, sigmoid, fresh.neg_().sigmoid_()
 
     def softplus_and_sigmoids_of_negation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():
-            return _shared_exp_softplus_and_sigmoids(x, negated=True)
+            return _SHARED_EXP.softplus_and_sigmoids_of_negation(x)
         return super().softplus_and_sigmoids_of_negation(x)
 
     def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():
-            softplus, sigmoid, _ = _shared_exp_softplus_and_sigmoids(x)
-            return softplus, sigmoid
+            return _SHARED_EXP.softplus_and_sigmoid(x)
         return self.softplus(x), torch.sigmoid(x)
 
     def sign_split_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

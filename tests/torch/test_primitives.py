@@ -99,17 +99,18 @@ def test_softplus_and_sigmoids_writes_sigmoid_of_minus_x_into_the_array_it_is_ha
 @pytest.mark.parametrize("negated", [False, True], ids=["x", "negation"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_compiled_graphs_shared_exponential_matches_mpmath(dtype, negated):
-    """The one-exp form TorchPrimitives takes inside a compiled graph, at x and at -x (the other side, from x's
-    own expressions), against mpmath across the whole range: a few ulps of each result's own magnitude, tiny
-    sigmoids included."""
+    """The one-exp forms TorchPrimitives takes inside a compiled graph (the core's SharedExpPrimitives on torch
+    tensors), at x and at -x (the other side, from x's own expressions), against mpmath across the whole range: a
+    few ulps of each result's own magnitude, tiny sigmoids included."""
     import mpmath
     import numpy as np
 
-    from cbloss.adapters._torch_kernels import _shared_exp_softplus_and_sigmoids
+    from cbloss.adapters._torch_kernels import _SHARED_EXP
 
     values = np.concatenate([np.linspace(-60.0, 60.0, 241), [-800.0, -100.0, -1e-30, -0.0, 0.0, 1e-30, 100.0, 800.0]])
     x = torch.tensor(values, dtype=dtype)
-    got = [piece.double().numpy() for piece in _shared_exp_softplus_and_sigmoids(x, negated)]
+    pieces = _SHARED_EXP.softplus_and_sigmoids_of_negation(x) if negated else _SHARED_EXP.softplus_and_sigmoids(x)
+    got = [piece.double().numpy() for piece in pieces]
     eps, tiny = torch.finfo(dtype).eps, torch.finfo(dtype).tiny
     with mpmath.workdps(40):
         for i, v in enumerate(x.double().tolist()):
