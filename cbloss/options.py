@@ -146,18 +146,19 @@ WEIGHT_OPTIONS: dict[str, Option] = _table(WeightKwargs)
 
 class LossOptions(Mapping):
     """Validated loss options: immutable, hashable (a ``jit`` static argument), read as attributes
-    (``opts.loss``, ``opts.gamma``, ...). ``gamma`` is resolved: the focal default, or 0.0."""
-
-    __slots__ = ("_values",)
+    (``opts.loss``, ``opts.gamma``, ...). ``gamma`` is resolved: the focal default, or 0.0. ``opts.kind`` is the
+    loss actually evaluated: a focal loss with gamma = 0 is its non-focal loss."""
 
     def __init__(self, values: dict[str, Any]):
-        object.__setattr__(self, "_values", values)
+        # Each option is also a plain instance attribute: read on every call, so no __getattr__ on that path.
+        attributes = vars(self)
+        attributes.update(values)
+        attributes["_values"] = values
+        unfocused = LOSSES[values["loss"]].without_focusing  # a focal loss with gamma = 0 *is* this loss, exactly
+        attributes["kind"] = unfocused if unfocused and values["gamma"] == 0.0 else values["loss"]
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    def __getattr__(self, name: str) -> Any:  # only for names that are not options (and for type checkers)
+        raise AttributeError(name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("LossOptions is immutable")
@@ -182,12 +183,6 @@ class LossOptions(Mapping):
 
     def __repr__(self) -> str:
         return "LossOptions(" + ", ".join(f"{k}={v!r}" for k, v in self._values.items()) + ")"
-
-    @property
-    def kind(self) -> str:
-        """The loss actually evaluated: a focal loss with gamma = 0 *is* its non-focal loss, exactly."""
-        spec = LOSSES[self.loss]
-        return spec.without_focusing if self.gamma == 0.0 and spec.without_focusing else self.loss
 
 
 def _checked(table: dict[str, Option], given: Mapping[str, Any]) -> dict[str, Any]:
