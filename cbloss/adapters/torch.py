@@ -9,8 +9,8 @@ softmax cross-entropy for CB softmax, the fused binary cross-entropy for CB sigm
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+import inspect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import array_api_compat.torch as xp
@@ -70,19 +70,20 @@ class _CoreGradient(torch.autograd.Function):
         return (grad * scale.to(grad.dtype)).movedim(-1, ctx.class_dim).to(ctx.dtype), None, None, None, None
 
 
-@contextlib.contextmanager
-def _torch_names() -> Iterator[None]:
+# Function.apply binds its arguments with inspect.signature(forward) at every call, which reads __signature__
+# first: forward's signature never changes, so it is computed once.
+_CoreGradient.forward.__signature__ = inspect.signature(_CoreGradient.forward)  # type: ignore[attr-defined]
+
+
+def _in_torch_names(error: Exception) -> Exception:
     """The core names its arguments logits/labels; PyTorch's are input/target."""
-    try:
-        yield
-    except (TypeError, ValueError) as error:
-        message = str(error).replace("logits'", "input's").replace("logits", "input").replace("labels:", "target:")
-        raise type(error)(message) from None
+    message = str(error).replace("logits'", "input's").replace("logits", "input").replace("labels:", "target:")
+    return type(error)(message)
 
 
 def _detached(x: Any) -> Any:
     """Targets and weights are constants (docs/conventions.md §10)."""
-    return x.detach() if isinstance(x, torch.Tensor) else x
+    return x.detach() if isinstance(x, torch.Tensor) and x.requires_grad else x
 
 
 def _check_global_normalizer(global_normalizer: bool, reduction: str) -> None:
@@ -124,10 +125,12 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, settings: _Se
     # Reading values synchronises with a GPU; a compiled graph or the meta device has none to read.
     check = validate and input.device.type != "meta" and not torch.compiler.is_compiling()
     target, weight, sample_weight = (_detached(a) for a in (target, weight, sample_weight))
-    with _torch_names():
+    try:
         if from_counts and weight is not None:
             check_counts_match(weight, input, class_dim)
         given = prepare_inputs(xp, input, target, weight, sample_weight, opts, class_dim, input.device, check)
+    except (TypeError, ValueError) as error:
+        raise _in_torch_names(error) from None
     labels, w, sw, soft = given.labels, given.weights, given.sample_weight, given.soft
     global_sum = _global_sum(group) if global_normalizer else None
     # The fused kernels smooth with the uniform target themselves only where they also take an ignore value.
