@@ -2,16 +2,14 @@
 
 The class dimension is 1, like ``F.cross_entropy`` (docs/conventions.md §8). The adapter converts, validates
 (§11), registers the core's analytic gradient with a :class:`torch.autograd.Function` (§10) and picks PyTorch's
-kernels where they compute exactly the core's definition (§13, :mod:`cbloss.adapters._torch_kernels`): the fused
-softmax cross-entropy for CB softmax, the fused binary cross-entropy for CB sigmoid on multi-hot targets,
-:class:`TorchPrimitives` for the core's named pieces. The formulas live in :mod:`cbloss.losses`, once.
-"""
+kernels where they compute exactly the core's definition (§13, :mod:`cbloss.adapters._torch_kernels`: fused
+softmax and binary cross-entropy, :class:`TorchPrimitives`). The formulas live in :mod:`cbloss.losses`, once."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat.torch as xp
 import numpy as np
@@ -107,15 +105,7 @@ def _global_sum(group: Any) -> Callable[[Any], Any] | None:
     return global_sum
 
 
-class _Settings(NamedTuple):
-    validate: bool
-    global_normalizer: bool
-    group: Any
-    from_counts: bool
-
-
-def _loss(input, target, weight, sample_weight, opts: LossOptions, settings: _Settings) -> torch.Tensor:
-    validate, global_normalizer, group, from_counts = settings
+def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, global_normalizer, group, from_counts):
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input: must be a torch.Tensor, got {type(input).__name__}")
     if not isinstance(target, torch.Tensor):
@@ -191,8 +181,8 @@ def class_balanced_loss(
         >>> round(class_balanced_loss(x, y, [0.5, 1.0, 2.0], reduction="sum").item(), 4)
         0.0849
     """
-    settings = _Settings(validate, global_normalizer, process_group, False)
-    return _loss(input, target, weight, sample_weight, loss_options(**options), settings)
+    opts = loss_options(**options)
+    return _loss(input, target, weight, sample_weight, opts, validate, global_normalizer, process_group, False)
 
 
 @with_options_doc
@@ -270,8 +260,8 @@ class ClassBalancedLoss(torch.nn.Module):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, sample_weight: Any = None) -> torch.Tensor:
         # built from counts (beta set), a class-count mismatch is the counts' fault
-        settings = _Settings(self.validate, self.global_normalizer, self.process_group, self.beta is not None)
-        return _loss(input, target, self.weight, sample_weight, self.options, settings)
+        settings = (self.validate, self.global_normalizer, self.process_group, self.beta is not None)
+        return _loss(input, target, self.weight, sample_weight, self.options, *settings)
 
     def set_weights(self, weight: Any) -> None:
         """Replace the class weights in place (checked: ``(C,)``, finite, >= 0), for a re-weighting schedule: the
@@ -286,57 +276,41 @@ class ClassBalancedLoss(torch.nn.Module):
         return text + describe(self.options) + (", global_normalizer=True" if self.global_normalizer else "")
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Class counts across ranks
-# ----------------------------------------------------------------------------------------------------------
-
-
 def _collective_device(group: Any) -> torch.device:
     """Where a collective of ``group`` reduces: NCCL takes CUDA tensors only (the current device), gloo and the
     CPU side of a mixed backend take CPU tensors."""
     import torch.distributed as dist
 
-    if dist.get_backend(group) == dist.Backend.NCCL:
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend(group) == dist.Backend.NCCL
+        else torch.device("cpu")
+    )
 
 
 def all_reduce_counts(samples_per_class: Any, group: Any = None) -> np.ndarray:
-    """Class counts summed over the ranks of a process group: ``n_c = sum_r n_c^(r)`` for each class ``c``, where
-    ``n^(r)`` are the counts rank ``r`` passes (:func:`cbloss.count_samples_per_class` of its shard).
-
-    Under data parallelism each rank sees a shard of the training set; the shards' counts add up to the whole
-    set's, so every rank builds the same class-balanced weights from the result (docs/conventions.md §3). A
-    collective: every rank of ``group`` calls it, with the same number of classes ``C``. The sum runs with
-    ``torch.distributed.all_reduce`` (SUM) on an int64 tensor, on the CPU for gloo and on the current CUDA device
-    (``torch.cuda.set_device(local_rank)``) when the group's backend is NCCL.
+    """Class counts summed over the ranks of a process group, ``n_c = sum_r n_c^(r)``: every rank then builds the
+    same class-balanced weights (docs/conventions.md §3). A collective (``torch.distributed.all_reduce``, SUM, on
+    the CPU for gloo, on the current CUDA device for NCCL): every rank of ``group`` calls it with the same number
+    of classes; invalid counts or a class-count mismatch on one rank raise ``ValueError`` naming
+    ``samples_per_class`` on every rank instead of a hang (:func:`cbloss.counts.sum_over_replicas`).
 
     Args:
-        samples_per_class: this rank's ``(C,)`` counts, whole numbers >= 0: a tensor (any device), a NumPy array
-            or a sequence; not modified.
-        group: the process group to sum over; None (default) is the default group, every rank.
+        samples_per_class: this rank's ``(C,)`` counts (whole numbers >= 0; tensor, array or sequence), for
+            example :func:`cbloss.count_samples_per_class` of its shard; not modified.
+        group: the process group; None is the default group.
 
     Returns:
-        The summed counts, an int64 NumPy array of length ``C``, the same on every rank. When
-        ``torch.distributed`` is not available or not initialised: this process's counts, unchanged (as int64).
-
-    Raises:
-        ValueError naming ``samples_per_class``, on every rank, when some rank's counts are invalid or the ranks
-        give different numbers of classes: a first all-reduce of the lengths and of a validity flag
-        (:mod:`cbloss.counts`) comes before the sum, so that a mismatch is an error rather than a hang or a wrong
-        sum. ValueError naming ``group`` on a rank outside it.
+        The summed counts, an int64 NumPy array, the same on every rank; without an initialised
+        ``torch.distributed``, this process's counts as int64. ``ValueError`` naming ``group`` on a rank outside it.
 
     Example:
         >>> import torch
         >>> import cbloss
         >>> from cbloss.adapters.torch import all_reduce_counts
-        >>> shard = torch.tensor([0, 2, 2, 1, 2])  # this rank's labels (or its DataLoader)
-        >>> local = cbloss.count_samples_per_class(shard, 3)
-        >>> all_reduce_counts(local).tolist()  # one process, no process group: the local counts
+        >>> local = cbloss.count_samples_per_class(torch.tensor([0, 2, 2, 1, 2]), 3)  # this rank's shard
+        >>> all_reduce_counts(local).tolist()  # no process group: the local counts
         [1, 1, 3]
-
-        Run on every rank after ``torch.distributed.init_process_group``, the same lines give every rank the
-        counts of all the ranks' shards together: ``ClassBalancedLoss(all_reduce_counts(local), beta=0.9999)``.
     """
     import torch.distributed as dist
 
