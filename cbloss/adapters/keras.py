@@ -1,12 +1,8 @@
 """Keras 3: the class-balanced loss on every Keras backend, and the callback that re-weights it during ``fit``.
 
-:class:`ClassBalancedLoss` is a ``keras.losses.Loss`` that hands each call to the adapter of the running backend
-(``KERAS_BACKEND=tensorflow``, ``jax`` or ``torch``): :mod:`cbloss.adapters.tensorflow`,
-:mod:`cbloss.adapters.jax` or :mod:`cbloss.adapters.torch`, so the core's definitions and analytic gradient are
-the same everywhere (docs/conventions.md §1, §13). The class weights live in a non-trainable Keras variable,
-which :class:`ReweightingCallback` updates at the start of each epoch from a :mod:`cbloss.schedules` schedule,
-without recompiling the train step.
-"""
+:class:`ClassBalancedLoss` hands each call to the adapter of the running backend (tensorflow, jax or torch), so
+the core's definitions and analytic gradient are the same everywhere (docs/conventions.md §1, §13). Its class
+weights live in a non-trainable variable, which :class:`ReweightingCallback` updates at each epoch's start."""
 
 from __future__ import annotations
 
@@ -45,16 +41,11 @@ except ImportError:  # pragma: no cover - another Keras 3 layout
 
 
 def _weights_variable(weights: np.ndarray) -> keras.Variable:
-    """The (C,) class weights as a non-trainable Keras variable."""
+    """The (C,) class weights as a non-trainable Keras variable, never autocast to a mixed-precision dtype."""
     # float64 keeps the effective number's accuracy where the backend stores it (JAX without x64 cannot).
     x64 = keras.backend.backend() != "jax" or _jax_x64()
-    return keras.Variable(
-        weights,
-        dtype="float64" if x64 else "float32",
-        trainable=False,
-        autocast=False,  # never cast to a mixed-precision compute dtype
-        name="cbloss_class_weights",
-    )
+    dtype = "float64" if x64 else "float32"
+    return keras.Variable(weights, dtype=dtype, trainable=False, autocast=False, name="cbloss_class_weights")
 
 
 def _jax_x64() -> bool:
@@ -158,40 +149,30 @@ class ClassBalancedLoss(keras.losses.Loss):
     beta))``.
 
     Per position ``w_y * L_y(z)`` for a class index ``y``, ``sum_c t_c w_c L_c(z)`` for a target distribution
-    ``t`` (docs/conventions.md §4-§6), computed by the adapter of the running Keras backend with the core's
-    analytic gradient. The class weights are ``class_balanced_weights(samples_per_class, beta, normalize=...,
-    zero_count=...)`` or the given ``weights``; with neither the loss is unweighted. They live in a non-trainable
-    variable (:attr:`class_weights_variable`): :meth:`set_weights` and :class:`ReweightingCallback` change them
-    without recompiling, and the current weights are part of :meth:`get_config`, so a saved model restores them.
+    ``t`` (docs/conventions.md §4-§6), computed by the running backend's adapter with the core's analytic
+    gradient. The weights, ``class_balanced_weights(samples_per_class, beta, ...)`` or the given ``weights`` (with
+    neither: unweighted), live in a non-trainable variable: :meth:`set_weights` and :class:`ReweightingCallback`
+    change them without recompiling, and :meth:`get_config` carries the current ones.
 
     Args:
         samples_per_class: the (C,) class counts; needs ``beta``.
         beta: in [0, 1]; the effective number's parameter.
         weights: the (C,) class weights instead of counts (any array-like of real numbers).
-        from_logits: True (default): ``y_pred`` are logits. False: ``y_pred`` are probabilities (a final softmax
-            for the softmax losses, a final sigmoid for the others), clipped to ``[eps, 1 - eps]`` with
-            ``keras.config.epsilon()`` and turned into logits (``log p``; ``log p - log(1 - p)``), as Keras' own
-            losses treat probabilities. Logits are exact; prefer them.
+        from_logits: True (default): ``y_pred`` are logits (exact; prefer them). False: probabilities of a final
+            softmax or sigmoid, clipped to ``[eps, 1 - eps]`` as Keras clips them, then turned into logits.
         axis: the class axis of ``y_pred``.
         reduction: Keras' reduction of the per-position losses (``"sum_over_batch_size"``, ``"sum"``,
             ``"mean_with_sample_weight"``, ``"none"``); Keras applies ``sample_weight`` first.
-        validate: None checks label values where they are concrete (eager TensorFlow, PyTorch, concrete JAX
-            arrays); True also adds ``tf.debugging`` assertions to TensorFlow graphs (XLA drops them); False checks
-            no values (docs/conventions.md §11.2). Where no check runs, a non-integral label is treated as an
-            out-of-range one, never truncated: under a compiled JAX step either gives a NaN loss, never a wrong class.
+        validate: None checks label values where they are concrete; True also asserts them in TensorFlow graphs
+            (not under XLA); False checks no values (docs/conventions.md §11.2).
         **options: the loss options below, and {weight_options}
 
     Options:
     {options}
 
-    ``y_true``: class indices shaped like ``y_pred`` without the class axis, or with a trailing size-1 axis (like
-    ``SparseCategoricalCrossentropy``); or soft or multi-hot targets shaped like ``y_pred``. Keras casts
-    ``y_true`` to floats; class indices are cast back to integers, and a non-integral one is an error naming the
-    labels, never truncated. Positions labelled ``ignore_index`` get loss 0 and a Keras mask, so that
-    ``"sum_over_batch_size"`` divides by the counted positions only.
-
-    A model saved with this loss loads in a new process once ``cbloss.adapters.keras`` (or
-    ``cbloss.adapters.tensorflow``) has been imported, which registers it with Keras.
+    ``y_true``: class indices (``y_pred``'s shape without the class axis, or with a trailing size-1 axis), or soft
+    or multi-hot targets shaped like ``y_pred``; class indices that Keras cast to floats are cast back, never
+    truncated. ``ignore_index`` positions get loss 0 and a Keras mask. Saving and loading: docs/keras.md.
 
     Example:
         >>> import keras
@@ -281,15 +262,10 @@ class ClassBalancedLoss(keras.losses.Loss):
     def get_config(self) -> dict:
         options = {name: value for name, value in self.options.items() if name != "reduction"}
         config = {**super().get_config(), **options, **self.weight_options, "axis": self.axis}
-        weights = self.class_weights
-        config.update(
-            beta=self.beta,
-            from_logits=self.from_logits,
-            validate=self.validate,
-            samples_per_class=self.samples_per_class,
-            weights=None if weights is None else weights.tolist(),  # the current weights, set during training
-        )
-        return config
+        weights = self.class_weights  # the current weights, maybe set during training
+        weights = None if weights is None else weights.tolist()
+        config.update(beta=self.beta, from_logits=self.from_logits, validate=self.validate, weights=weights)
+        return {**config, "samples_per_class": self.samples_per_class}
 
     @classmethod
     def from_config(cls, config: dict) -> ClassBalancedLoss:
@@ -323,12 +299,9 @@ class ReweightingCallback(keras.callbacks.Callback):
         loss: the loss to update; None: the one :class:`ClassBalancedLoss` the model was compiled with.
 
     Example:
-        >>> from cbloss.adapters.keras import ClassBalancedLoss, ReweightingCallback
         >>> from cbloss.schedules import DeferredReweighting
-        >>> counts = [500, 50, 5]
-        >>> loss = ClassBalancedLoss(counts, beta=0.9999)
-        >>> callback = ReweightingCallback(DeferredReweighting(counts, beta=0.9999, start=160))
-        >>> # model.compile(loss=loss, ...); model.fit(..., epochs=200, callbacks=[callback])
+        >>> callback = ReweightingCallback(DeferredReweighting([500, 50, 5], beta=0.9999, start=160))
+        >>> # model.compile(loss=ClassBalancedLoss(...)); model.fit(..., callbacks=[callback])
     """
 
     def __init__(self, schedule: Callable[[int], Any], loss: ClassBalancedLoss | None = None):
