@@ -409,27 +409,19 @@ class ClassBalancedLoss:
 
 
 def all_reduce_counts(samples_per_class: Any, axis_name: Hashable | None = None) -> Any:
-    r"""The class counts of the whole data set from the counts of each device's or process's shard:
-
-    .. math::
-
-        n_c = \sum_r n_c^{(r)}
-
-    over the replicas ``r``, so that every replica builds the same class-balanced weights.
+    r"""The class counts of the whole data set from each device's or process's shard, ``n_c = sum_r n_c^(r)``
+    over the replicas ``r``, so that every replica builds the same class-balanced weights (docs/conventions.md §3).
 
     Args:
-        samples_per_class: this replica's (C,) counts, for example :func:`cbloss.count_samples_per_class` of its
-            shard of the labels.
-        axis_name: inside ``shard_map``/``pmap``, the mapped axis to sum over: the result is
-            ``lax.psum(samples_per_class, axis_name)`` (a ``jax.Array``; int32 unless ``jax_enable_x64``). None:
-            outside any transformation, sum the counts of the processes of a multi-host run
-            (``jax.experimental.multihost_utils.process_allgather``, every process must call it; invalid counts
-            or different numbers of classes on one process are an error on every process,
+        samples_per_class: this replica's (C,) counts (:func:`cbloss.count_samples_per_class` of its shard).
+        axis_name: inside ``shard_map``/``pmap``, the mapped axis: ``lax.psum(samples_per_class, axis_name)``.
+            None: outside any transformation, the sum over the processes of a multi-host run (every process calls
+            it; invalid counts or a class-count mismatch on one process raise on every process,
             :func:`cbloss.counts.sum_over_replicas`).
 
     Returns:
-        With ``axis_name``, the psum'd counts. Without, an int64 NumPy array: the counts themselves in a
-        single-process run, the sum over the processes otherwise (exact up to ``2**62`` per process and class).
+        With ``axis_name``, the psum'd counts (int32 unless ``jax_enable_x64``). Without, an int64 NumPy array:
+        the counts themselves in a single-process run, else the sum over the processes (exact up to ``2**62``).
 
     Example:
         >>> import numpy as np, cbloss
@@ -437,7 +429,6 @@ def all_reduce_counts(samples_per_class: Any, axis_name: Hashable | None = None)
         >>> counts = all_reduce_counts(cbloss.count_samples_per_class(shard, 3))
         >>> counts.tolist()  # one process: its own counts
         [1, 1, 3]
-        >>> w = cbloss.class_balanced_weights(counts, beta=0.9)
     """
     if axis_name is not None:
         counts = samples_per_class if _is_traced(samples_per_class) else jnp.asarray(samples_per_class)
