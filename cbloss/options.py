@@ -22,6 +22,7 @@ __all__ = [
     "LossOptions",
     "Normalize",
     "Reduction",
+    "UnreducedLossKwargs",
     "WeightKwargs",
     "ZeroCount",
     "describe",
@@ -61,8 +62,8 @@ def _check_gamma_or_none(value: Any) -> float | None:
     return None if value is None else check_gamma(value)
 
 
-class LossKwargs(TypedDict, total=False):
-    """The options of every loss function and module (docs/conventions.md §4-§8)."""
+class UnreducedLossKwargs(TypedDict, total=False):
+    """The options of every loss but its reduction: those of a loss whose framework reduces it (Keras)."""
 
     loss: Annotated[
         LossName,
@@ -81,15 +82,6 @@ class LossKwargs(TypedDict, total=False):
             "other losses accept only 0 or None.",
         ),
     ]
-    reduction: Annotated[
-        Reduction,
-        Option(
-            "mean",
-            lambda value: check_choice("reduction", value, REDUCTIONS),
-            "'none' (per position), 'sum', 'mean' (over counted positions) or 'weighted_mean' (over the "
-            "counted positions' weights, like F.cross_entropy(weight=...)).",
-        ),
-    ]
     label_smoothing: Annotated[
         float,
         Option(0.0, check_label_smoothing, "eps in [0, 1]: the target becomes (1 - eps) * t + eps / C."),
@@ -105,6 +97,20 @@ class LossKwargs(TypedDict, total=False):
             lambda value: check_choice("multi_label", value, MULTI_LABEL_MODES),
             "None (one label per position), or multi-hot targets shaped like the logits, weighted per 'class' "
             "(sum_c w_c l_c) or per 'sample' (the mean weight of the position's positives); sigmoid and focal only.",
+        ),
+    ]
+
+
+class LossKwargs(UnreducedLossKwargs, total=False):
+    """The options of every loss function and module (docs/conventions.md §4-§8)."""
+
+    reduction: Annotated[
+        Reduction,
+        Option(
+            "mean",
+            lambda value: check_choice("reduction", value, REDUCTIONS),
+            "'none' (per position), 'sum', 'mean' (over counted positions) or 'weighted_mean' (over the "
+            "counted positions' weights, like F.cross_entropy(weight=...)).",
         ),
     ]
 
@@ -141,6 +147,7 @@ def _table(kwargs_type: type) -> dict[str, Option]:
 
 
 LOSS_OPTIONS: dict[str, Option] = _table(LossKwargs)
+UNREDUCED_LOSS_OPTIONS: dict[str, Option] = _table(UnreducedLossKwargs)
 WEIGHT_OPTIONS: dict[str, Option] = _table(WeightKwargs)
 
 
@@ -243,9 +250,13 @@ def describe(opts: LossOptions) -> str:
 
 
 def with_options_doc(func: Callable) -> Callable:
-    """Fill the ``{options}`` (and ``{weight_options}``) placeholders of ``func``'s docstring from the table."""
+    """Fill the ``{options}``, ``{unreduced_options}`` and ``{weight_options}`` placeholders of ``func``'s
+    docstring from the tables."""
     if func.__doc__:
-        func.__doc__ = func.__doc__.replace("    {options}", options_doc()).replace(
-            "    {weight_options}", options_doc(table=WEIGHT_OPTIONS)
-        )
+        for placeholder, table in (
+            ("options", LOSS_OPTIONS),
+            ("unreduced_options", UNREDUCED_LOSS_OPTIONS),
+            ("weight_options", WEIGHT_OPTIONS),
+        ):
+            func.__doc__ = func.__doc__.replace(f"    {{{placeholder}}}", options_doc(table))
     return func

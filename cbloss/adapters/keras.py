@@ -20,14 +20,10 @@ if TYPE_CHECKING:
 
     from typing_extensions import Unpack
 
-    from ..options import LossName, MultiLabel, WeightKwargs
+    from ..options import UnreducedLossKwargs, WeightKwargs
 
-    class KerasLossKwargs(WeightKwargs, total=False):  # LossKwargs but reduction, Keras' own there
-        loss: LossName
-        gamma: float | None
-        label_smoothing: float
-        ignore_index: int | None
-        multi_label: MultiLabel
+    class KerasLossKwargs(UnreducedLossKwargs, WeightKwargs, total=False):  # reduction is Keras' own
+        pass
 
 
 __all__ = ["ClassBalancedLoss", "ReweightingCallback"]
@@ -165,10 +161,11 @@ class ClassBalancedLoss(keras.losses.Loss):
             ``"mean_with_sample_weight"``, ``"none"``); Keras applies ``sample_weight`` first.
         validate: None checks label values where they are concrete; True also asserts them in TensorFlow graphs
             (not under XLA); False checks no values (docs/conventions.md §11.2).
-        **options: the loss options below, and {weight_options}
+        **options: the loss options and the weight options below.
 
     Options:
-    {options}
+    {unreduced_options}
+    {weight_options}
 
     ``y_true``: class indices (``y_pred``'s shape without the class axis, or with a trailing size-1 axis), or soft
     or multi-hot targets shaped like ``y_pred``; class indices that Keras cast to floats are cast back, never

@@ -1,9 +1,11 @@
 """docs/keras.md's quickstart runs as written on the running Keras backend, and a model it saves loads in a new
-process only after ``import cbloss.adapters.keras``, failing with the error the page quotes otherwise."""
+process only after ``import cbloss.adapters.keras``, failing with the error the page quotes otherwise. The
+docstrings of the Keras loss and of the backend's adapter list the options they take."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import re
 import subprocess
@@ -11,6 +13,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from cbloss import options
+
+from .conftest import BACKEND
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = (ROOT / "docs" / "keras.md").read_text()
@@ -41,3 +48,21 @@ def test_keras_quickstart_runs_and_the_saved_model_loads_in_a_new_process(tmp_pa
     name, values = re.search(r"^LOSS (\S+) (.*)$", out, re.M).groups()
     assert name == "ClassBalancedLoss"
     np.testing.assert_allclose(ast.literal_eval(values), expected, rtol=1e-6)
+
+
+ADAPTER_DOCUMENTED = {
+    "torch": ["class_balanced_loss", "ClassBalancedLoss"],
+    "jax": ["class_balanced_loss", "ClassBalancedLoss"],
+    "tensorflow": ["class_balanced_loss"],
+}
+
+
+@pytest.mark.parametrize("adapter", ["keras", BACKEND])
+def test_docstrings_list_every_option_they_take(adapter):
+    """Every placeholder is filled; the Keras loss, whose reduction is Keras' own, lists every other option."""
+    module = importlib.import_module(f"cbloss.adapters.{adapter}")
+    expected = list(options.UNREDUCED_LOSS_OPTIONS if adapter == "keras" else options.LOSS_OPTIONS)
+    for name in ADAPTER_DOCUMENTED.get(adapter, ["ClassBalancedLoss"]):
+        doc = getattr(module, name).__doc__
+        assert "options}" not in doc
+        assert [option for option in options.LOSS_OPTIONS if f"    {option} (default" in doc] == expected
