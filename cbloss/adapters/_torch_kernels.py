@@ -18,7 +18,7 @@ from ..reductions import hard_shares, reduction_factor, soft_shares
 from ..targets import label_weights
 from ..validation import compute_dtype
 
-__all__ = ["OPS", "TorchPrimitives", "binary_cross_entropy", "cross_entropy"]
+__all__ = ["OPS", "TorchPrimitives", "binary_cross_entropy", "cast_weights", "cross_entropy"]
 
 # F.softplus returns x itself above `threshold`. log1p(exp(-x)) is below half an ulp of x once x > 37 in float64
 # (x > 17 in float32), so 40 keeps every float64 digit; PyTorch's default, 20, loses up to 2.7e5 ulps in float64
@@ -34,6 +34,23 @@ def _memory_layout(x: torch.Tensor) -> tuple[torch.Tensor, int]:
         if original.is_contiguous():
             return original, 1
     return x, -1
+
+
+_LIBRARY = torch.library.Library("cbloss", "DEF")
+_LIBRARY.define("cast_weights(Tensor weights, ScalarType dtype) -> Tensor")
+_LIBRARY.impl("cast_weights", lambda weights, dtype: weights.to(dtype, copy=True), "CompositeExplicitAutograd")
+torch.library.register_fake("cbloss::cast_weights", lambda weights, dtype: torch.empty_like(weights, dtype=dtype))
+_cast_weights = torch.ops.cbloss.cast_weights.default
+
+
+def cast_weights(weights: Any, dtype: torch.dtype) -> Any:
+    """The (C,) class weights in the compute ``dtype``, for a loss that reads them at every element (multi-hot or
+    soft targets). Under ``torch.compile`` the cast is an opaque kernel that runs once into a (C,) buffer: as a
+    plain cast the compiler inlines it into every loop that reads the weights and converts them again at each
+    element (the module's weights are float64). Elsewhere the weights come back as they are."""
+    if not (torch.compiler.is_compiling() and isinstance(weights, torch.Tensor) and weights.dtype != dtype):
+        return weights
+    return _cast_weights(weights, dtype)
 
 
 # Inside a compiled graph, which fuses the elementwise passes and merges the expressions both sides of a binary

@@ -21,7 +21,7 @@ from ..options import LossOptions, describe, loss_options, split_options, with_o
 from ..reductions import MEANS
 from ..validation import check_counts_match, compute_dtype, host_class_weights, prepare_inputs
 from ..weights import class_balanced_weights, whole_counts
-from ._torch_kernels import OPS, TorchPrimitives, binary_cross_entropy, cross_entropy
+from ._torch_kernels import OPS, TorchPrimitives, binary_cross_entropy, cast_weights, cross_entropy
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -118,6 +118,8 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, glo
     try:
         if from_counts and weight is not None:
             check_counts_match(weight, input, class_dim)
+        if opts.multi_label is not None or target.is_floating_point():  # weights read at every element
+            weight = cast_weights(weight, compute_dtype(xp, input.dtype))
         given = prepare_inputs(xp, input, target, weight, sample_weight, opts, class_dim, input.device, check)
     except (TypeError, ValueError) as error:
         raise _in_torch_names(error) from None

@@ -205,6 +205,7 @@ def test_out_of_range_labels_raise_the_core_error(loss, options, bad, shape, req
         dict(loss="softmax", ignore_index=-1),
         dict(loss="focal", multi_label="class"),
         dict(loss="focal", multi_label="sample", label_smoothing=0.1),
+        dict(loss="sigmoid", multi_label="class"),
     ],
     ids=[
         "focal-ignore",
@@ -214,6 +215,7 @@ def test_out_of_range_labels_raise_the_core_error(loss, options, bad, shape, req
         "softmax-ignore",
         "focal-multi-hot-class",
         "focal-multi-hot-sample-smoothed",
+        "sigmoid-multi-hot-class",
     ],
 )
 def test_compile_fullgraph_dynamic_no_recompile(options):
