@@ -62,10 +62,11 @@ class _CoreGradient(torch.autograd.Function):
             raise RuntimeError(_DOUBLE_BACKWARD)
         if grad_output is None:
             return None, None, None, None, None
-        (grad,) = ctx.saved_tensors
-        scale = grad_output.unsqueeze(-1) if ctx.per_position else grad_output
+        # Back in the input's layout first (a view), so that the product runs along its memory, not across it.
+        grad = ctx.saved_tensors[0].movedim(-1, ctx.class_dim)
+        scale = grad_output.unsqueeze(ctx.class_dim) if ctx.per_position else grad_output
         # A new tensor, never the saved one: the caller may change what it receives in place.
-        return (grad * scale.to(grad.dtype)).movedim(-1, ctx.class_dim).to(ctx.dtype), None, None, None, None
+        return (grad * scale.to(grad.dtype)).to(ctx.dtype), None, None, None, None
 
 
 # Function.apply binds its arguments with inspect.signature(forward) at every call, which reads __signature__
