@@ -1,6 +1,7 @@
 """The options of a class-balanced loss, each defined once: name, type, default, check and one-line doc.
 
-:class:`LossKwargs` and :class:`WeightKwargs` are the single listing. Each field's ``Annotated`` metadata is an
+:class:`LossKwargs` (:class:`UnreducedLossKwargs` plus ``reduction``, which Keras makes itself) and
+:class:`WeightKwargs` are the single listing. Each field's ``Annotated`` metadata is an
 :class:`Option` (default, check, doc); the core's functions, the neutral :class:`cbloss.ClassBalancedLoss` and
 every adapter take these options as ``**options`` typed with the same ``TypedDict`` (so type checkers see the
 names and ``Literal`` values), validate them with :func:`loss_options`/:func:`weight_options`, and append

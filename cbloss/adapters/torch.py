@@ -284,11 +284,9 @@ def _collective_device(group: Any) -> torch.device:
     CPU side of a mixed backend take CPU tensors."""
     import torch.distributed as dist
 
-    return (
-        torch.device("cuda", torch.cuda.current_device())
-        if dist.get_backend(group) == dist.Backend.NCCL
-        else torch.device("cpu")
-    )
+    if dist.get_backend(group) == dist.Backend.NCCL:
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def all_reduce_counts(samples_per_class: Any, group: Any = None) -> np.ndarray:
