@@ -142,3 +142,22 @@ def test_the_xla_trace_has_the_shared_exp_forms(loss, plain_kernel):
         kinds[jit_compile] = {op.type for op in graph.get_operations()}
     assert plain_kernel in kinds[False]
     assert plain_kernel not in kinds[True] and "Exp" in kinds[True]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_graph_softplus_is_the_core_definition_with_relative_digits(dtype):
+    """TensorFlowPrimitives.softplus (max(x, 0) as a relu kernel) gives the core's form's values bitwise, with the
+    relative digits mpmath gives across the whole range (tf.math.softplus is up to 7 ulps off near the point at
+    which it switches to exp(x), which is why the core's form is kept)."""
+    import mpmath
+
+    from cbloss.primitives import Primitives
+
+    x = np.concatenate([np.linspace(-700, 700, 2001), np.linspace(-40, 40, 4001)]).astype(dtype)
+    got = tfa.TensorFlowPrimitives(tfa.xp).softplus(tf.constant(x)).numpy()
+    np.testing.assert_array_equal(got, Primitives(tfa.xp).softplus(tf.constant(x)).numpy())
+    with mpmath.workdps(40):
+        exact = np.array([float(mpmath.log1p(mpmath.exp(mpmath.mpf(float(v))))) for v in x])
+    normal = exact >= np.finfo(dtype).tiny  # TensorFlow flushes subnormal results to zero
+    ulps = np.abs(got[normal].astype(np.float64) - exact[normal]) / np.spacing(exact[normal].astype(dtype))
+    assert ulps.max() <= 3
