@@ -251,6 +251,29 @@ def test_compile_fullgraph_dynamic_no_recompile(options):
     assert not [str(w.message) for w in caught if "lru_cache" in str(w.message)]
 
 
+@pytest.mark.parametrize("loss", ["softmax", "focal", "softmax_focal"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+def test_compiled_soft_targets_read_the_module_weights_in_the_compute_dtype(loss, dtype):
+    """Soft targets read every class weight at every element: compiled, the float64 buffer is cast once to the
+    compute dtype (float32 for bfloat16 logits, float64 for float64 ones), and the loss and gradient are eager's
+    (to rounding: compiled graphs evaluate the transcendentals in their shared-exp forms)."""
+    torch._dynamo.reset()
+    crit = ClassBalancedLoss(COUNTS, 0.99, loss=loss, label_smoothing=0.1)
+    compiled = torch.compile(crit, fullgraph=True, backend="aot_eager")
+    x = torch.randn(6, 5, dtype=dtype, requires_grad=True)
+    targets = torch.softmax(torch.randn(6, 5, dtype=torch.float64), dim=1).to(dtype)
+    value = compiled(x, targets)
+    (grad,) = torch.autograd.grad(value, x)
+    reference = x.detach().clone().requires_grad_()
+    expected = crit(reference, targets)
+    (expected_grad,) = torch.autograd.grad(expected, reference)
+    assert value.dtype == expected.dtype == (torch.float32 if dtype == torch.bfloat16 else dtype)
+    # float64 to 1e-13: weights rounded to float32 on the way would be off by ~1e-8
+    tolerance = dict(rtol=1e-13, atol=1e-15) if dtype == torch.float64 else {}
+    torch.testing.assert_close(value, expected, **tolerance)
+    torch.testing.assert_close(grad, expected_grad, **tolerance)
+
+
 def _write_half(crit):
     with torch.no_grad():
         crit.weight.mul_(0.5)
