@@ -67,9 +67,12 @@ class TorchPrimitives(Primitives):
         return torch.logsumexp(x, dim=-1)
 
     def softmax_and_logsumexp(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        view, dim = _memory_layout(x)
+        if dim == -1 and torch.compiler.is_compiling():
+            # classes contiguous in memory: the compiler fuses the core's one-exp form into its two reductions
+            return super().softmax_and_logsumexp(x)
         # The fused softmax kernel keeps its normaliser S to itself, but its largest entry is exp(0) / S, so
         # logsumexp = max(x) + log(S) = max(x) - log(max(p)) without a second exponential pass.
-        view, dim = _memory_layout(x)
         p = torch.softmax(view, dim=dim)
         return p.movedim(dim, -1), torch.amax(view, dim=dim) - torch.log(torch.amax(p, dim=dim))
 
