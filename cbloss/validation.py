@@ -26,6 +26,7 @@ __all__ = [
     "check_ignore_index",
     "check_label_smoothing",
     "check_label_values",
+    "check_labels_on_host",
     "check_real",
     "compute_dtype",
     "host_class_weights",
@@ -228,6 +229,20 @@ def check_label_values(
     if bool(xp.any(bad)):
         found = np.unique(to_numpy(labels)[to_numpy(bad)]).tolist()[:8]
         raise ValueError(f"{_out_of_range(num_classes)}, got {found}")
+
+
+def check_labels_on_host(
+    labels: Any, num_classes: int, *, ignore_index: int | None, soft: bool | None, axis: int, multi_label: bool
+) -> None:
+    """:func:`check_label_values` of labels of any framework, read as a NumPy copy (so nothing is staged in a
+    trace): class indices, or targets with their class axis ``axis``; ``soft`` None infers it from the dtype."""
+    host = to_numpy(labels)
+    if soft is None:
+        soft = multi_label or host.dtype.kind == "f"
+    given_dtype = host.dtype  # sets the tolerance of soft targets' sums
+    if soft:
+        host = np.moveaxis(host.astype(np.float64), axis, -1)
+    check_label_values(namespace_of(), host, int(num_classes), soft, ignore_index, given_dtype, multi_label=multi_label)
 
 
 class TracedCheck(NamedTuple):

@@ -104,3 +104,25 @@ def test_class_indices_report_the_largest_offending_label(dtype):
 def test_no_labels_have_no_checks(shape, soft):
     labels = np.zeros(shape, np.float32 if soft else np.int64)
     assert validation.traced_label_checks(np, labels, 3, soft, None, 1e-3) == []
+
+
+@pytest.mark.parametrize(
+    "labels, kwargs, message",
+    [
+        ([0, 2, -100], dict(ignore_index=-100), None),
+        ([[0, 3]], {}, r"class indices must be in \[0, 3\), got \[3\]"),
+        # soft targets with the class axis first, inferred from the dtype: each column sums to 1
+        ([[0.5, 1.0], [0.5, 0.0], [0.0, 0.0]], dict(axis=0), None),
+        ([[0.5, 0.6], [0.5, 0.0], [0.0, 0.0]], dict(axis=0), "soft targets must sum to 1"),
+        ([[0.5, 0.5, 0.0]], dict(axis=-1, multi_label=True), None),
+        ([[1.5, 0.0, 0.0]], dict(multi_label=True), r"multi-hot targets must be in \[0, 1\]"),
+    ],
+)
+def test_check_labels_on_host_reads_any_layout(labels, kwargs, message):
+    """Labels given as a sequence, class indices or targets along ``axis``, checked with the core's rules."""
+    options = dict(ignore_index=None, soft=None, axis=-1, multi_label=False) | kwargs
+    if message is None:
+        validation.check_labels_on_host(labels, 3, **options)
+    else:
+        with pytest.raises(ValueError, match=r"^labels: " + message):
+            validation.check_labels_on_host(labels, 3, **options)

@@ -1,11 +1,8 @@
 """JAX adapter: class-balanced losses on ``jax.Array``s, pure and safe under ``jit``/``grad``/``vmap``/sharding.
 
-The formulas, weights, reductions and checks are the core's (:mod:`cbloss.engine`, :mod:`cbloss.validation`).
-This module converts (class axis last, float16/bfloat16 computed in float32), checks values where they are
-concrete, and registers the core's analytic gradient with :func:`jax.custom_jvp` (docs/conventions.md §13), which
-both differentiation modes use (:func:`class_balanced_loss`). Options are static; arrays may be traced, and traced
-code cannot raise on data (:class:`JaxPrimitives`; docs/conventions.md §11.2). Labels, class weights and sample
-weights are constants: zero tangent and cotangent (§10)."""
+The math and checks are the core's (:mod:`cbloss.engine`, :mod:`cbloss.validation`). This module converts (class
+axis last, float16/bfloat16 in float32), checks values where they are concrete (§11.2), and registers the core's
+analytic gradient with :func:`jax.custom_jvp` (§13); labels and weights are constants (§10). See docs/jax.md."""
 
 from __future__ import annotations
 
@@ -20,7 +17,6 @@ from jax import lax
 from jax.experimental import checkify, multihost_utils
 
 from .. import validation
-from .._namespace import namespace_of
 from ..counts import sum_over_replicas
 from ..engine import evaluate
 from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
@@ -33,8 +29,6 @@ if TYPE_CHECKING:
     from ..options import LossKwargs, ModuleKwargs
 
 __all__ = ["ClassBalancedLoss", "JaxPrimitives", "all_reduce_counts", "class_balanced_loss", "validate_labels"]
-
-_HOST = namespace_of()  # NumPy: eager checks read host copies, so nothing gets staged
 
 
 class JaxPrimitives(SharedExpPrimitives):
@@ -140,7 +134,7 @@ def _call(
     axis: int,
     axis_name: Any,
     validate: Any,
-    from_counts: bool = False,
+    from_counts=False,
 ) -> jax.Array:
     if not (validate is None or isinstance(validate, bool) or validate == "checkify"):
         raise ValueError(f"validate: must be None, True, False or 'checkify', got {validate!r}")
@@ -162,7 +156,9 @@ def _call(
         )
     dtype = validation.compute_dtype(jnp, logits.dtype)
     if weights is not None:
-        if eager and not _is_traced(weights):  # read on the host: inside a trace jnp operations would be staged
+        # a jax.Array is read on the host (inside a trace jnp operations would be staged); prepare_weights checks
+        # host weights itself
+        if eager and isinstance(weights, jax.Array) and not _is_traced(weights):
             validation.host_class_weights(weights, num_classes)
         weights = validation.prepare_weights(jnp, weights, num_classes, dtype, None, False)
     if sample_weight is not None:
@@ -201,14 +197,8 @@ def validate_labels(
             "labels: validate_labels reads label values and cannot run on traced arrays (inside jit/vmap/grad); "
             "call it before the jitted step, or pass validate='checkify' and wrap the step in checkify.checkify"
         )
-    host = np.asarray(labels)
-    if soft is None:
-        soft = multi_label or bool(jnp.issubdtype(host.dtype, jnp.floating))
-    given_dtype = host.dtype  # sets the tolerance of soft targets' sums
-    if soft:
-        host = np.moveaxis(host.astype(np.float64), axis, -1)
-    validation.check_label_values(
-        _HOST, host, int(num_classes), soft, ignore_index, given_dtype, multi_label=multi_label
+    validation.check_labels_on_host(
+        labels, num_classes, ignore_index=ignore_index, soft=soft, axis=axis, multi_label=multi_label
     )
 
 
@@ -231,25 +221,21 @@ def class_balanced_loss(
         \ell(z, y) = s \, w_y \, L_y(z), \qquad \ell(z, t) = s \sum_c t_c \, w_c \, L_c(z)
 
     for a class index ``y`` or a target distribution ``t``, with ``L`` the unweighted loss chosen by ``loss`` and
-    ``s`` the position's sample weight (1 without ``sample_weight``). Pure (``jit``, ``grad``, ``vmap``,
-    ``shard_map``, ``pmap``). Differentiable in both modes with the core's analytic gradient ``g``: ``jax.jvp``,
-    ``jacfwd`` and ``linearize`` get the tangent ``<g, dz>``, ``jax.grad``, ``vjp`` and ``jacrev`` its transpose
-    ``cotangent * g``; ``jax.hessian`` differentiates ``g`` itself.
+    ``s`` the position's sample weight (1 without ``sample_weight``). Pure; both differentiation modes use the
+    core's analytic gradient (docs/jax.md).
 
     Args:
         logits: floating point, class axis ``axis`` (float16/bfloat16 computed in float32; float64 needs x64).
         labels: class indices (``logits``' shape without the class axis), or soft or multi-hot targets
             (``logits``' shape).
         weights: the (C,) class weights (:func:`cbloss.class_balanced_weights`), or None.
-        sample_weight: one weight ``>= 0`` per position, shaped like the class indices (the logits without the
-            class axis), or None. It multiplies each position's loss; ``"mean"`` still divides by the number of
-            counted positions, ``"weighted_mean"`` by the sum of ``sample_weight * w_y`` (docs/conventions.md §7).
+        sample_weight: one weight ``>= 0`` per position (the logits' shape without the class axis), or None; it
+            multiplies each position's loss (docs/conventions.md §7).
         axis: the class axis.
-        axis_name: a mapped axis over which the means' denominator is ``lax.psum``-ed; each device then returns
-            its shard's share and ``lax.psum(loss, axis_name)`` is the whole batch's loss.
-        validate: None (check label, weight and sample weight values when concrete), True (insist:
-            ``TypeError`` when traced), False (never), or ``"checkify"`` (emit checks; wrap the caller in
-            ``checkify.checkify``).
+        axis_name: a mapped axis over which the means' denominator is ``lax.psum``-ed (each device returns its
+            shard's share).
+        validate: None (check values when concrete), True (``TypeError`` when traced), False (never), or
+            ``"checkify"`` (emit ``checkify`` checks).
         **options: the loss options below.
 
     Options:
@@ -278,18 +264,13 @@ _FIELDS = ("weights", "options", "axis", "axis_name", "from_counts", "beta", "no
 @with_options_doc
 @jax.tree_util.register_pytree_node_class
 class ClassBalancedLoss:
-    """An immutable class-balanced loss holding its (C,) weights as a ``jax.Array``: a pytree whose only leaf is
-    the weights, so it can be a jit argument, a closed-over constant or part of a train state.
+    """An immutable class-balanced loss: a pytree whose only leaf is its (C,) weights (a ``jax.Array``), so it can
+    be a jit argument, a closed-over constant or part of a train state.
 
-    ``ClassBalancedLoss(samples_per_class, beta, **options)`` computes the weights once, in float64 on the host
-    (:func:`cbloss.class_balanced_weights`), and stores them in JAX's default float dtype;
-    ``ClassBalancedLoss.from_weights(w, **options)`` takes given weights (None: unweighted). Calling it with
-    ``(logits, labels)`` or ``(logits, labels, sample_weight)`` is :func:`class_balanced_loss` with those weights.
-
-    Two losses are equal, and hash equally, when their configuration (options, ``axis``, ``axis_name``) is equal
-    and their weights are equal in value, dtype and shape: the loss can be a static argument of ``jax.jit``
-    (``static_argnums``), and an equal loss built anew reuses the compiled step. A loss whose weights are traced
-    (inside a transformation) compares by the identity of its traced weights.
+    ``ClassBalancedLoss(samples_per_class, beta, **options)`` computes the weights once on the host
+    (:func:`cbloss.class_balanced_weights`); ``from_weights(w, **options)`` takes given ones (None: unweighted).
+    Calling it is :func:`class_balanced_loss` with those weights. Losses with equal configuration and weights are
+    equal and hash equally, so one can be a static ``jit`` argument (docs/jax.md).
 
     Options:
     {options}
