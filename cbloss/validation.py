@@ -29,6 +29,7 @@ __all__ = [
     "check_labels_on_host",
     "check_real",
     "compute_dtype",
+    "finite_and_nonnegative",
     "host_class_weights",
     "labels_out_of_range",
     "multi_hot_invalid",
@@ -38,6 +39,7 @@ __all__ = [
     "soft_target_tolerance",
     "soft_targets_invalid",
     "traced_label_checks",
+    "traced_sample_weight_check",
 ]
 
 
@@ -292,6 +294,20 @@ def traced_label_checks(
 # ----------------------------------------------------------------------------------------------------------
 # Weights
 # ----------------------------------------------------------------------------------------------------------
+def finite_and_nonnegative(xp: Any, values: Any) -> Any:
+    """0-d boolean: every entry finite and >= 0 (NaN is neither), the rule for class and sample weights."""
+    return xp.all(xp.isfinite(values) & (values >= 0))
+
+
+_SAMPLE_WEIGHT = "sample_weight: must be finite and >= 0"
+
+
+def traced_sample_weight_check(xp: Any, sample_weight: Any) -> TracedCheck:
+    """The rule of :func:`prepare_sample_weight`'s value check as a 0-d predicate for traced code (see
+    :func:`traced_label_checks`)."""
+    return TracedCheck(finite_and_nonnegative(xp, sample_weight), _SAMPLE_WEIGHT)
+
+
 def host_class_weights(weights: Any, num_classes: int | None = None) -> np.ndarray:
     """Given class weights as a float64 NumPy (C,) array, checked: 1-D (of length ``num_classes`` when given),
     finite and >= 0. Accepts arrays of any supported namespace, lists and tuples."""
@@ -302,7 +318,7 @@ def host_class_weights(weights: Any, num_classes: int | None = None) -> np.ndarr
     if host.ndim != 1 or (num_classes is not None and host.shape != (num_classes,)):
         expected = "a 1-D sequence" if num_classes is None else f"{num_classes} class weights"
         raise ValueError(f"weights: expected {expected}, got shape {host.shape}")
-    if not (np.isfinite(host).all() and (host >= 0).all()):
+    if not finite_and_nonnegative(np, host):
         raise ValueError(f"weights: must be finite and >= 0, got {host.tolist()}")
     return host
 
@@ -360,14 +376,14 @@ def prepare_sample_weight(
             f"got {tuple(sample_weight.shape)}"
         )
     if on_host:
-        if not (np.isfinite(sample_weight).all() and (sample_weight >= 0).all()):
-            raise ValueError("sample_weight: must be finite and >= 0")
+        if not finite_and_nonnegative(np, sample_weight):
+            raise ValueError(_SAMPLE_WEIGHT)
         return xp.asarray(sample_weight, dtype=dtype, device=device)
     if not (xp.isdtype(sample_weight.dtype, "real floating") or xp.isdtype(sample_weight.dtype, "integral")):
         raise TypeError(f"sample_weight: must be real numbers, got dtype {sample_weight.dtype}")
     sample_weight = xp.astype(xp.asarray(sample_weight, device=device), dtype)
-    if validate and bool(xp.any(~(xp.isfinite(sample_weight) & (sample_weight >= 0)))):
-        raise ValueError("sample_weight: must be finite and >= 0")
+    if validate and not bool(finite_and_nonnegative(xp, sample_weight)):
+        raise ValueError(_SAMPLE_WEIGHT)
     return sample_weight
 
 

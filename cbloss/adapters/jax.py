@@ -108,8 +108,8 @@ def _compiled(
         ):
             checkify.check(rule.valid, rule.message, *rule.values)
     if check and sample_weight is not None:
-        valid = jnp.all(jnp.isfinite(sample_weight) & (sample_weight >= 0))
-        checkify.check(valid, "sample_weight: must be finite and >= 0")
+        rule = validation.traced_sample_weight_check(jnp, sample_weight)
+        checkify.check(rule.valid, rule.message)
     if weights is not None:
         weights = weights.astype(dtype)
     elif not soft:
