@@ -41,6 +41,16 @@ _LIBRARY.define("cast_weights(Tensor weights, ScalarType dtype) -> Tensor")
 _LIBRARY.impl("cast_weights", lambda weights, dtype: weights.to(dtype, copy=True), "CompositeExplicitAutograd")
 torch.library.register_fake("cbloss::cast_weights", lambda weights, dtype: torch.empty_like(weights, dtype=dtype))
 _cast_weights = torch.ops.cbloss.cast_weights.default
+_LIBRARY.define("take_weights(Tensor weights, Tensor labels) -> Tensor")
+_LIBRARY.impl("take_weights", lambda weights, labels: _gather_weights(weights, labels), "CompositeExplicitAutograd")
+torch.library.register_fake(
+    "cbloss::take_weights", lambda weights, labels: weights.new_empty(labels.shape, dtype=weights.dtype)
+)
+_take_weights = torch.ops.cbloss.take_weights.default
+
+
+def _gather_weights(weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return torch.index_select(weights, 0, labels.reshape(-1)).view(labels.shape)
 
 
 def cast_weights(weights: Any, dtype: torch.dtype) -> Any:
@@ -129,7 +139,12 @@ class TorchPrimitives(Primitives):
         return fresh
 
     def take_weights(self, weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.index_select(weights, 0, labels.reshape(-1)).view(labels.shape)
+        if labels.ndim >= 2 and torch.compiler.is_compiling():
+            # Positions over several dims (dense inputs, classes in dim 1): the compiled loops over the logits run
+            # along the positions, where a gather inlined into them is a scalar loop per element. As an opaque
+            # kernel it runs once into a buffer of the positions' weights, which those loops read as a vector.
+            return _take_weights(weights, labels)
+        return _gather_weights(weights, labels)
 
 
 OPS = TorchPrimitives(xp)

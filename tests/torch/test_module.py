@@ -274,6 +274,33 @@ def test_compiled_soft_targets_read_the_module_weights_in_the_compute_dtype(loss
     torch.testing.assert_close(grad, expected_grad, **tolerance)
 
 
+@pytest.mark.parametrize("loss", ["softmax", "sigmoid", "focal", "softmax_focal"])
+@pytest.mark.parametrize("options", [{}, {"ignore_index": -1, "reduction": "weighted_mean"}], ids=["mean", "ignore"])
+def test_compiled_dense_input_gathers_the_label_weights_once_per_position(loss, options):
+    """Class indices over several dims (an (N, C, H, W) input): compiled, the weights of the positions' labels are
+    gathered by one opaque kernel (``cbloss::take_weights``, symbolic shapes included), and the loss, the gradient
+    and the per-position losses are eager's, with sample weights and ignored labels too."""
+    torch._dynamo.reset()
+    crit = ClassBalancedLoss(COUNTS, 0.99, loss=loss, **options)
+    compiled = torch.compile(crit, fullgraph=True, dynamic=True, backend="aot_eager")
+    low = -1 if "ignore_index" in options else 0
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for n, h in ((2, 3), (4, 6)):  # no size equal to another (Dynamo would guard on the equality)
+            x = torch.randn(n, 5, h, 7, dtype=torch.float64, requires_grad=True)
+            y = torch.randint(low, 5, (n, h, 7))
+            sample_weight = torch.rand(n, h, 7, dtype=torch.float64)
+            value = compiled(x, y, sample_weight)
+            (grad,) = torch.autograd.grad(value, x)
+            reference = x.detach().clone().requires_grad_()
+            expected = crit(reference, y, sample_weight)
+            (expected_grad,) = torch.autograd.grad(expected, reference)
+            torch.testing.assert_close(value, expected, rtol=1e-13, atol=1e-15)
+            torch.testing.assert_close(grad, expected_grad, rtol=1e-13, atol=1e-15)
+    explained = torch._dynamo.explain(crit)(x.detach(), y, sample_weight)
+    assert explained.graph_count == 1 and not explained.break_reasons
+    assert "cbloss.take_weights" in explained.graphs[0].code
+
+
 def _write_half(crit):
     with torch.no_grad():
         crit.weight.mul_(0.5)
