@@ -5,7 +5,8 @@ live in :mod:`cbloss.losses`, once."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import array_api_compat.torch as xp
 import torch
@@ -68,6 +69,19 @@ def cast_weights(weights: Any, dtype: torch.dtype) -> Any:
 _SHARED_EXP = SharedExpPrimitives(xp)
 
 
+_Results = TypeVar("_Results", bound=tuple[torch.Tensor, ...])
+
+
+def _in_memory_order(piece: Callable[[torch.Tensor], _Results], x: torch.Tensor) -> _Results:
+    """The elementwise ``piece`` of ``x`` evaluated in ``x``'s memory order: for the class-last view of a dense
+    ``(N, C, d1, ...)`` tensor, on that tensor, with class-last views of the results handed back (the same values).
+    The compiler lays out a buffer it must keep in its logical shape: class-last, those buffers made it write the
+    focal elements that a scatter then reads through a transpose."""
+    view, dim = _memory_layout(x)
+    results = piece(view)
+    return results if dim == -1 else cast(_Results, tuple(r.movedim(1, -1) for r in results))
+
+
 class TorchPrimitives(Primitives):
     """PyTorch's kernels for the core's named pieces, each the generic definition along the last axis under
     the same contract: arguments are never written, results are new tensors (``put_at_label_`` writes into the
@@ -91,26 +105,26 @@ class TorchPrimitives(Primitives):
 
     def softplus_and_sigmoids(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():
-            return _SHARED_EXP.softplus_and_sigmoids(x)
+            return _in_memory_order(_SHARED_EXP.softplus_and_sigmoids, x)
         # torch.sigmoid keeps the relative digits of a tiny sigmoid(+-x), as the generic exp(-softplus) does;
         # sigmoid(-x) is taken in place of -x, our own temporary (one allocation fewer).
         return self.softplus(x), torch.sigmoid(x), torch.neg(x).sigmoid_()
 
     def softplus_and_sigmoids_(self, fresh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():
-            return _SHARED_EXP.softplus_and_sigmoids(fresh)
+            return _in_memory_order(_SHARED_EXP.softplus_and_sigmoids, fresh)
         # The caller hands `fresh` over: sigmoid(-x) is taken in place of it once the other two have read it.
         softplus, sigmoid = self.softplus(fresh), torch.sigmoid(fresh)
         return softplus, sigmoid, fresh.neg_().sigmoid_()
 
     def softplus_and_sigmoids_of_negation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():
-            return _SHARED_EXP.softplus_and_sigmoids_of_negation(x)
+            return _in_memory_order(_SHARED_EXP.softplus_and_sigmoids_of_negation, x)
         return super().softplus_and_sigmoids_of_negation(x)
 
     def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():
-            return _SHARED_EXP.softplus_and_sigmoid(x)
+            return _in_memory_order(_SHARED_EXP.softplus_and_sigmoid, x)
         return self.softplus(x), torch.sigmoid(x)
 
     def sign_split_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
