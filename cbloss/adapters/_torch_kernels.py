@@ -75,8 +75,8 @@ _Results = TypeVar("_Results", bound=tuple[torch.Tensor, ...])
 def _in_memory_order(piece: Callable[[torch.Tensor], _Results], x: torch.Tensor) -> _Results:
     """The elementwise ``piece`` of ``x`` evaluated in ``x``'s memory order: for the class-last view of a dense
     ``(N, C, d1, ...)`` tensor, on that tensor, with class-last views of the results handed back (the same values).
-    The compiler lays out a buffer it must keep in its logical shape: class-last, those buffers made it write the
-    focal elements that a scatter then reads through a transpose."""
+    Inductor lays out a buffer it keeps contiguous in the buffer's own shape; computed on the class-last view,
+    these buffers were class-last, and the focal elements read from them were written through a transpose."""
     view, dim = _memory_layout(x)
     results = piece(view)
     return results if dim == -1 else cast(_Results, tuple(r.movedim(1, -1) for r in results))

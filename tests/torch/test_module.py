@@ -278,8 +278,8 @@ def test_compiled_soft_targets_read_the_module_weights_in_the_compute_dtype(loss
 @pytest.mark.parametrize("options", [{}, {"ignore_index": -1, "reduction": "weighted_mean"}], ids=["mean", "ignore"])
 def test_compiled_dense_input_gathers_the_label_weights_once_per_position(loss, options):
     """Class indices over several dims (an (N, C, H, W) input): compiled, the weights of the positions' labels are
-    gathered by one opaque kernel (``cbloss::take_weights``, symbolic shapes included), and the loss, the gradient
-    and the per-position losses are eager's, with sample weights and ignored labels too."""
+    gathered by one opaque kernel (``cbloss::take_weights``, symbolic shapes included), and the loss and the
+    gradient are eager's, with sample weights and ignored labels too."""
     torch._dynamo.reset()
     crit = ClassBalancedLoss(COUNTS, 0.99, loss=loss, **options)
     compiled = torch.compile(crit, fullgraph=True, dynamic=True, backend="aot_eager")
