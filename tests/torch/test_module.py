@@ -320,6 +320,26 @@ def test_compiled_dense_multi_hot_targets_match_eager(multi_label, gamma):
     torch.testing.assert_close(grad, expected_grad, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize(
+    "options, target",
+    [({"loss": "focal"}, "indices"), ({"loss": "sigmoid", "multi_label": "class"}, "multi-hot")],
+    ids=["focal-indices", "sigmoid-multi-hot"],
+)
+def test_exported_program_saves_loads_and_matches_eager(options, target):
+    """``torch.export`` of the module on a dense input: the program, with the custom operators it calls, survives
+    ``torch.export.save``/``load`` and gives eager's loss."""
+    import io
+
+    crit = ClassBalancedLoss(COUNTS, 0.99, **options)
+    x = torch.randn(2, 5, 3, 4)
+    y = torch.randint(0, 5, (2, 3, 4)) if target == "indices" else (torch.rand(2, 5, 3, 4) < 0.4).float()
+    buffer = io.BytesIO()
+    torch.export.save(torch.export.export(crit, (x, y)), buffer)
+    buffer.seek(0)
+    program = torch.export.load(buffer)
+    torch.testing.assert_close(program.module()(x, y), crit(x, y))
+
+
 def _write_half(crit):
     with torch.no_grad():
         crit.weight.mul_(0.5)
