@@ -3,7 +3,7 @@
 Each check raises ``ValueError``/``TypeError`` whose message starts with the argument's name
 (docs/conventions.md §11). Checks of option values and shapes are static and always run; checks that read
 array *values* (labels in range, soft targets summing to 1, weights finite) are eager: traced code
-(``jax.jit``, ``tf.function``) skips them or turns :func:`traced_label_checks`, the same rules and messages as
+(``jax.jit``, ``tf.function``) skips them or turns :func:`traced_checks`, the same rules and messages as
 0-d predicates, into its framework's assertions.
 """
 
@@ -38,8 +38,8 @@ __all__ = [
     "prepare_weights",
     "soft_target_tolerance",
     "soft_targets_invalid",
+    "traced_checks",
     "traced_label_checks",
-    "traced_sample_weight_check",
 ]
 
 
@@ -248,7 +248,7 @@ def check_labels_on_host(
 
 
 class TracedCheck(NamedTuple):
-    """One rule of :func:`traced_label_checks`: ``valid``, a 0-d boolean array, is True when the labels pass;
+    """One rule of :func:`traced_checks`: ``valid``, a 0-d boolean array, is True when the labels pass;
     ``message`` ends in `` {}`` for each of ``values`` (0-d arrays: what was found), in checkify's format."""
 
     valid: Any
@@ -302,10 +302,18 @@ def finite_and_nonnegative(xp: Any, values: Any) -> Any:
 _SAMPLE_WEIGHT = "sample_weight: must be finite and >= 0"
 
 
-def traced_sample_weight_check(xp: Any, sample_weight: Any) -> TracedCheck:
-    """The rule of :func:`prepare_sample_weight`'s value check as a 0-d predicate for traced code (see
-    :func:`traced_label_checks`)."""
-    return TracedCheck(finite_and_nonnegative(xp, sample_weight), _SAMPLE_WEIGHT)
+def traced_checks(
+    xp: Any, labels: Any, num_classes: int, soft: bool, opts: Any, given_dtype: Any, sample_weight: Any = None
+) -> list[TracedCheck]:
+    """Every value rule of :func:`prepare_inputs` as 0-d predicates for traced code, which asserts them with its
+    own mechanism: the labels' (:func:`traced_label_checks`; soft targets, class axis last, sum to 1 within the
+    tolerance of ``given_dtype``, the dtype they were given in) and, with ``sample_weight``, its rule."""
+    tolerance = soft_target_tolerance(xp, given_dtype)
+    multi_label = opts.multi_label is not None
+    rules = traced_label_checks(xp, labels, num_classes, soft, opts.ignore_index, tolerance, multi_label)
+    if sample_weight is not None:
+        rules.append(TracedCheck(finite_and_nonnegative(xp, sample_weight), _SAMPLE_WEIGHT))
+    return rules
 
 
 def host_class_weights(weights: Any, num_classes: int | None = None) -> np.ndarray:

@@ -101,15 +101,8 @@ def _compiled(
     if soft:
         labels = jnp.moveaxis(labels.astype(dtype), axis, -1)
     if check:
-        tolerance = validation.soft_target_tolerance(jnp, given_dtype)  # of the dtype the targets were given in
-        multi_label = opts.multi_label is not None
-        for rule in validation.traced_label_checks(
-            jnp, labels, num_classes, soft, opts.ignore_index, tolerance, multi_label
-        ):
+        for rule in validation.traced_checks(jnp, labels, num_classes, soft, opts, given_dtype, sample_weight):
             checkify.check(rule.valid, rule.message, *rule.values)
-    if check and sample_weight is not None:
-        rule = validation.traced_sample_weight_check(jnp, sample_weight)
-        checkify.check(rule.valid, rule.message)
     if weights is not None:
         weights = weights.astype(dtype)
     elif not soft:

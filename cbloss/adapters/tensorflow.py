@@ -98,11 +98,8 @@ def _primitives() -> Primitives:
 
 
 def _assertions(labels: tf.Tensor, num_classes: int, soft: bool, opts: LossOptions, given: Any) -> list:
-    """The eager value checks' rules (``validation.traced_label_checks``) as ``tf.debugging`` assertions."""
-    tolerance = validation.soft_target_tolerance(xp, given)
-    rules = validation.traced_label_checks(
-        xp, labels, num_classes, soft, opts.ignore_index, tolerance, opts.multi_label is not None
-    )
+    """The eager value checks' rules (``validation.traced_checks``) as ``tf.debugging`` assertions."""
+    rules = validation.traced_checks(xp, labels, num_classes, soft, opts, given)
     # Assert prints its data one after another: the message without checkify's placeholders, then the values.
     return [tf.debugging.Assert(rule.valid, [rule.message.replace(" {}", ""), *rule.values]) for rule in rules]
 
