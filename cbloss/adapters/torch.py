@@ -112,6 +112,12 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, glo
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target: must be a torch.Tensor, got {type(target).__name__}")
     _check_global_normalizer(global_normalizer, opts.reduction)
+    device_type = input.device.type
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+        # Autocast would run the core's class sums (matrix products) in float16/bfloat16; the loss is computed in
+        # float32 (docs/conventions.md §9), the input cast explicitly.
+        with torch.autocast(device_type, enabled=False):
+            return _loss(input, target, weight, sample_weight, opts, validate, global_normalizer, group, from_counts)
     class_dim = 1 if input.ndim >= 2 else 0
     # Reading values synchronises with a GPU; a compiled graph or the meta device has none to read.
     check = validate and input.device.type != "meta" and not torch.compiler.is_compiling()

@@ -147,6 +147,46 @@ def test_autocast_cpu_bfloat16():
     assert model.weight.grad is not None and torch.isfinite(model.weight.grad).all()
 
 
+AUTOCAST_CASES = {
+    "soft-weighted_mean": dict(target="soft", loss="softmax", reduction="weighted_mean"),
+    "soft-softmax_focal": dict(target="soft", loss="softmax_focal"),
+    "smooth-focal": dict(target="hard", loss="focal", label_smoothing=0.1),
+    "smooth-softmax_focal": dict(target="hard", loss="softmax_focal", label_smoothing=0.1),
+    "class-focal": dict(target="multi-hot", loss="focal", multi_label="class"),
+    "sample-sigmoid": dict(target="multi-hot", loss="sigmoid", multi_label="sample"),
+    "sample-focal": dict(target="multi-hot", loss="focal", multi_label="sample", reduction="sum"),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("case", AUTOCAST_CASES.values(), ids=AUTOCAST_CASES.keys())
+def test_autocast_computes_in_float32(case, dtype):
+    """Under torch.autocast the loss of low-precision logits is what it is outside autocast: computed in float32
+    (docs/conventions.md §9), the class sums that are matrix products in the core included; autocast would run
+    those in float16/bfloat16 (a relative error of 1e-3, and inf for finite float16 logits near 1000)."""
+    case = dict(case)
+    kind = case.pop("target")
+    generator = torch.Generator().manual_seed(4)
+    z = torch.randn(16, 12, generator=generator) * 3
+    z[0] = 1000.0  # large but finite in float16
+    targets = {
+        "soft": torch.softmax(torch.randn(16, 12, generator=generator), dim=1),
+        "hard": torch.randint(0, 12, (16,), generator=generator),
+        "multi-hot": (torch.rand(16, 12, generator=generator) < 0.3).float(),
+    }
+    weight = torch.rand(12, generator=generator, dtype=torch.float64) + 0.1
+    x = z.to(dtype).requires_grad_()
+    expected = class_balanced_loss(x, targets[kind], weight, **case)
+    (expected_grad,) = torch.autograd.grad(expected, x)
+    with torch.autocast("cpu", dtype=dtype):
+        loss = class_balanced_loss(x, targets[kind], weight, **case)
+    (grad,) = torch.autograd.grad(loss, x)
+    assert loss.dtype == torch.float32 and grad.dtype == dtype
+    assert torch.isfinite(loss)
+    torch.testing.assert_close(loss, expected, rtol=0, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("ignore_index", [None, -1])
 @pytest.mark.parametrize("reduction", ["mean", "weighted_mean", "none", "sum"])
 def test_softmax_second_derivatives(reduction, ignore_index):
