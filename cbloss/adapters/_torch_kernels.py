@@ -193,6 +193,10 @@ def cross_entropy(
         # log_softmax and gather, which reject every label outside [0, C): no ignore value on unchecked labels
         log_p = F.log_softmax(z, dim=class_dim)
         values = -log_p.gather(class_dim, labels.unsqueeze(class_dim)).squeeze(class_dim) * label_weight
+        if eps:  # F.cross_entropy's smoothing: (1 - eps) times that, plus eps / C * sum_c w_c (-log p_c)
+            per_class = log_p if w is None else log_p * w.reshape((-1,) + (1,) * (z.ndim - 1 - class_dim))
+            smooth = torch.sum(per_class, dim=class_dim) * (-eps / z.shape[class_dim])
+            values = (1.0 - eps) * values + (smooth if sample_weight is None else smooth * sample_weight)
     elif sample_weight is None and factor is not None:
         # the reduced loss in one call, the factor folded into the class weights (the loss is linear in them)
         weight = None if w is None else w * factor

@@ -132,9 +132,7 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, glo
         raise _in_torch_names(error) from None
     labels, w, sw, soft = given.labels, given.weights, given.sample_weight, given.soft
     global_sum = _global_sum(group) if global_normalizer else None
-    # The fused kernels smooth with the uniform target themselves only where they also take an ignore value.
-    fused = soft or check or opts.ignore_index is not None or not opts.label_smoothing
-    if opts.kind == "softmax" and fused:
+    if opts.kind == "softmax":
         return cross_entropy(input, labels, w, opts, soft, class_dim, sw, global_sum, check)
     if opts.kind == "sigmoid" and opts.multi_label is not None:
         return binary_cross_entropy(input, labels, w, opts, class_dim, sw, global_sum)

@@ -187,6 +187,42 @@ def test_autocast_computes_in_float32(case, dtype):
     torch.testing.assert_close(grad, expected_grad, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
+@pytest.mark.parametrize("weighted", [True, False], ids=["weighted", "unweighted"])
+@pytest.mark.parametrize("with_sample_weight", [False, True], ids=["", "sample_weight"])
+def test_unchecked_softmax_matches_the_core_with_second_derivatives(
+    shape, reduction, label_smoothing, weighted, with_sample_weight
+):
+    """validate=False reads no label, so CB softmax cannot hand F.cross_entropy an ignore value that no label
+    equals: it runs on log_softmax and gather, with F.cross_entropy's smoothing term added. Its value and gradient
+    are the core's, and its second derivatives are those of the checked path (F.cross_entropy's)."""
+    z, y, w = _inputs(shape, False, seed=11)
+    positions = np.shape(y)
+    sample_weight = np.random.default_rng(12).uniform(0.0, 2.0, positions) if with_sample_weight else None
+    w = w if weighted else None
+    options = dict(loss="softmax", reduction=reduction, label_smoothing=label_smoothing)
+    axis = 1 if len(shape) > 1 else 0
+    expected, expected_grad = cbloss.class_balanced_loss_and_grad(
+        z, y, w, axis=axis, sample_weight=sample_weight, **options
+    )
+    v = torch.tensor(np.random.default_rng(13).normal(size=shape))
+    to_torch = lambda a: None if a is None else torch.tensor(a)  # noqa: E731
+    hessian_vector_products = []
+    for validate in (False, True):
+        x = torch.tensor(z, requires_grad=True)
+        loss = class_balanced_loss(
+            x, torch.tensor(y), to_torch(w), sample_weight=to_torch(sample_weight), validate=validate, **options
+        )
+        (grad,) = torch.autograd.grad(loss.sum(), x, create_graph=True)
+        if not validate:
+            np.testing.assert_allclose(loss.detach().numpy(), expected, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(grad.detach().numpy(), expected_grad, rtol=1e-11, atol=1e-15)
+        hessian_vector_products.append(torch.autograd.grad((grad * v).sum(), x)[0])
+    torch.testing.assert_close(*hessian_vector_products, rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize("ignore_index", [None, -1])
 @pytest.mark.parametrize("reduction", ["mean", "weighted_mean", "none", "sum"])
 def test_softmax_second_derivatives(reduction, ignore_index):
