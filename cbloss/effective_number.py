@@ -16,7 +16,7 @@ import array_api_compat
 import numpy as np
 
 from ._namespace import is_array, namespace_of, to_numpy
-from .validation import check_beta, check_real
+from .validation import check_beta, check_real, real_on_host
 
 __all__ = ["beta_from_volume", "effective_number", "effective_number_recursive"]
 
@@ -25,12 +25,7 @@ def _as_float64(x: Any, name: str) -> tuple[Any, Any]:
     """(xp, x as a float64 array of xp); Python scalars and lists become NumPy."""
     xp = namespace_of(x) if is_array(x) else namespace_of()
     if not is_array(x):
-        try:
-            x = np.asarray(x, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name}: must be real numbers, got {x!r}") from None
-        if x.dtype.kind not in "fiu":
-            raise TypeError(f"{name}: must be real numbers, got dtype {x.dtype}")
+        x = real_on_host(name, x)
     elif not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral")):
         raise TypeError(f"{name}: must be real numbers, got dtype {x.dtype}")
     return xp, xp.astype(x, xp.float64)

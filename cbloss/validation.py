@@ -36,6 +36,7 @@ __all__ = [
     "prepare_inputs",
     "prepare_sample_weight",
     "prepare_weights",
+    "real_on_host",
     "soft_target_tolerance",
     "soft_targets_invalid",
     "traced_checks",
@@ -95,6 +96,27 @@ def check_ignore_index(ignore_index: Any) -> int | None:
     if not -(2**63) <= as_int < 2**63:
         raise ValueError(f"ignore_index: must fit in int64, got {as_int}")
     return as_int
+
+
+def real_on_host(name: str, values: Any) -> np.ndarray:
+    """``values`` (an array of any supported namespace, a sequence or a number) as a new float64 NumPy array.
+    ``TypeError`` naming ``name`` unless they are real numbers (bool, integer or floating): a complex value would
+    lose its imaginary part, a string is no number.
+
+    Example:
+        >>> real_on_host("weights", [1, 0.5]).tolist()
+        [1.0, 0.5]
+        >>> real_on_host("weights", [1 + 2j])
+        Traceback (most recent call last):
+        TypeError: weights: must be real numbers, got dtype complex128
+    """
+    try:
+        host = np.asarray(to_numpy(values) if is_array(values) else values)
+        if host.dtype.kind in "biufO":
+            return host.astype(np.float64)  # an object array of real numbers converts; of anything else, raises
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: must be real numbers, got {values!r}") from None
+    raise TypeError(f"{name}: must be real numbers, got dtype {host.dtype}")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -319,10 +341,7 @@ def traced_checks(
 def host_class_weights(weights: Any, num_classes: int | None = None) -> np.ndarray:
     """Given class weights as a float64 NumPy (C,) array, checked: 1-D (of length ``num_classes`` when given),
     finite and >= 0. Accepts arrays of any supported namespace, lists and tuples."""
-    try:
-        host = np.asarray(to_numpy(weights) if is_array(weights) else weights, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"weights: must be real numbers, got {weights!r}") from None
+    host = real_on_host("weights", weights)
     if host.ndim != 1 or (num_classes is not None and host.shape != (num_classes,)):
         expected = "a 1-D sequence" if num_classes is None else f"{num_classes} class weights"
         raise ValueError(f"weights: expected {expected}, got shape {host.shape}")
@@ -345,6 +364,8 @@ def prepare_weights(
         return xp.asarray(host_class_weights(weights, num_classes), dtype=dtype, device=device)
     if tuple(weights.shape) != (num_classes,):
         raise ValueError(f"weights: expected {num_classes} class weights, got shape {tuple(weights.shape)}")
+    if not (xp.isdtype(weights.dtype, "real floating") or xp.isdtype(weights.dtype, "integral")):
+        raise TypeError(f"weights: must be real numbers, got dtype {weights.dtype}")
     weights = xp.asarray(weights, device=device)
     # finite and >= 0 iff the smallest is >= 0 (NaN is not) and the sum is finite: two reductions
     if validate and not (float(xp.min(weights)) >= 0 and math.isfinite(float(xp.sum(weights)))):
@@ -374,10 +395,7 @@ def prepare_sample_weight(
         or _foreign(xp, sample_weight, like)
     )
     if on_host:
-        try:
-            sample_weight = np.asarray(to_numpy(sample_weight), dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"sample_weight: must be real numbers, got {type(sample_weight).__name__}") from None
+        sample_weight = real_on_host("sample_weight", sample_weight)
     if tuple(sample_weight.shape) != tuple(positions):
         raise ValueError(
             f"sample_weight: must have the labels' shape {tuple(positions)} (one weight per position), "

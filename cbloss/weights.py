@@ -10,7 +10,7 @@ import numpy as np
 from ._namespace import is_array, to_numpy
 from .effective_number import effective_number
 from .options import weight_options, with_options_doc
-from .validation import check_beta
+from .validation import check_beta, real_on_host
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -21,11 +21,7 @@ __all__ = ["class_balanced_weights", "count_samples_per_class"]
 
 
 def _counts_as_float64(samples_per_class: Any) -> np.ndarray:
-    counts = to_numpy(samples_per_class) if is_array(samples_per_class) else samples_per_class
-    try:
-        counts = np.asarray(counts, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"samples_per_class: must be real numbers, got {samples_per_class!r}") from None
+    counts = real_on_host("samples_per_class", samples_per_class)
     if counts.ndim != 1 or counts.size == 0:
         raise ValueError(f"samples_per_class: must be a non-empty 1-D sequence, got shape {counts.shape}")
     bad = ~np.isfinite(counts) | (counts < 0)

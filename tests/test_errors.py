@@ -4,6 +4,7 @@ the logits is not an error: it propagates as NaN (never hidden)."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -241,6 +242,31 @@ def test_given_weights_must_be_finite_and_non_negative(bad):
         cbloss.class_balanced_loss(logits, labels, bad)
     with pytest.raises(ValueError, match=r"^weights: must be finite and >= 0"):
         cbloss.ClassBalancedLoss.from_weights(bad)
+
+
+NOT_REAL = {
+    "complex": lambda values: [complex(v, 1.0) for v in values],
+    "complex-zero-imaginary": lambda values: np.asarray(values, dtype=np.complex128),
+    "strings": lambda values: [str(v) for v in values],
+}
+REAL_ARGUMENTS = {
+    "samples_per_class": lambda bad: cbloss.class_balanced_weights(bad, 0.9),
+    "n": lambda bad: cbloss.effective_number(bad, 0.9),
+    "weights": lambda bad: cbloss.class_balanced_loss(np.zeros((3, 3)), np.array([0, 1, 2]), bad),
+    "weights ": lambda bad: cbloss.ClassBalancedLoss.from_weights(bad),
+    "sample_weight": lambda bad: cbloss.class_balanced_loss(np.zeros((3, 3)), np.array([0, 1, 2]), sample_weight=bad),
+}
+
+
+@pytest.mark.parametrize("make", NOT_REAL.values(), ids=NOT_REAL.keys())
+@pytest.mark.parametrize(("argument", "call"), REAL_ARGUMENTS.items(), ids=REAL_ARGUMENTS.keys())
+def test_counts_and_weights_must_be_real_numbers(argument, call, make):
+    """Counts, class weights and sample weights are real numbers: a complex value (even with a zero imaginary
+    part) is a TypeError naming the argument, not a cast that drops the imaginary part with a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TypeError, match=names(argument.strip()) + ": must be real numbers"):
+            call(make([1.0, 2.0, 3.0]))
 
 
 def test_given_weights_must_be_one_dimensional():

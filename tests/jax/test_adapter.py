@@ -224,6 +224,18 @@ def test_from_weights_and_unweighted():
         cj.class_balanced_loss(z, y, w[:3])
 
 
+def test_complex_weights_are_a_type_error():
+    """Complex class weights are not real numbers: a TypeError naming them, eagerly and traced."""
+    z, y, _ = data()
+    weights = jnp.ones(z.shape[-1], dtype=jnp.complex64)
+    with pytest.raises(TypeError, match=r"^weights: must be real numbers"):
+        cj.class_balanced_loss(z, y, weights)
+    with pytest.raises(TypeError, match=r"^weights: must be real numbers"):
+        jax.jit(cj.class_balanced_loss)(z, y, weights)
+    with pytest.raises(TypeError, match=r"^weights: must be real numbers"):
+        cj.ClassBalancedLoss.from_weights(np.ones(3, dtype=np.complex128))
+
+
 def test_optax_training_step_decreases_the_loss():
     optax = pytest.importorskip("optax")
     rng = np.random.default_rng(0)

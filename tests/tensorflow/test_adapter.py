@@ -187,6 +187,8 @@ def test_errors_are_named():
         class_balanced_loss(z, y, weights[:2])
     with pytest.raises(ValueError, match=r"^weights: must be finite"):
         class_balanced_loss(z, y, [1.0, -1.0, 1.0])
+    with pytest.raises(TypeError, match=r"^weights: must be real numbers"):
+        class_balanced_loss(z, y, tf.ones(3, dtype=tf.complex64))
     with pytest.raises(ValueError, match=r"^axis:"):
         class_balanced_loss(z, y, axis=2)
 

@@ -397,6 +397,18 @@ def test_deepcopy_is_independent(loss):
     torch.testing.assert_close(crit(x, y), before, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("validate", [True, False])
+def test_complex_weights_are_a_type_error(validate):
+    """Complex class or sample weights (even with a zero imaginary part) are not real numbers: a TypeError naming
+    the argument, never a kernel's error or a cast that drops the imaginary part (validate only decides whether
+    values are read)."""
+    x, y = torch.randn(6, 4), torch.randint(0, 4, (6,))
+    with pytest.raises(TypeError, match=r"^weights: must be real numbers, got dtype torch.complex64"):
+        class_balanced_loss(x, y, torch.ones(4, dtype=torch.complex64), validate=validate)
+    with pytest.raises(TypeError, match=r"^sample_weight: must be real numbers, got dtype torch.complex64"):
+        class_balanced_loss(x, y, sample_weight=torch.ones(6, dtype=torch.complex64), validate=validate)
+
+
 def test_class_count_of_the_buffer_is_checked():
     """Built from counts, a mismatch names the counts; built from weights, the weights."""
     with pytest.raises(ValueError, match=r"^samples_per_class: 5 class counts .* has 4 classes"):
