@@ -1,9 +1,8 @@
 """PyTorch adapter: :class:`ClassBalancedLoss` (a ``torch.nn.Module``) and :func:`class_balanced_loss`.
 
-The class dimension is 1, like ``F.cross_entropy`` (docs/conventions.md §8). The adapter converts, validates
-(§11), registers the core's analytic gradient with a :class:`torch.autograd.Function` (§10) and picks PyTorch's
-kernels where they compute exactly the core's definition (§13, :mod:`cbloss.adapters._torch_kernels`: fused
-softmax and binary cross-entropy, :class:`TorchPrimitives`). The formulas live in :mod:`cbloss.losses`, once."""
+The class dimension is 1, like ``F.cross_entropy`` (docs/conventions.md §8). The adapter converts, validates (§11),
+registers the core's analytic gradient (:mod:`cbloss.losses`) with a :class:`torch.autograd.Function` (§10) and
+picks PyTorch's kernels where they compute the core's definition (§13, :mod:`cbloss.adapters._torch_kernels`)."""
 
 from __future__ import annotations
 
@@ -112,15 +111,13 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, glo
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target: must be a torch.Tensor, got {type(target).__name__}")
     _check_global_normalizer(global_normalizer, opts.reduction)
-    device_type = input.device.type
-    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
-        # Autocast would run the core's class sums (matrix products) in float16/bfloat16; the loss is computed in
-        # float32 (docs/conventions.md §9), the input cast explicitly.
-        with torch.autocast(device_type, enabled=False):
+    device = input.device.type
+    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+        with torch.autocast(device, enabled=False):  # not its float16 class sums: float32 (docs/conventions.md §9)
             return _loss(input, target, weight, sample_weight, opts, validate, global_normalizer, group, from_counts)
     class_dim = 1 if input.ndim >= 2 else 0
     # Reading values synchronises with a GPU; a compiled graph or the meta device has none to read.
-    check = validate and input.device.type != "meta" and not torch.compiler.is_compiling()
+    check = validate and device != "meta" and not torch.compiler.is_compiling()
     target, weight, sample_weight = (_detached(a) for a in (target, weight, sample_weight))
     try:
         if from_counts and weight is not None:
@@ -130,16 +127,15 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, glo
         given = prepare_inputs(xp, input, target, weight, sample_weight, opts, class_dim, input.device, check)
     except (TypeError, ValueError) as error:
         raise _in_torch_names(error) from None
-    labels, w, sw, soft = given.labels, given.weights, given.sample_weight, given.soft
+    labels, w, sw, soft, _, dtype = given
     global_sum = _global_sum(group) if global_normalizer else None
     if opts.kind == "softmax":
         return cross_entropy(input, labels, w, opts, soft, class_dim, sw, global_sum, check)
     if opts.kind == "sigmoid" and opts.multi_label is not None:
         return binary_cross_entropy(input, labels, w, opts, class_dim, sw, global_sum)
-    config = (opts, soft, class_dim, global_sum)
     if torch.is_grad_enabled() and input.requires_grad:
-        return _CoreGradient.apply(input, labels, w, sw, config)[0]
-    z = input.to(given.dtype).movedim(class_dim, -1)  # no gradient wanted: the value alone
+        return _CoreGradient.apply(input, labels, w, sw, (opts, soft, class_dim, global_sum))[0]
+    z = input.to(dtype).movedim(class_dim, -1)  # no gradient wanted: the value alone
     return evaluate(OPS, z, labels, w, opts, soft=soft, with_grad=False, sample_weight=sw, global_sum=global_sum)[0]
 
 
