@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .primitives import Primitives
+from .validation import ignored_labels
 
 __all__ = ["Coefficients", "LabelWeights", "label_weights"]
 
@@ -107,9 +108,9 @@ def label_weights(
 ) -> LabelWeights:
     """:class:`LabelWeights` of integer ``labels`` (P...), in the dtype and on the device of ``like``."""
     xp = ops.xp
-    valid = None
-    if ignore_index is not None:
-        valid = labels != ignore_index
+    ignored = ignored_labels(xp, labels, ignore_index)
+    valid = None if ignored is None else ~ignored
+    if valid is not None:
         labels = xp.where(valid, labels, xp.zeros_like(labels))
     scale = None if valid is None else xp.astype(valid, like.dtype)
     if sample_weight is not None:

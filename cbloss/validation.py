@@ -31,6 +31,7 @@ __all__ = [
     "compute_dtype",
     "finite_and_nonnegative",
     "host_class_weights",
+    "ignored_labels",
     "labels_out_of_range",
     "multi_hot_invalid",
     "prepare_inputs",
@@ -185,12 +186,21 @@ def soft_target_tolerance(xp: Any, dtype: Any) -> float:
     return 1e-2
 
 
+def ignored_labels(xp: Any, labels: Any, ignore_index: int | None) -> Any:
+    """Boolean, labels' shape: the class indices equal to ``ignore_index``; None where none can be: no
+    ``ignore_index``, or one outside the range of the labels' integer dtype (compared with them, it would be
+    converted into that dtype and wrap around)."""
+    if ignore_index is None:
+        return None
+    limits = xp.iinfo(labels.dtype)
+    return labels == ignore_index if limits.min <= ignore_index <= limits.max else None
+
+
 def labels_out_of_range(xp: Any, labels: Any, num_classes: int, ignore_index: int | None) -> Any:
     """Boolean, labels' shape: the class indices outside ``[0, num_classes)`` that are not ``ignore_index``."""
     bad = (labels < 0) | (labels >= num_classes)
-    if ignore_index is not None:
-        bad = bad & (labels != ignore_index)
-    return bad
+    ignored = ignored_labels(xp, labels, ignore_index)
+    return bad if ignored is None else bad & ~ignored
 
 
 def soft_targets_invalid(xp: Any, targets: Any, tolerance: float) -> tuple[Any, Any]:

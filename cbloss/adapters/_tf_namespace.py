@@ -17,6 +17,7 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 __all__ = ["namespace"]
@@ -111,6 +112,11 @@ class TensorFlowNamespace:
         if kind == "numeric":
             return dtype.is_integer or dtype.is_floating or dtype.is_complex
         raise ValueError(f"isdtype: unknown kind {kind!r}")
+
+    @staticmethod
+    def iinfo(type: Any, /) -> Any:
+        """The standard's ``iinfo`` of an integer dtype (its ``min``, ``max`` and ``bits``)."""
+        return np.iinfo(tf.as_dtype(type).as_numpy_dtype)
 
     @staticmethod
     def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: Any = None) -> tf.Tensor:

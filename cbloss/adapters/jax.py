@@ -17,6 +17,7 @@ from jax import lax
 from jax.experimental import checkify, multihost_utils
 
 from .. import validation
+from .._namespace import as_array
 from ..counts import sum_over_replicas
 from ..engine import evaluate
 from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
@@ -40,15 +41,24 @@ class JaxPrimitives(SharedExpPrimitives):
         return jax.nn.logsumexp(x, axis=-1)
 
     def take_label(self, x: Any, labels: Any) -> Any:
-        picked = jnp.take_along_axis(x, labels[..., None], axis=-1, mode="fill", wrap_negative_indices=False)
-        return picked[..., 0]
+        index = _index(labels, x.shape[-1])[..., None]
+        return jnp.take_along_axis(x, index, axis=-1, mode="fill", wrap_negative_indices=False)[..., 0]
 
     def take_weights(self, weights: Any, labels: Any) -> Any:
         # Under an explicit-sharding mesh a gather from the replicated (C,) weights must be told that its
         # output is sharded like the labels.
         sharding = jax.typeof(labels).sharding
         sharding = sharding if sharding.mesh.axis_names else None
-        return weights.at[labels].get(mode="fill", wrap_negative_indices=False, out_sharding=sharding)
+        index = _index(labels, weights.shape[0])
+        return weights.at[index].get(mode="fill", wrap_negative_indices=False, out_sharding=sharding)
+
+
+def _index(labels: Any, num_classes: int) -> Any:
+    """The labels as gather indices, each one outside ``[0, C)`` replaced by C (filled): JAX's gathers take int64
+    indices modulo 2**32, which would read ``2**32 + k`` as class k."""
+    if labels.dtype.itemsize <= 4:
+        return labels
+    return jnp.where((labels >= 0) & (labels < num_classes), labels, num_classes)
 
 
 _OPS = JaxPrimitives(jnp)
@@ -100,6 +110,8 @@ def _compiled(
     given_dtype = labels.dtype
     if soft:
         labels = jnp.moveaxis(labels.astype(dtype), axis, -1)
+    else:  # in the widest integer dtype, so that comparisons with C and ignore_index never wrap (§6.1)
+        labels = labels.astype(jax.dtypes.canonicalize_dtype(jnp.int64))
     if check:
         for rule in validation.traced_checks(jnp, labels, num_classes, soft, opts, given_dtype, sample_weight):
             checkify.check(rule.valid, rule.message, *rule.values)
@@ -131,21 +143,24 @@ def _call(
 ) -> jax.Array:
     if not (validate is None or isinstance(validate, bool) or validate == "checkify"):
         raise ValueError(f"validate: must be None, True, False or 'checkify', got {validate!r}")
-    logits = logits if _is_traced(logits) else jnp.asarray(logits)
-    labels = labels if _is_traced(labels) else jnp.asarray(labels)
+    if validate is True and any(_is_traced(a) for a in (labels, weights, sample_weight)):
+        raise TypeError(
+            "validate: True needs concrete labels, weights and sample_weight, got traced ones (use 'checkify')"
+        )
+    # The labels' values are checked as given: jnp.asarray narrows int64 and float64 without x64 (wrapping 2**32 + k
+    # to k), and makes a tracer of a NumPy array inside jit.
+    given = labels if _is_traced(labels) else as_array(labels, "labels")
+    logits = logits if _is_traced(logits) else jnp.asarray(as_array(logits, "logits"))
+    labels = given if _is_traced(given) else jnp.asarray(given)
     multi_label = opts.multi_label is not None
     axis, soft = validation.check_class_axis(jnp, logits, labels, axis, multi_label=multi_label)
     num_classes = logits.shape[axis]
     if from_counts and weights is not None:
         validation.check_counts_match(weights, logits, axis)  # a class-count mismatch is the counts' fault
-    if validate is True and any(_is_traced(a) for a in (labels, weights, sample_weight)):
-        raise TypeError(
-            "validate: True needs concrete labels, weights and sample_weight, got traced ones (use 'checkify')"
-        )
     eager = validate is None or validate is True
-    if eager and not _is_traced(labels):
+    if eager and not _is_traced(given):
         validate_labels(
-            labels, num_classes, ignore_index=opts.ignore_index, soft=soft, axis=axis, multi_label=multi_label
+            given, num_classes, ignore_index=opts.ignore_index, soft=soft, axis=axis, multi_label=multi_label
         )
     dtype = validation.compute_dtype(jnp, logits.dtype)
     if weights is not None:

@@ -12,6 +12,7 @@ import cbloss
 jax = pytest.importorskip("jax", reason="jax is not installed")
 jnp = pytest.importorskip("jax.numpy")
 cj = pytest.importorskip("cbloss.adapters.jax")
+checkify = pytest.importorskip("jax.experimental.checkify")
 
 LOSSES = [("softmax", None), ("sigmoid", None), ("focal", 2.0), ("focal", 0.5), ("softmax_focal", 2.0)]
 REDUCTIONS = ["none", "sum", "mean", "weighted_mean"]
@@ -222,6 +223,75 @@ def test_from_weights_and_unweighted():
         cj.ClassBalancedLoss.from_weights([1.0, -1.0])
     with pytest.raises(ValueError, match="weights"):
         cj.class_balanced_loss(z, y, w[:3])
+
+
+LABEL_LOSSES = ["softmax", "sigmoid", "focal", "softmax_focal"]
+
+
+@pytest.mark.parametrize("loss", LABEL_LOSSES)
+@pytest.mark.parametrize(
+    ("dtype", "ignore_index", "x64"),
+    [("uint8", 256, True), ("int8", 128, True), ("int16", -32769, True), ("int32", 2**31, False)],
+    ids=["uint8-256", "int8-128", "int16-below", "int32-2**31-no-x64"],
+)
+def test_an_ignore_index_the_label_dtype_cannot_hold_ignores_nothing(loss, dtype, ignore_index, x64):
+    """Only labels equal to ignore_index are ignored (docs/conventions.md §6.4): one outside the label dtype's
+    range equals none of them, and must not wrap into it (256 into uint8 is 0, a valid class) nor overflow."""
+    z, y, w = data(n=8)
+    expected = core(z, y, w, loss=loss, reduction="none")[0]
+    labels = y.astype(dtype)
+    options = dict(loss=loss, reduction="none", ignore_index=ignore_index)
+    with jax.enable_x64(x64):
+        results = [cj.class_balanced_loss(z, labels, w, validate=validate, **options) for validate in (None, False)]
+        results.append(jax.jit(lambda q, t: cj.class_balanced_loss(q, t, w, **options))(z, labels))
+        checked = checkify.checkify(lambda q, t: cj.class_balanced_loss(q, t, w, validate="checkify", **options))
+        error, value = jax.jit(checked)(z, labels)
+        error.throw()
+        for result in (*results, value):
+            np.testing.assert_allclose(np.asarray(result), expected, rtol=1e-12 if x64 else 1e-5)
+
+
+@pytest.mark.parametrize("loss", LABEL_LOSSES)
+def test_int64_labels_outside_int32_give_nan_under_jit(loss):
+    """Unchecked, an out-of-range label gives NaN (docs/jax.md): JAX's gathers take int64 indices modulo 2**32,
+    which would read 2**32 + 1 as class 1."""
+    z, _, w = data(n=3, c=3)
+    labels = jnp.asarray(np.array([0, 2**32 + 1, -(2**32) + 1], dtype=np.int64))
+    step = jax.jit(lambda q, t: cj.class_balanced_loss(q, t, w, loss=loss, reduction="none", validate=False))
+    value = step(z, labels)
+    assert np.isfinite(value[0]) and np.isnan(value[1:]).all()
+
+
+def test_labels_are_checked_as_given_without_x64():
+    """Eager checks read the labels (and soft targets) the user gave, before JAX converts them: without x64 it
+    narrows int64 to int32 (2**32 + 1 would become class 1) and float64 to float32 (with float32's tolerance)."""
+    z, _, w = data(n=2, c=3)
+    with jax.enable_x64(False):
+        with pytest.raises(ValueError, match=r"^labels: class indices must be in \[0, 3\), got \[4294967297\]"):
+            cj.class_balanced_loss(z, np.array([0, 2**32 + 1]), w)
+        with pytest.raises(ValueError, match=r"^labels: soft targets must sum to 1"):
+            cj.class_balanced_loss(z, np.array([[0.5, 0.50001, 0.0], [0.0, 1.0, 0.0]]), w)
+
+
+def test_numpy_labels_inside_jit_are_concrete():
+    """NumPy labels closed over by a jitted function are concrete: checked with validate=None and accepted by
+    validate=True (docs/jax.md), although JAX would make a tracer of them."""
+    z, y, w = data()
+    bad = y.copy()
+    bad[0] = 7
+    with pytest.raises(ValueError, match=r"^labels: class indices must be in \[0, 5\), got \[7\]"):
+        jax.jit(lambda q: cj.class_balanced_loss(q, bad, w))(z)
+    checked = jax.jit(lambda q: cj.class_balanced_loss(q, y, w, validate=True))(z)
+    np.testing.assert_allclose(float(checked), core(z, y, w)[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("argument", ["logits", "labels"])
+@pytest.mark.parametrize("value", ["abc", None, [["a"]]], ids=["str", "None", "strings"])
+def test_non_numeric_inputs_name_the_argument(argument, value):
+    z, y, w = data()
+    inputs = {"logits": z, "labels": y, argument: value}
+    with pytest.raises(TypeError, match=rf"^{argument}: must be an array"):
+        cj.class_balanced_loss(inputs["logits"], inputs["labels"], w)
 
 
 def test_complex_weights_are_a_type_error():
