@@ -10,7 +10,7 @@ from ._namespace import as_array, device_of, namespace_of
 from .engine import evaluate
 from .options import LossOptions, loss_options, with_options_doc
 from .primitives import Primitives
-from .validation import prepare_inputs
+from .validation import check_choice, prepare_inputs
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -31,6 +31,7 @@ def evaluate_arrays(
     sample_weight: Any = None,
 ) -> tuple[Any, Any]:
     """Check, convert to the compute layout (class axis last, compute dtype), evaluate, convert back."""
+    check_choice("validate", validate, (True, False))
     logits, labels = as_array(logits, "logits"), as_array(labels, "labels")
     xp = namespace_of(logits, labels)
     given = prepare_inputs(xp, logits, labels, weights, sample_weight, opts, axis, device_of(logits), validate)

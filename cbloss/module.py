@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .functional import evaluate_arrays
 from .options import LossOptions, loss_options, split_options, with_options_doc
-from .validation import check_counts_match, host_class_weights
+from .validation import check_axis, check_counts_match, host_class_weights
 from .weights import class_balanced_weights
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class ClassBalancedLoss:
     def __init__(self, samples_per_class: Any, beta: float, *, axis: int = -1, **options: Unpack[ModuleKwargs]):
         weight_opts, self.options = split_options(options)
         self.weights = class_balanced_weights(samples_per_class, beta, **weight_opts)  # float64 NumPy (C,)
-        self.axis = int(axis)
+        self.axis = check_axis(axis)
         self.beta = float(beta)
         self.normalize = weight_opts["normalize"]
 
@@ -57,7 +57,7 @@ class ClassBalancedLoss:
         self = cls.__new__(cls)
         self.weights = None if weights is None else host_class_weights(weights)
         self.options = loss_options(**options)
-        self.axis = int(axis)
+        self.axis = check_axis(axis)
         self.beta = None
         self.normalize = None
         return self

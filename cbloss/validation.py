@@ -18,6 +18,7 @@ from ._namespace import is_array, namespace_of, to_numpy
 
 __all__ = [
     "TracedCheck",
+    "check_axis",
     "check_beta",
     "check_choice",
     "check_class_axis",
@@ -65,6 +66,13 @@ def check_real(name: str, value: Any, low: float, high: float) -> float:
     if math.isnan(value) or not low <= value <= high:
         raise ValueError(f"{name}: must be in [{low}, {high}], got {value!r}")
     return value
+
+
+def check_axis(axis: Any) -> int:
+    """The class axis: a Python or NumPy integer (a bool or a float is rejected, not truncated)."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis: must be an integer, got {axis!r}")
+    return int(axis)
 
 
 def check_beta(beta: Any) -> float:
@@ -149,6 +157,7 @@ def check_class_axis(xp: Any, logits: Any, labels: Any, axis: int, *, multi_labe
         soft = xp.isdtype(labels.dtype, "real floating")
         if not soft and not xp.isdtype(labels.dtype, "integral"):
             raise TypeError(f"labels: must be integer class indices or soft targets, got dtype {labels.dtype}")
+    axis = check_axis(axis)
     if logits.ndim == 0:
         raise ValueError("logits: must have a class axis, got a 0-d array")
     if not -logits.ndim <= axis < logits.ndim:

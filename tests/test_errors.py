@@ -150,6 +150,21 @@ def test_labels_and_logits_shapes_do_not_match(asarray, labels):
         cbloss.class_balanced_loss(asarray(Z), asarray(labels))
 
 
+@pytest.mark.parametrize("axis", [1.0, "1", True, None], ids=repr)
+def test_axis_not_an_integer(axis):
+    """A float axis is rejected, not truncated; a bool is no axis either."""
+    with pytest.raises(TypeError, match=names("axis") + ": must be an integer"):
+        cbloss.class_balanced_loss(Z, Y, axis=axis)
+    with pytest.raises(TypeError, match=names("axis") + ": must be an integer"):
+        cbloss.ClassBalancedLoss([1, 2, 3, 4], 0.9, axis=axis)
+
+
+@pytest.mark.parametrize("validate", ["no", None, 2])
+def test_validate_is_a_bool(validate):
+    with pytest.raises(ValueError, match=names("validate")):
+        cbloss.class_balanced_loss(Z, Y, validate=validate)
+
+
 def test_axis_out_of_range():
     with pytest.raises(ValueError, match=names("axis")):
         cbloss.class_balanced_loss(Z, Y, axis=2)

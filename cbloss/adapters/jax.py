@@ -311,7 +311,7 @@ class ClassBalancedLoss:
     ):
         weight_opts, opts = split_options(options)
         weights = jnp.asarray(class_balanced_weights(samples_per_class, beta, **weight_opts))
-        self._set(weights, opts, int(axis), axis_name, True, float(beta), weight_opts["normalize"])
+        self._set(weights, opts, validation.check_axis(axis), axis_name, True, float(beta), weight_opts["normalize"])
 
     @classmethod
     def from_weights(
@@ -319,7 +319,7 @@ class ClassBalancedLoss:
     ) -> ClassBalancedLoss:
         """A loss with given (C,) class weights (finite, >= 0; any array or sequence), or None: unweighted."""
         host = None if weights is None else jnp.asarray(validation.host_class_weights(weights))
-        return cls._make(host, loss_options(**options), int(axis), axis_name, False, None, None)
+        return cls._make(host, loss_options(**options), validation.check_axis(axis), axis_name, False, None, None)
 
     @classmethod
     def _make(cls, *values: Any) -> ClassBalancedLoss:

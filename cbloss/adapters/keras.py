@@ -206,7 +206,7 @@ class ClassBalancedLoss(keras.losses.Loss):
             raise ValueError("samples_per_class: required with beta")
         else:
             initial = None if weights is None else validation.host_class_weights(weights)  # float64 (C,)
-        self.samples_per_class, self.beta, self.axis = samples_per_class, beta, int(axis)
+        self.samples_per_class, self.beta, self.axis = samples_per_class, beta, validation.check_axis(axis)
         self.from_logits = validation.check_choice("from_logits", from_logits, (True, False))
         self.validate = validation.check_choice("validate", validate, (None, True, False))
         self._variable = None if initial is None else _weights_variable(initial)

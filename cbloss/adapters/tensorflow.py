@@ -115,10 +115,13 @@ def _global_sum(cross_replica: bool) -> Any:
 def _evaluate(
     logits: Any, labels: Any, weights: Any, opts: LossOptions, axis: int, validate: bool | None, cross_replica: bool
 ) -> tf.Tensor:
-    logits, given = tf.convert_to_tensor(logits), tf.convert_to_tensor(labels)
+    validation.check_choice("validate", validate, (None, True, False))
+    validation.check_choice("cross_replica", cross_replica, (True, False))
+    logits, given, axis = tf.convert_to_tensor(logits), tf.convert_to_tensor(labels), validation.check_axis(axis)
+    for name, rank in (("logits", logits.shape.rank), ("labels", given.shape.rank)):
+        if rank is None:
+            raise ValueError(f"{name}: the rank must be known (give the tf.function an input_signature with a rank)")
     rank = logits.shape.rank
-    if rank is None:
-        raise ValueError("logits: the rank must be known (give the tf.function an input_signature with a rank)")
     if -rank <= axis < rank and logits.shape[axis] is None:
         raise ValueError(f"logits: the class dimension (axis {axis}) must be known, got shape {logits.shape}")
     eager = tf.executing_eagerly()

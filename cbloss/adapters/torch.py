@@ -18,7 +18,7 @@ from ..counts import sum_over_replicas
 from ..engine import evaluate
 from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
 from ..reductions import MEANS
-from ..validation import check_counts_match, compute_dtype, host_class_weights, prepare_inputs
+from ..validation import check_choice, check_counts_match, compute_dtype, host_class_weights, prepare_inputs
 from ..weights import class_balanced_weights, whole_counts
 from ._torch_kernels import OPS, TorchPrimitives, binary_cross_entropy, cast_weights, cross_entropy
 
@@ -84,8 +84,9 @@ def _detached(x: Any) -> Any:
     return x.detach() if isinstance(x, torch.Tensor) and x.requires_grad else x
 
 
-def _check_global_normalizer(global_normalizer: bool, reduction: str) -> None:
-    if global_normalizer and reduction not in MEANS:
+def _check_flags(validate: Any, global_normalizer: Any, reduction: str) -> None:
+    check_choice("validate", validate, (True, False))
+    if check_choice("global_normalizer", global_normalizer, (True, False)) and reduction not in MEANS:
         raise ValueError(f"global_normalizer: applies to reduction='mean' or 'weighted_mean', got {reduction!r}")
 
 
@@ -106,11 +107,10 @@ def _global_sum(group: Any) -> Callable[[Any], Any] | None:
 
 
 def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, global_normalizer, group, from_counts):
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"input: must be a torch.Tensor, got {type(input).__name__}")
-    if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target: must be a torch.Tensor, got {type(target).__name__}")
-    _check_global_normalizer(global_normalizer, opts.reduction)
+    for name, value in (("input", input), ("target", target)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name}: must be a torch.Tensor, got {type(value).__name__}")
+    _check_flags(validate, global_normalizer, opts.reduction)
     device = input.device.type
     if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
         with torch.autocast(device, enabled=False):  # not its float16 class sums: float32 (docs/conventions.md §9)
@@ -244,7 +244,7 @@ class ClassBalancedLoss(torch.nn.Module):
         return self
 
     def _setup(self, weights, options, beta, normalize, validate, global_normalizer, process_group) -> None:
-        _check_global_normalizer(global_normalizer, options.reduction)
+        _check_flags(validate, global_normalizer, options.reduction)
         self.register_buffer("weight", None if weights is None else torch.tensor(weights, dtype=torch.float64))
         self.options, self.beta, self.normalize, self.process_group = options, beta, normalize, process_group
         self.validate, self.global_normalizer = bool(validate), bool(global_normalizer)

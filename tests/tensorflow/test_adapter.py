@@ -189,6 +189,19 @@ def test_errors_are_named():
         class_balanced_loss(z, y, [1.0, -1.0, 1.0])
     with pytest.raises(TypeError, match=r"^weights: must be real numbers"):
         class_balanced_loss(z, y, tf.ones(3, dtype=tf.complex64))
+    for flag in ("validate", "cross_replica"):
+        with pytest.raises(ValueError, match=rf"^{flag}: must be one of"):
+            class_balanced_loss(z, y, **{flag: "no"})
+    with pytest.raises(TypeError, match=r"^axis: must be an integer, got 1.0"):
+        class_balanced_loss(z, y, axis=1.0)
+    unknown_rank = tf.function(class_balanced_loss, input_signature=[tf.TensorSpec(None, z.dtype)] * 2)
+    with pytest.raises(ValueError, match=r"logits: the rank must be known"):
+        unknown_rank.get_concrete_function()
+    labels_of_unknown_rank = tf.function(
+        class_balanced_loss, input_signature=[tf.TensorSpec((None, 3), z.dtype), tf.TensorSpec(None, y.dtype)]
+    )
+    with pytest.raises(ValueError, match=r"labels: the rank must be known"):
+        labels_of_unknown_rank.get_concrete_function()
     with pytest.raises(ValueError, match=r"^axis:"):
         class_balanced_loss(z, y, axis=2)
 

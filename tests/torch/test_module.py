@@ -397,6 +397,16 @@ def test_deepcopy_is_independent(loss):
     torch.testing.assert_close(crit(x, y), before, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("flag", ["validate", "global_normalizer"])
+def test_flags_are_bools(flag):
+    """A string is no flag: "False" would be true."""
+    x, y = torch.randn(6, 4), torch.randint(0, 4, (6,))
+    with pytest.raises(ValueError, match=rf"^{flag}: must be one of \[True, False\], got 'False'"):
+        class_balanced_loss(x, y, **{flag: "False"})
+    with pytest.raises(ValueError, match=rf"^{flag}: must be one of"):
+        ClassBalancedLoss.from_weights(None, **{flag: "False"})
+
+
 @pytest.mark.parametrize("validate", [True, False])
 def test_complex_weights_are_a_type_error(validate):
     """Complex class or sample weights (even with a zero imaginary part) are not real numbers: a TypeError naming
