@@ -39,12 +39,14 @@ except ImportError:  # pragma: no cover - another Keras 3 layout
 def _weights_variable(weights: np.ndarray) -> keras.Variable:
     """The (C,) class weights as a non-trainable Keras variable, never autocast to a mixed-precision dtype."""
     # float64 keeps the effective number's accuracy where the backend stores it (JAX without x64 cannot).
-    x64 = keras.backend.backend() != "jax" or _jax_x64()
-    dtype = "float64" if x64 else "float32"
+    dtype = "float64" if _x64() else "float32"
     return keras.Variable(weights, dtype=dtype, trainable=False, autocast=False, name="cbloss_class_weights")
 
 
-def _jax_x64() -> bool:
+def _x64() -> bool:
+    """Whether the backend has 64-bit dtypes (JAX only with jax_enable_x64)."""
+    if keras.backend.backend() != "jax":
+        return True
     import jax
 
     return bool(jax.config.read("jax_enable_x64"))
@@ -66,7 +68,8 @@ def _class_indices(labels: Any, num_classes: int, ignore_index: int | None, vali
         with tf.control_dependencies([assertion]):
             labels = tf.identity(labels)
     outside = num_classes + (1 if ignore_index == num_classes else 0)
-    return ops.cast(ops.where(integral, labels, outside), "int32")
+    # int64 where the backend has it: an ignore_index beyond int32 must not wrap (docs/conventions.md §6.1)
+    return ops.cast(ops.where(integral, labels, outside), "int64" if _x64() else "int32")
 
 
 def _concrete(x: Any) -> bool:

@@ -128,6 +128,31 @@ def test_non_integral_labels_and_set_weights_are_checked():
     np.testing.assert_allclose(float(loss(y, z)), np.mean(ref.value), rtol=2e-6)
 
 
+def test_an_ignore_index_beyond_int32_is_not_wrapped():
+    """Keras hands over class indices as floats; they become integers again in the backend's widest integer dtype,
+    so that an ignore_index beyond int32 (valid: docs/conventions.md §6.4) ignores its labels and wraps none. JAX
+    without x64 has no integer wider than int32, where such a label is out of range."""
+    z, y, _ = _case("indices")
+    labels = y.astype(np.int64)
+    labels[[1, 4]] = 2**31
+    loss = ClassBalancedLoss(COUNTS, BETA, ignore_index=2**31, reduction="sum", dtype="float64")
+    if BACKEND == "jax" and not _jax_x64():
+        with pytest.raises(ValueError, match=r"^labels: class indices must be in \[0, 4\)"):
+            loss(labels, z)
+        return
+    kept = np.ones(len(y), dtype=bool)
+    kept[[1, 4]] = False
+    weights = class_balanced_weights(COUNTS, BETA)
+    ref = oracle.loss_and_grad(z[kept], y[kept].astype(int), weights, reduction="none")
+    np.testing.assert_allclose(float(loss(labels, z)), np.sum(ref.value), rtol=1e-6)
+
+
+def _jax_x64() -> bool:
+    import jax
+
+    return bool(jax.config.read("jax_enable_x64"))
+
+
 class _CountingLoss(ClassBalancedLoss):
     """Counts the calls of ``call``: under a compiled step, one per trace."""
 
