@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import numbers
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -123,16 +123,16 @@ def _count_multi_hot(batch: Any, num_classes: int) -> np.ndarray:
 
 
 def _is_batch(labels: Any) -> bool:
-    """One array of any framework, or a (nested) list of numbers, rather than an iterable of batches (a list of
-    equally shaped batches reads as one batch: the counts are the same)."""
+    """One array of any framework, or a (nested) list of numbers, rather than an iterable of batches: a list of
+    arrays or of ``(inputs, labels)`` pairs is a pipeline (its items stacked, inputs shaped like the labels would
+    read as labels)."""
     if is_array(labels) or (hasattr(labels, "shape") and hasattr(labels, "dtype")):
         return True
-    if isinstance(labels, (list, tuple)):
-        try:
-            return np.asarray(labels).dtype.kind in "biuf"
-        except (TypeError, ValueError):
-            return False
-    return False
+    return isinstance(labels, (list, tuple)) and _numbers_only(labels)
+
+
+def _numbers_only(values: list | tuple) -> bool:
+    return all(_numbers_only(v) if isinstance(v, (list, tuple)) else isinstance(v, numbers.Number) for v in values)
 
 
 def _labels_of(batch: Any) -> Any:
@@ -277,12 +277,14 @@ def count_samples_per_class(
     targets = _pipeline_targets(labels)
     if targets is not None:
         return count(targets, int(num_classes))
-    if not isinstance(labels, Iterable):
-        raise TypeError(f"labels: must be an array or an iterable of label batches, got {type(labels)}")
+    try:
+        batches = iter(labels)  # a map-style dataset (items by index) iterates too
+    except TypeError:
+        raise TypeError(f"labels: must be an array or an iterable of label batches, got {type(labels)}") from None
     total = np.zeros(int(num_classes), dtype=np.int64)
     bar = _Progress(progress)
     try:
-        for batch in labels:
+        for batch in batches:
             total += count(_labels_of(batch), int(num_classes))
             bar.step()
     finally:

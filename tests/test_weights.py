@@ -132,6 +132,17 @@ def test_count_from_a_generator_of_batches():
     _check_counts(cbloss.count_samples_per_class(iter([LABELS[0].tolist(), LABELS[1]]), 5))
 
 
+@pytest.mark.parametrize("inputs_dtype", [np.int64, np.float32], ids=["token ids", "images"])
+@pytest.mark.parametrize("container", [list, tuple])
+def test_count_from_a_list_of_input_label_pairs_shaped_alike(inputs_dtype, container):
+    """A list of (inputs, labels) batches is a pipeline even when the inputs have the labels' shape (token ids and
+    their tags, images and their masks): stacked into one array, the inputs would be counted as labels."""
+    rng = np.random.default_rng(0)
+    pairs = container((rng.integers(0, 5, LABELS[i].shape).astype(inputs_dtype), LABELS[i]) for i in range(2))
+    _check_counts(cbloss.count_samples_per_class(pairs, 5))
+    _check_counts(cbloss.count_samples_per_class(container(LABELS[i] for i in range(2)), 5))  # a list of batches
+
+
 def test_count_feeds_the_weights():
     counts = cbloss.count_samples_per_class(np.repeat(np.arange(3), [50, 5, 1]), 3)
     np.testing.assert_array_equal(

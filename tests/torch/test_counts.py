@@ -44,6 +44,13 @@ def test_count_iterates_a_dataloader_of_pairs():
     _check_counts(cbloss.count_samples_per_class(torch.utils.data.DataLoader(dataset, batch_size=4), 5))
 
 
+def test_count_iterates_a_map_style_dataset_without_targets():
+    """A map-style dataset is iterable through its items (by index), even without ``__iter__`` or ``targets``."""
+    torch = pytest.importorskip("torch")
+    dataset = torch.utils.data.TensorDataset(torch.zeros(LABELS.size, 3), torch.as_tensor(LABELS.reshape(-1)))
+    _check_counts(cbloss.count_samples_per_class(dataset, 5))
+
+
 # A DataLoader's sampler decides what one pass yields: the fast path (the dataset's ``targets`` at the sampler's
 # indices) must count exactly what iterating the same loader counts.
 
