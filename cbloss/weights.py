@@ -87,11 +87,14 @@ def class_balanced_weights(samples_per_class: Any, beta: float, **options: Unpac
         if not present.any():
             raise ValueError("samples_per_class: every class has 0 samples")
     weights = np.zeros_like(counts)
-    weights[present] = 1.0 / effective_number(counts[present], beta)
-    if normalize == "classes":
-        weights *= present.sum() / weights.sum()
-    elif normalize == "samples":
-        weights *= counts.sum() / (counts * weights).sum()
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below, and named
+        weights[present] = 1.0 / effective_number(counts[present], beta)
+        if normalize == "classes":
+            weights *= present.sum() / weights.sum()
+        elif normalize == "samples":
+            weights *= counts.sum() / (counts * weights).sum()
+    if not np.isfinite(weights).all():  # counts near float64's limits: the sums or 1 / E overflow
+        raise ValueError(f"samples_per_class: the weights overflow float64 for these counts, got {weights.tolist()}")
     return weights
 
 

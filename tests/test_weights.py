@@ -4,6 +4,8 @@ kind of input."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -141,6 +143,19 @@ def test_count_from_a_list_of_input_label_pairs_shaped_alike(inputs_dtype, conta
     pairs = container((rng.integers(0, 5, LABELS[i].shape).astype(inputs_dtype), LABELS[i]) for i in range(2))
     _check_counts(cbloss.count_samples_per_class(pairs, 5))
     _check_counts(cbloss.count_samples_per_class(container(LABELS[i] for i in range(2)), 5))  # a list of batches
+
+
+@pytest.mark.parametrize(
+    ("counts", "beta", "normalize"),
+    [([1e308, 1e308], 0.0, "samples"), ([1e308, 1e308], 0.5, "samples"), ([1e-310, 1.0], 1.0, "classes")],
+)
+def test_weights_that_overflow_are_an_error(counts, beta, normalize):
+    """Counts near float64's limits make the sums or 1 / E overflow: a ValueError naming them, not NaN or inf
+    weights (nor a RuntimeWarning on the way)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"^samples_per_class: the weights overflow float64"):
+            cbloss.class_balanced_weights(counts, beta, normalize=normalize)
 
 
 def test_count_feeds_the_weights():
