@@ -61,6 +61,8 @@ def check_real(name: str, value: Any, low: float, high: float) -> float:
         raise TypeError(f"{name}: must be a real number, got {type(value).__name__}")
     try:
         value = float(value)
+    except OverflowError:
+        raise ValueError(f"{name}: must be in [{low}, {high}], got an integer beyond float64's range") from None
     except (TypeError, ValueError):
         raise TypeError(f"{name}: must be a real number (a scalar), got {value!r}") from None
     if math.isnan(value) or not low <= value <= high:
@@ -98,7 +100,7 @@ def check_ignore_index(ignore_index: Any) -> int | None:
         raise TypeError(f"ignore_index: must be an integer or None, got {ignore_index!r}")
     try:
         as_int = int(ignore_index)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TypeError(f"ignore_index: must be an integer or None, got {ignore_index!r}") from None
     if as_int != ignore_index:
         raise TypeError(f"ignore_index: must be an integer or None, got {ignore_index!r}")
@@ -123,6 +125,8 @@ def real_on_host(name: str, values: Any) -> np.ndarray:
         host = np.asarray(to_numpy(values) if is_array(values) else values)
         if host.dtype.kind in "biufO":
             return host.astype(np.float64)  # an object array of real numbers converts; of anything else, raises
+    except OverflowError:
+        raise ValueError(f"{name}: must be finite, got a number beyond float64's range") from None
     except (TypeError, ValueError):
         raise TypeError(f"{name}: must be real numbers, got {values!r}") from None
     raise TypeError(f"{name}: must be real numbers, got dtype {host.dtype}")

@@ -35,6 +35,19 @@ def test_beta_outside_unit_interval(beta):
         cbloss.ClassBalancedLoss([1, 2, 3], beta)
 
 
+def test_numbers_beyond_float64_are_named_errors():
+    """An integer too large for float64 is out of every range we check: a ValueError naming the argument (not
+    Python's OverflowError), and an infinite ignore_index is no integer."""
+    with pytest.raises(ValueError, match=names("beta")):
+        cbloss.class_balanced_weights([1, 2, 3], 10**400)
+    with pytest.raises(ValueError, match=names("gamma")):
+        cbloss.class_balanced_loss(Z, Y, loss="focal", gamma=10**400)
+    with pytest.raises(ValueError, match=names("samples_per_class")):
+        cbloss.class_balanced_weights([10**400, 1], 0.9)
+    with pytest.raises(TypeError, match=names("ignore_index")):
+        cbloss.class_balanced_loss(Z, Y, ignore_index=math.inf)
+
+
 def test_beta_not_a_number():
     with pytest.raises(TypeError, match=names("beta")):
         cbloss.class_balanced_weights([1, 2, 3], "0.9")
