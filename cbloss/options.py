@@ -233,6 +233,9 @@ def weight_options(**options: Any) -> dict[str, Any]:
 
 def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], LossOptions]:
     """A module's ``**options`` as (validated weight options, validated loss options)."""
+    unknown = [name for name in options if name not in WEIGHT_OPTIONS and name not in LOSS_OPTIONS]
+    if unknown:
+        raise TypeError(f"{unknown[0]}: unknown option; the options are {[*LOSS_OPTIONS, *WEIGHT_OPTIONS]}")
     weight = {k: v for k, v in options.items() if k in WEIGHT_OPTIONS}
     loss = {k: v for k, v in options.items() if k not in WEIGHT_OPTIONS}
     return weight_options(**weight), loss_options(**loss)

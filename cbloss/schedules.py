@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["BetaWarmup", "DeferredReweighting"]
 
 
-def _check_epoch(epoch: Any) -> float:
-    return check_real("epoch", epoch, 0.0, math.inf)
+def _check_epoch(epoch: Any, name: str = "epoch") -> float:
+    return check_real(name, epoch, 0.0, math.inf)
 
 
 class DeferredReweighting:
@@ -51,7 +51,7 @@ class DeferredReweighting:
     def __init__(self, samples_per_class: Any, beta: float = 0.9999, *, start: float, **options: Unpack[WeightKwargs]):
         self.samples_per_class = _counts_as_float64(samples_per_class)
         self.beta = check_beta(beta)
-        self.start = _check_epoch(start)
+        self.start = _check_epoch(start, "start")
         self.options = weight_options(**options)
         self._balanced = class_balanced_weights(self.samples_per_class, self.beta, **self.options)
         self._balanced.setflags(write=False)
@@ -91,8 +91,8 @@ class BetaWarmup:
     ):
         self.samples_per_class = _counts_as_float64(samples_per_class)
         self.beta = check_beta(beta)
-        self.start = _check_epoch(start)
-        self.end = _check_epoch(end)
+        self.start = _check_epoch(start, "start")
+        self.end = _check_epoch(end, "end")
         if not self.end > self.start:
             raise ValueError(f"end: must be after start={self.start}, got {self.end}")
         self.shape = check_choice("shape", shape, ("linear", "cosine"))

@@ -61,6 +61,11 @@ def test_unknown_option_is_a_type_error_naming_it():
         cbloss.class_balanced_loss(np.zeros((2, 3)), np.array([0, 1]), label_smooting=0.1)
 
 
+def test_unknown_module_option_lists_the_weight_options_too():
+    with pytest.raises(TypeError, match=r"^normalise: unknown option; the options are \[.*'normalize', 'zero_count'\]"):
+        cbloss.ClassBalancedLoss([1, 2], 0.9, normalise="samples")
+
+
 def test_options_are_hashable_and_equal_by_value():
     a = options.loss_options(loss="focal", gamma=1.0)
     b = options.loss_options(gamma=1.0, loss="focal")

@@ -47,7 +47,9 @@ def test_beta_warmup_follows_its_shape(shape):
     "make, name",
     [
         (lambda: DeferredReweighting(COUNTS, 1.5, start=1), "beta"),
-        (lambda: DeferredReweighting(COUNTS, start=-1), "epoch"),
+        (lambda: DeferredReweighting(COUNTS, start=-1), "start"),
+        (lambda: DeferredReweighting(COUNTS, start=1)(-1), "epoch"),
+        (lambda: BetaWarmup(COUNTS, 0.9, start=0, end=math.nan), "end"),
         (lambda: DeferredReweighting([1, -2], start=1), "samples_per_class"),
         (lambda: BetaWarmup(COUNTS, 0.9, start=3, end=3), "end"),
         (lambda: BetaWarmup(COUNTS, 0.9, start=0, end=3, shape="step"), "shape"),
