@@ -218,12 +218,13 @@ def _read_labels(path: Path) -> np.ndarray:
     if labels.dtype.kind == "f":
         if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
             raise UsageError(f"--labels: {path} holds non-integer values")
-        labels = labels.astype(np.int64)
-    if labels.dtype.kind not in "iu":
+    elif labels.dtype.kind not in "iu":
         raise UsageError(f"--labels: {path} must hold integer class labels, got dtype {labels.dtype}")
     if labels.min() < 0:
         raise UsageError(f"--labels: labels must be >= 0, got {int(labels.min())}")
-    return labels
+    if labels.max() >= 2**31:  # a class index, not a count of 2**31 classes to allocate
+        raise UsageError(f"--labels: labels must be below 2**31, got {int(labels.max())}")
+    return labels.astype(np.int64)
 
 
 def cmd_weights(args) -> int:
@@ -276,6 +277,8 @@ def cmd_plot(args) -> int:
         raise UsageError(f"-o/--output: expected a .png file, got {args.output}")
     if not args.output.parent.exists():
         raise UsageError(f"-o/--output: no such folder: {args.output.parent}")
+    if args.output.is_dir():
+        raise UsageError(f"-o/--output: {args.output} is a folder")
     if args.counts is not None and not all(c > 0 for c in args.counts):
         raise UsageError("--counts: every count must be > 0 for this plot")
     path = plot_effective_number(args.beta, args.output, counts=args.counts, normalize=args.normalize)
@@ -316,8 +319,7 @@ def cmd_demo(args) -> int:
             for m in default_methods(focal_beta=args.focal_beta)
             if (m.key.split("_beta")[0] if m.loss == "focal" else m.key) in keys
         ]
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out: {args.out} exists and is not a folder")
+    _check_outputs(args)
     n_needed = config.n_max
     if any(m > n_needed for m in config.imbalances):
         raise UsageError(f"--imbalance: factors above n_max={n_needed} would leave classes with 0 samples")
@@ -327,14 +329,21 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _check_outputs(args) -> None:
+    """Before the run: where it writes must be writable as a folder (--out) and a file (--json)."""
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out: {args.out} exists and is not a folder")
+    if args.json is not None and args.json.is_dir():
+        raise UsageError(f"--json: {args.json} is a folder")
+
+
 def _demo_multilabel(args, overrides: dict) -> int:
     from .demo.multilabel import MultiLabelConfig
 
     if args.focal_beta is not None:
         raise UsageError("--focal-beta: applies to the single-label task only")
     config = MultiLabelConfig.quick(**overrides) if args.quick else MultiLabelConfig(**overrides)
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out: {args.out} exists and is not a folder")
+    _check_outputs(args)
     if any(m > config.n_max for m in config.imbalances):
         raise UsageError(f"--imbalance: factors above n_max={config.n_max} would leave classes with 0 samples")
     from .demo.run import main_multilabel

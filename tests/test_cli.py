@@ -138,6 +138,32 @@ def test_bad_label_files(tmp_path, capsys, content, suffix, fragment):
     assert_one_line_error(err, code, fragment)
 
 
+@pytest.mark.parametrize(
+    "labels", [np.array([0, 2**62]), np.array([0, 2**64 - 1], dtype=np.uint64), np.array([0.0, 1e20])], ids=str
+)
+def test_labels_beyond_int32_are_a_usage_error(tmp_path, capsys, labels):
+    """A label is a class index: one of 2**31 or more would size a count array by it (or wrap in int64)."""
+    path = tmp_path / "y.npy"
+    np.save(path, labels)
+    code, _, err = call(capsys, "weights", "--labels", str(path), "--beta", "0.9")
+    assert code == 2
+    assert_one_line_error(err, code, "--labels: labels must be below 2**31", str(int(labels.max())))
+
+
+def test_outputs_that_are_folders_are_usage_errors(tmp_path, capsys):
+    """Checked before anything runs: a demo must not fail at its end, after the whole experiment."""
+    folder = tmp_path / "out.png"
+    folder.mkdir()
+    code, _, err = call(capsys, "plot", "effective-number", "-o", str(folder))
+    assert code == 2
+    assert_one_line_error(err, code, "-o/--output", "is a folder")
+    code, _, err = call(
+        capsys, "demo", "--backend", "numpy", "--quick", "--out", str(tmp_path / "run"), "--json", str(folder)
+    )
+    assert code == 2
+    assert_one_line_error(err, code, "--json", "is a folder")
+
+
 def test_negative_label_and_too_few_classes(tmp_path, capsys):
     path = tmp_path / "y.npy"
     np.save(path, np.array([0, 1, -1]))
