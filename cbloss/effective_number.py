@@ -28,7 +28,10 @@ def _as_float64(x: Any, name: str) -> tuple[Any, Any]:
         x = real_on_host(name, x)
     elif not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral")):
         raise TypeError(f"{name}: must be real numbers, got dtype {x.dtype}")
-    return xp, xp.astype(x, xp.float64)
+    x = xp.astype(x, xp.float64)
+    if x.dtype != xp.float64:  # JAX without jax_enable_x64 makes float32 of it
+        raise TypeError(f"{name}: its namespace gives float32 for float64 (JAX needs jax_enable_x64); pass NumPy")
+    return xp, x
 
 
 def _check_counts(xp: Any, n: Any, name: str) -> None:

@@ -53,3 +53,19 @@ def test_jax_vjp_through_the_core_matches_the_oracle_soft_targets(loss):
     (grad,) = vjp(jnp.asarray(cotangent))
     np.testing.assert_allclose(np.asarray(value), want.value, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(np.asarray(grad), want.grad, rtol=1e-12, atol=1e-15)
+
+
+def test_effective_number_of_jax_counts_is_float64_or_an_error():
+    """The effective number is float64 in the counts' namespace (docs/conventions.md §2): with x64 it is, and
+    equals NumPy's within the float64 path's ulps; without x64 JAX has no float64 and would hand back float32
+    (beta = 1 - 1e-9 from a volume of 1e9 rounded to 1), so that is a TypeError naming the argument."""
+    counts = np.array([1.0, 16777217.0, 1e9])
+    expected = cbloss.effective_number(counts, 0.9999)
+    result = cbloss.effective_number(jnp.asarray(counts), 0.9999)
+    assert result.dtype == jnp.float64
+    np.testing.assert_allclose(np.asarray(result), expected, rtol=1e-15)
+    with jax.enable_x64(False):
+        with pytest.raises(TypeError, match=r"^n: its namespace gives float32"):
+            cbloss.effective_number(jnp.asarray(counts, dtype=jnp.float32), 0.9999)
+        with pytest.raises(TypeError, match=r"^volume: its namespace gives float32"):
+            cbloss.beta_from_volume(jnp.asarray([1e9], dtype=jnp.float32))
