@@ -117,10 +117,13 @@ def beta_from_volume(volume: Any) -> Any:
 
     Python scalars give a Python float; arrays give a float64 array of their namespace.
     """
+    # Correctly rounded: (v - 1) / v where v - 1 is exact (v <= 2**53), 1 - 1 / v above (1 at v = inf).
     if not is_array(volume) and np.ndim(volume) == 0:
         v = check_real("volume", volume, 1.0, np.inf)
-        return 1.0 if v == np.inf else (v - 1.0) / v
+        return (v - 1.0) / v if v <= 2.0**53 else 1.0 - 1.0 / v
     xp, v = _as_float64(volume, "volume")
     if bool(xp.any(~(v >= 1.0))):
         raise ValueError(f"volume: must be >= 1 (and not NaN), got {to_numpy(v).tolist()[:8]}")
-    return xp.where(xp.isinf(v), xp.ones_like(v), (v - 1.0) / v)
+    exact = v <= 2.0**53
+    below = xp.where(exact, v, xp.ones_like(v))  # no inf / inf where the other branch is taken
+    return xp.where(exact, (below - 1.0) / below, 1.0 - 1.0 / v)

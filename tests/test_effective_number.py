@@ -111,9 +111,15 @@ def test_recursion_shapes_and_large_n():
     assert ulps(got, oracle.effective_number(20000, 0.9999)) <= 20000
 
 
-@pytest.mark.parametrize("volume", [1, 1.5, 2, 3, 10, 1e4, 123456.789, 1e12, 2.0**52])
+LARGE_VOLUMES = [2.0**53 + 2, 9636683472178670.0, 1.0904646070882652e16, 2.0**54 - 4, 2.0**54, 2.0**54 + 4, 1e300]
+RANDOM_LARGE_VOLUMES = np.random.default_rng(7).uniform(2.0**53, 2.0**54 + 2**10, 40).tolist()
+
+
+@pytest.mark.parametrize(
+    "volume", [1, 1.5, 2, 3, 10, 1e4, 123456.789, 1e12, 2.0**52, 2.0**53, *LARGE_VOLUMES, *RANDOM_LARGE_VOLUMES]
+)
 def test_beta_from_volume_correctly_rounded(volume):
-    # (N - 1) is exact in float64 for N >= 1, so the quotient is the correctly rounded (N - 1) / N
+    # against mpmath's (N - 1) / N rounded once: N - 1 is exact up to 2**53, and 1 - 1 / N above
     want = oracle.beta_from_volume(volume)
     assert cbloss.beta_from_volume(volume) == want
     got = np.asarray(cbloss.beta_from_volume(np.array([volume, volume])))
