@@ -10,6 +10,7 @@ array *values* (labels in range, soft targets summing to 1, weights finite) are 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -123,8 +124,9 @@ def real_on_host(name: str, values: Any) -> np.ndarray:
     """
     try:
         host = np.asarray(to_numpy(values) if is_array(values) else values)
-        if host.dtype.kind in "biufO":
-            return host.astype(np.float64)  # an object array of real numbers converts; of anything else, raises
+        numbers_only = host.dtype.kind != "O" or all(isinstance(v, numbers.Real) for v in host.flat)
+        if host.dtype.kind in "biufO" and numbers_only:  # not None, which an object array would make NaN
+            return host.astype(np.float64)
     except OverflowError:
         raise ValueError(f"{name}: must be finite, got a number beyond float64's range") from None
     except (TypeError, ValueError):
@@ -365,8 +367,8 @@ def host_class_weights(weights: Any, num_classes: int | None = None) -> np.ndarr
     """Given class weights as a float64 NumPy (C,) array, checked: 1-D (of length ``num_classes`` when given),
     finite and >= 0. Accepts arrays of any supported namespace, lists and tuples."""
     host = real_on_host("weights", weights)
-    if host.ndim != 1 or (num_classes is not None and host.shape != (num_classes,)):
-        expected = "a 1-D sequence" if num_classes is None else f"{num_classes} class weights"
+    if host.ndim != 1 or host.size == 0 or (num_classes is not None and host.shape != (num_classes,)):
+        expected = "a non-empty 1-D sequence" if num_classes is None else f"{num_classes} class weights"
         raise ValueError(f"weights: expected {expected}, got shape {host.shape}")
     if not finite_and_nonnegative(np, host):
         raise ValueError(f"weights: must be finite and >= 0, got {host.tolist()}")

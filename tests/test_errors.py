@@ -273,6 +273,7 @@ def test_given_weights_must_be_finite_and_non_negative(bad):
 
 
 NOT_REAL = {
+    "None": lambda values: [None, *values[1:]],
     "complex": lambda values: [complex(v, 1.0) for v in values],
     "complex-zero-imaginary": lambda values: np.asarray(values, dtype=np.complex128),
     "strings": lambda values: [str(v) for v in values],
@@ -298,7 +299,9 @@ def test_counts_and_weights_must_be_real_numbers(argument, call, make):
 
 
 def test_given_weights_must_be_one_dimensional():
-    with pytest.raises(ValueError, match=r"^weights: expected a 1-D sequence"):
+    with pytest.raises(ValueError, match=r"^weights: expected a non-empty 1-D sequence, got shape \(0,\)"):
+        cbloss.ClassBalancedLoss.from_weights([])
+    with pytest.raises(ValueError, match=r"^weights: expected a non-empty 1-D sequence"):
         cbloss.ClassBalancedLoss.from_weights([[1.0, 2.0]])
     with pytest.raises(ValueError, match=r"^weights: expected 3 class weights"):
         cbloss.class_balanced_loss(np.zeros((2, 3)), np.array([0, 2]), [1.0, 2.0])
