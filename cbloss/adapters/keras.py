@@ -116,11 +116,11 @@ def _torch_losses(logits, labels, weights, options, axis, validate):
 
     from . import torch as adapter
 
+    class_dim = min(1, len(logits.shape) - 1)  # PyTorch's: 1, or 0 for an unbatched (C,) input
     if len(labels.shape) == len(logits.shape):  # soft or multi-hot targets: their class axis moves too
-        labels = torch.movedim(labels, axis, 1)
-    return adapter.class_balanced_loss(
-        torch.movedim(logits, axis, 1), labels, weights, validate=validate is not False, **options
-    )
+        labels = torch.movedim(labels, axis, class_dim)
+    logits = torch.movedim(logits, axis, class_dim)
+    return adapter.class_balanced_loss(logits, labels, weights, validate=validate is not False, **options)
 
 
 _BACKENDS: dict[str, Callable[..., Any]] = {

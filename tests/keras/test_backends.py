@@ -147,6 +147,19 @@ def test_an_ignore_index_beyond_int32_is_not_wrapped():
     np.testing.assert_allclose(float(loss(labels, z)), np.sum(ref.value), rtol=1e-6)
 
 
+@pytest.mark.parametrize("target", ["index", "soft"])
+@pytest.mark.parametrize("loss", ["softmax", "focal"])
+def test_unbatched_logits(loss, target):
+    """An unbatched (C,) input takes a 0-d class index or a (C,) soft target (docs/conventions.md §6.1) on every
+    backend: PyTorch's class dim is then 0, not 1."""
+    z = np.array([0.3, -1.2, 2.0, 0.5])
+    label = np.array(2) if target == "index" else np.array([0.1, 0.2, 0.3, 0.4])
+    weights = class_balanced_weights(COUNTS, BETA)
+    loss_fn = ClassBalancedLoss(COUNTS, BETA, loss=loss, reduction="none", dtype="float64")
+    expected = oracle.loss_and_grad(z[None], label[None], weights, loss=loss, reduction="none").value[0]
+    np.testing.assert_allclose(np.asarray(loss_fn(label, z)), expected, rtol=1e-6)
+
+
 def _jax_x64() -> bool:
     import jax
 
