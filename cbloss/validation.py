@@ -122,6 +122,9 @@ def real_on_host(name: str, values: Any) -> np.ndarray:
         Traceback (most recent call last):
         TypeError: weights: must be real numbers, got dtype complex128
     """
+    xp = namespace_of(values) if is_array(values) else None
+    if xp is not None and xp.isdtype(values.dtype, "real floating") and values.dtype not in (xp.float32, xp.float64):
+        values = xp.astype(values, xp.float32)  # exact; NumPy has no bfloat16 (nor a DLPack transfer of it)
     try:
         host = np.asarray(to_numpy(values) if is_array(values) else values)
         numbers_only = host.dtype.kind != "O" or all(isinstance(v, numbers.Real) for v in host.flat)

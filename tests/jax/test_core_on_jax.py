@@ -69,3 +69,10 @@ def test_effective_number_of_jax_counts_is_float64_or_an_error():
             cbloss.effective_number(jnp.asarray(counts, dtype=jnp.float32), 0.9999)
         with pytest.raises(TypeError, match=r"^volume: its namespace gives float32"):
             cbloss.beta_from_volume(jnp.asarray([1e9], dtype=jnp.float32))
+
+
+def test_weights_from_bfloat16_counts():
+    """bfloat16 counts are real numbers (NumPy reads them as a dtype of kind 'V'): read through float32, exactly."""
+    counts = jnp.asarray([300.0, 60.0, 12.0, 3.0, 0.5], dtype=jnp.bfloat16)
+    expected = cbloss.class_balanced_weights(np.asarray(counts, dtype=np.float64), 0.99)
+    np.testing.assert_array_equal(cbloss.class_balanced_weights(counts, 0.99), expected)

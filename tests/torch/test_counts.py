@@ -299,3 +299,13 @@ def test_without_indices_the_loader_is_iterated():
     keyed = Keyed()
     loader = data.DataLoader(keyed, batch_size=2, sampler=list(keyed.by_name))
     _check_counts(cbloss.count_samples_per_class(loader, C), [1, 0, 0, 0, 2])
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_weights_from_half_precision_counts(dtype):
+    """Counts in a half-precision tensor are real numbers: read exactly (through float32, as NumPy has no
+    bfloat16), they give the weights of the same values in float64."""
+    torch = pytest.importorskip("torch")
+    counts = torch.tensor([300.0, 60.0, 12.0, 3.0, 0.5], dtype=getattr(torch, dtype))
+    expected = cbloss.class_balanced_weights(counts.double().numpy(), 0.99)
+    np.testing.assert_array_equal(cbloss.class_balanced_weights(counts, 0.99), expected)
