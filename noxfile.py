@@ -1,8 +1,8 @@
 """Sessions CI runs (the defaults): tests per backend and lint; `nox -s bench` runs the benchmarks.
 
-Every install uses constraints.txt, the exact versions CI tests (torch is pinned to the local CPU wheel;
-an unpinned torch would pull a multi-GB CUDA build). Virtualenvs are reused (`reuse_venv`) and pip's cache
-is kept, so a second run installs nothing new.
+Every install uses constraints.txt, the exact versions CI tests (torch is pinned by version, which resolves to
+the local CPU wheel on CI's machines; an unpinned torch would pull a multi-GB CUDA build). Virtualenvs are
+reused (`reuse_venv`) and pip's cache is kept, so a second run installs nothing new.
 """
 
 from __future__ import annotations
