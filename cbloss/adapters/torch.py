@@ -68,8 +68,7 @@ class _CoreGradient(torch.autograd.Function):
         return (grad * scale.to(grad.dtype)).to(ctx.dtype), None, None, None, None
 
 
-# Function.apply binds its arguments with inspect.signature(forward) at every call, which reads __signature__
-# first: forward's signature never changes, so it is computed once.
+# Function.apply binds its arguments with inspect.signature(forward) at every call, reading __signature__ first.
 _CoreGradient.forward.__signature__ = inspect.signature(_CoreGradient.forward)  # type: ignore[attr-defined]
 
 
@@ -97,6 +96,8 @@ def _global_sum(group: Any) -> Callable[[Any], Any] | None:
 
     if not (dist.is_available() and dist.is_initialized()):
         return None
+    if dist.get_rank(group) < 0:  # its collectives would do nothing, and its world size is -1
+        raise ValueError("process_group: this rank is not a member of the process group")
 
     def global_sum(local: torch.Tensor) -> torch.Tensor:
         total = local.clone()  # all_reduce writes in place
@@ -280,8 +281,7 @@ class ClassBalancedLoss(torch.nn.Module):
 
 
 def _collective_device(group: Any) -> torch.device:
-    """Where a collective of ``group`` reduces: NCCL takes CUDA tensors only (the current device), gloo and the
-    CPU side of a mixed backend take CPU tensors."""
+    """Where a collective of ``group`` reduces: NCCL on the current CUDA device, gloo and mixed backends on the CPU."""
     import torch.distributed as dist
 
     if dist.get_backend(group) == dist.Backend.NCCL:

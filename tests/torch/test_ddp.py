@@ -92,3 +92,35 @@ def test_global_normalizer_without_process_group_is_local():
     a = ClassBalancedLoss(COUNTS, 0.99, global_normalizer=True, ignore_index=-1)(x[:, :4], y)
     b = ClassBalancedLoss(COUNTS, 0.99, ignore_index=-1)(x[:, :4], y)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _outsider_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        only_rank_0 = dist.new_group([0])  # every rank takes part in creating a group
+        if rank == 1:
+            x, y = _data()
+            criterion = ClassBalancedLoss(COUNTS, 0.99, global_normalizer=True, process_group=only_rank_0)
+            try:
+                criterion(x[:, :4], y.clamp(min=0))
+                message = "no error"
+            except ValueError as error:
+                message = str(error)
+            with open(out, "w") as file:
+                file.write(message)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_rank_outside_the_process_group_is_an_error():
+    """Outside the group, the all-reduce does nothing and the world size is -1: the denominator came out negative
+    and the loss a silent 0. It is a ValueError naming process_group, as all_reduce_counts' is one naming group."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "message.txt")
+        mp.spawn(_outsider_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+        with open(out) as file:
+            message = file.read()
+    assert message == "process_group: this rank is not a member of the process group"
