@@ -114,7 +114,7 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, glo
     _check_flags(validate, global_normalizer, opts.reduction)
     device = input.device.type
     if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
-        with torch.autocast(device, enabled=False):  # not its float16 class sums: float32 (docs/conventions.md §9)
+        with torch.autocast(device, enabled=False):  # it would run the class sums in float16; §9 says float32
             return _loss(input, target, weight, sample_weight, opts, validate, global_normalizer, group, from_counts)
     class_dim = 1 if input.ndim >= 2 else 0
     # Reading values synchronises with a GPU; a compiled graph or the meta device has none to read.
