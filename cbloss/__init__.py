@@ -9,6 +9,7 @@ from . import schedules
 from .effective_number import beta_from_volume, effective_number, effective_number_recursive
 from .functional import class_balanced_loss, class_balanced_loss_and_grad
 from .module import ClassBalancedLoss
+from .validation import validate_labels
 from .weights import class_balanced_weights, count_samples_per_class
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "effective_number",
     "effective_number_recursive",
     "schedules",
+    "validate_labels",
 ]
 
 __version__ = "0.1.0"

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._namespace import is_array, namespace_of, to_numpy
+from ._namespace import as_array, is_array, namespace_of, to_numpy
 
 __all__ = [
     "TracedCheck",
@@ -28,7 +28,6 @@ __all__ = [
     "check_ignore_index",
     "check_label_smoothing",
     "check_label_values",
-    "check_labels_on_host",
     "check_real",
     "compute_dtype",
     "finite_and_nonnegative",
@@ -44,6 +43,7 @@ __all__ = [
     "soft_targets_invalid",
     "traced_checks",
     "traced_label_checks",
+    "validate_labels",
 ]
 
 
@@ -283,12 +283,46 @@ def check_label_values(
         raise ValueError(f"{_out_of_range(num_classes)}, got {found}")
 
 
-def check_labels_on_host(
-    labels: Any, num_classes: int, *, ignore_index: int | None, soft: bool | None, axis: int, multi_label: bool
+def validate_labels(
+    labels: Any,
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+    soft: bool | None = None,
+    axis: int = -1,
+    multi_label: bool = False,
 ) -> None:
-    """:func:`check_label_values` of labels of any framework, read as a NumPy copy (so nothing is staged in a
-    trace): class indices, or targets with their class axis ``axis``; ``soft`` None infers it from the dtype."""
-    host = to_numpy(labels)
+    """Check label values eagerly, with the losses' rules (docs/conventions.md §6, §11): before a traced step, or
+    on data that has not reached a loss yet.
+
+    Class indices must be in ``[0, num_classes)`` or equal ``ignore_index``; soft targets (floating point, class
+    axis ``axis``) must be ``>= 0`` and sum to 1 within the tolerance of their dtype; with ``multi_label``,
+    multi-hot targets (bool, integer or floating, class axis ``axis``) must lie in [0, 1]. ``soft`` None infers
+    it from the dtype. The labels may be an array of any supported framework (or a sequence), read as a NumPy
+    copy, so nothing is staged in a trace.
+
+    Raises:
+        ValueError: naming ``labels``, for a value that breaks a rule.
+        TypeError: naming ``labels``, for traced labels (inside ``jit``/``vmap``/``grad`` or a graph), which have
+            no values to read: there the losses' traced checks apply (docs/conventions.md §11.2).
+
+    Example:
+        >>> import numpy as np
+        >>> validate_labels(np.array([0, 2, -100]), 3, ignore_index=-100)
+        >>> validate_labels(np.array([0, 3]), 3)
+        Traceback (most recent call last):
+        ValueError: labels: class indices must be in [0, 3), got [3]
+    """
+    if not hasattr(labels, "shape"):
+        labels = as_array(labels, "labels")  # a (nested) sequence of numbers, or a TypeError naming labels
+    try:
+        host = to_numpy(labels)
+    except Exception:  # no values to read: JAX and TensorFlow raise different errors for a traced array
+        raise TypeError(
+            "labels: validate_labels reads label values and cannot run on traced arrays (inside jit/vmap/grad "
+            "or a graph); call it before the traced step, or use the loss's traced checks (JAX: "
+            "validate='checkify', TensorFlow: validate=True)"
+        ) from None
     if soft is None:
         soft = multi_label or host.dtype.kind == "f"
     given_dtype = host.dtype  # sets the tolerance of soft targets' sums

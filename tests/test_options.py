@@ -23,6 +23,7 @@ CORE_MODULES = [
     "cbloss.losses.sigmoid",
     "cbloss.losses.softmax_focal",
     "cbloss.schedules",
+    "cbloss.validation",
 ]
 
 

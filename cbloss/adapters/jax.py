@@ -22,6 +22,7 @@ from ..counts import sum_over_replicas
 from ..engine import evaluate
 from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
 from ..primitives import SharedExpPrimitives
+from ..validation import validate_labels
 from ..weights import class_balanced_weights, whole_counts
 
 if TYPE_CHECKING:
@@ -66,19 +67,10 @@ _OPS = JaxPrimitives(jnp)
 
 # The traced path: the core's engine, with its analytic gradient as the JVP.
 def _evaluate(z, labels, weights, sample_weight, opts: LossOptions, soft: bool, axis_name: Any, with_grad: bool):
-    """``(loss, d loss / d z)`` from the engine (the gradient None without ``with_grad``)."""
-    global_sum = None if axis_name is None else functools.partial(lax.psum, axis_name=axis_name)
-    return evaluate(
-        _OPS,
-        z,
-        labels,
-        weights,
-        opts,
-        soft=soft,
-        with_grad=with_grad,
-        sample_weight=sample_weight,
-        global_sum=global_sum,
-    )
+    """``(loss, d loss / d z)`` from the engine; the means' denominator ``psum``-ed over ``axis_name``."""
+    total = None if axis_name is None else functools.partial(lax.psum, axis_name=axis_name)
+    kwargs = dict(soft=soft, with_grad=with_grad, sample_weight=sample_weight, global_sum=total)
+    return evaluate(_OPS, z, labels, weights, opts, **kwargs)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6))
@@ -177,39 +169,6 @@ def _call(
 
 
 # Public API.
-def validate_labels(
-    labels: Any,
-    num_classes: int,
-    *,
-    ignore_index: int | None = None,
-    soft: bool | None = None,
-    axis: int = -1,
-    multi_label: bool = False,
-) -> None:
-    """Check label values eagerly (outside ``jit``), with the core's rules (docs/conventions.md §6, §11).
-
-    Class indices must be in ``[0, num_classes)`` or equal ``ignore_index``; soft targets (floating point,
-    class axis ``axis``) must be ``>= 0`` and sum to 1 within the tolerance of their dtype; with ``multi_label``,
-    multi-hot targets (bool, integer or floating, class axis ``axis``) must lie in [0, 1]. Raises
-    ``ValueError`` naming ``labels``, or ``TypeError`` for traced labels (use ``validate="checkify"`` there).
-
-    Example:
-        >>> import numpy as np
-        >>> validate_labels(np.array([0, 2, -100]), 3, ignore_index=-100)
-        >>> validate_labels(np.array([0, 3]), 3)
-        Traceback (most recent call last):
-        ValueError: labels: class indices must be in [0, 3), got [3]
-    """
-    if _is_traced(labels):
-        raise TypeError(
-            "labels: validate_labels reads label values and cannot run on traced arrays (inside jit/vmap/grad); "
-            "call it before the jitted step, or pass validate='checkify' and wrap the step in checkify.checkify"
-        )
-    validation.check_labels_on_host(
-        labels, num_classes, ignore_index=ignore_index, soft=soft, axis=axis, multi_label=multi_label
-    )
-
-
 @with_options_doc
 def class_balanced_loss(
     logits: Any,
