@@ -30,6 +30,7 @@ __all__ = [
     "check_label_values",
     "check_real",
     "compute_dtype",
+    "extremes",
     "finite_and_nonnegative",
     "host_class_weights",
     "ignored_labels",
@@ -228,13 +229,21 @@ def soft_targets_invalid(xp: Any, targets: Any, tolerance: float) -> tuple[Any, 
     return negative, off
 
 
+def extremes(xp: Any, values: Any) -> tuple[Any, Any]:
+    """0-d ``(min, max)`` of a non-empty array; NaN propagates into both. One pass where the namespace has the
+    fused reduction (PyTorch's ``aminmax``; the Array-API standard has none), two elsewhere."""
+    fused = getattr(xp, "aminmax", None)
+    return tuple(fused(values)) if fused is not None else (xp.min(values), xp.max(values))
+
+
 def multi_hot_invalid(xp: Any, targets: Any) -> Any:
     """0-d boolean: any multi-hot target outside [0, 1] or NaN. Read from the two extremes, ``min < 0`` or
-    ``max > 1`` (NaN propagates through both reductions, and fails both comparisons): two passes without
-    temporaries, where the entrywise test takes five. An empty array (no extremes) is valid."""
+    ``max > 1`` (NaN propagates through both reductions, and fails both comparisons): without temporaries,
+    where the entrywise test takes five passes. An empty array (no extremes) is valid."""
     if any(extent == 0 for extent in targets.shape):
         return xp.any(targets < 0)  # False, as a 0-d array of the namespace
-    return ~((xp.min(targets) >= 0) & (xp.max(targets) <= 1))
+    low, high = extremes(xp, targets)
+    return ~((low >= 0) & (high <= 1))
 
 
 # The label rules' messages, shared by the eager checks and the traced ones.
@@ -275,8 +284,11 @@ def check_label_values(
                 f"{_SOFT_SUM} (off by up to {worst:.3g}); multi-label (multi-hot) targets are not supported"
             )
         return
-    if math.prod(labels.shape) == 0 or (int(xp.min(labels)) >= 0 and int(xp.max(labels)) < num_classes):
-        return  # every label in range, from two reductions (the common case)
+    if math.prod(labels.shape) == 0:
+        return
+    low, high = extremes(xp, labels)
+    if int(low) >= 0 and int(high) < num_classes:
+        return  # every label in range, read from the extremes (the common case)
     bad = labels_out_of_range(xp, labels, num_classes, ignore_index)
     if bool(xp.any(bad)):
         found = np.unique(to_numpy(labels)[to_numpy(bad)]).tolist()[:8]
@@ -428,11 +440,11 @@ def prepare_weights(
         raise ValueError(f"weights: expected {num_classes} class weights, got shape {tuple(weights.shape)}")
     if not (xp.isdtype(weights.dtype, "real floating") or xp.isdtype(weights.dtype, "integral")):
         raise TypeError(f"weights: must be real numbers, got dtype {weights.dtype}")
-    weights = xp.asarray(weights, device=device)
-    # finite and >= 0 iff the smallest is >= 0 (NaN is not) and the sum is finite: two reductions
-    if validate and not (float(xp.min(weights)) >= 0 and math.isfinite(float(xp.sum(weights)))):
-        raise ValueError("weights: must be finite and >= 0")
-    return xp.astype(weights, dtype)
+    if validate:  # where the weights are: finite and >= 0 iff the smallest is >= 0 (NaN is not), the largest < inf
+        low, high = extremes(xp, weights)
+        if not (float(low) >= 0 and float(high) < math.inf):
+            raise ValueError("weights: must be finite and >= 0")
+    return xp.asarray(weights, dtype=dtype, device=device, copy=True)  # the caller's array is never handed back
 
 
 def _foreign(xp: Any, array: Any, like: Any = None) -> bool:
