@@ -59,3 +59,14 @@ def to_numpy(x: Any) -> np.ndarray:
         return np.from_dlpack(array_api_compat.to_device(x, "cpu"))
     except Exception:
         return np.from_dlpack(x)
+
+
+def real_to_numpy(x: Any) -> np.ndarray:
+    """:func:`to_numpy`, with the floating dtypes NumPy lacks (bfloat16: PyTorch has no DLPack transfer of it,
+    JAX and TensorFlow hand over ml_dtypes' kind 'V') as float32, which holds every such value exactly."""
+    if is_array(x):
+        xp = namespace_of(x)
+        if xp.isdtype(x.dtype, "real floating") and x.dtype not in (xp.float16, xp.float32, xp.float64):
+            x = xp.astype(x, xp.float32)
+    host = to_numpy(x)
+    return host.astype(np.float32) if host.dtype.kind == "V" else host

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._namespace import as_array, is_array, namespace_of, to_numpy
+from ._namespace import as_array, is_array, namespace_of, real_to_numpy, to_numpy
 
 __all__ = [
     "TracedCheck",
@@ -123,11 +123,8 @@ def real_on_host(name: str, values: Any) -> np.ndarray:
         Traceback (most recent call last):
         TypeError: weights: must be real numbers, got dtype complex128
     """
-    xp = namespace_of(values) if is_array(values) else None
-    if xp is not None and xp.isdtype(values.dtype, "real floating") and values.dtype not in (xp.float32, xp.float64):
-        values = xp.astype(values, xp.float32)  # exact; NumPy has no bfloat16 (nor a DLPack transfer of it)
     try:
-        host = np.asarray(to_numpy(values) if is_array(values) else values)
+        host = real_to_numpy(values)
         numbers_only = host.dtype.kind != "O" or all(isinstance(v, numbers.Real) for v in host.flat)
         if host.dtype.kind in "biufO" and numbers_only:  # not None, which an object array would make NaN
             return host.astype(np.float64)

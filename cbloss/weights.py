@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._namespace import is_array, to_numpy
+from ._namespace import is_array, real_to_numpy
 from .effective_number import effective_number
 from .options import weight_options, with_options_doc
 from .validation import check_beta, real_on_host
@@ -100,7 +100,7 @@ def class_balanced_weights(samples_per_class: Any, beta: float, **options: Unpac
 
 def _host_batch(batch: Any) -> np.ndarray:
     """One batch of labels as a host NumPy array (any framework's array, or a (nested) list)."""
-    return to_numpy(batch) if (is_array(batch) or hasattr(batch, "numpy")) else np.asarray(batch)
+    return real_to_numpy(batch)
 
 
 def _count_indices(batch: Any, num_classes: int) -> np.ndarray:
