@@ -185,7 +185,8 @@ def check_class_axis(xp: Any, logits: Any, labels: Any, axis: int, *, multi_labe
             kind = "soft targets must have the logits' shape"
         else:
             kind = "class indices must have the logits' shape without the class axis"
-        raise ValueError(f"labels: {kind} {expected}, got {given}")
+        hint = "; multi-hot targets need multi_label='class' or 'sample'" if not soft and given == shape else ""
+        raise ValueError(f"labels: {kind} {expected}, got {given}{hint}")
     return axis, soft
 
 
@@ -278,7 +279,7 @@ def check_label_values(
         if bool(off):
             worst = float(xp.max(xp.abs(xp.sum(labels, axis=-1) - 1.0)))
             raise ValueError(
-                f"{_SOFT_SUM} (off by up to {worst:.3g}); multi-label (multi-hot) targets are not supported"
+                f"{_SOFT_SUM} (off by up to {worst:.3g}); multi-hot targets need multi_label='class' or 'sample'"
             )
         return
     if math.prod(labels.shape) == 0:

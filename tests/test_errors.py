@@ -229,7 +229,18 @@ def test_ignore_index_not_an_integer():
 def test_soft_targets_must_sum_to_one(asarray, targets):
     with pytest.raises(ValueError, match=names("labels")) as info:
         cbloss.class_balanced_loss(asarray(Z), asarray(np.array(targets, dtype=np.float64)))
-    assert "multi-label" in str(info.value) and "not supported" in str(info.value)
+    assert "multi-hot targets need multi_label=" in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_integer_multi_hot_targets_without_multi_label_say_how(dtype):
+    """Integer 0/1 targets shaped like the logits are multi-hot, not class indices: the error says which option
+    reads them."""
+    targets = np.array([[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=dtype)
+    with pytest.raises(ValueError, match=names("labels")) as info:
+        cbloss.class_balanced_loss(Z, targets, loss="sigmoid")
+    assert "multi-hot targets need multi_label='class' or 'sample'" in str(info.value)
+    assert cbloss.class_balanced_loss(Z, targets, loss="sigmoid", multi_label="class") > 0
 
 
 def test_soft_targets_negative():
