@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from .. import validation
+from ..losses import LOSSES
 from ..options import split_options, with_options_doc
 from ..weights import class_balanced_weights
 
@@ -136,9 +137,7 @@ def _logits_from_probabilities(probabilities: Any, loss: str) -> Any:
     sigmoid ones."""
     ops, eps = keras.ops, keras.config.epsilon()
     p = ops.clip(probabilities, eps, 1.0 - eps)
-    if loss in ("softmax", "softmax_focal"):
-        return ops.log(p)
-    return ops.log(p) - ops.log1p(-p)
+    return ops.log(p) if LOSSES[loss].activation == "softmax" else ops.log(p) - ops.log1p(-p)
 
 
 @with_options_doc

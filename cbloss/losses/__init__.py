@@ -34,10 +34,12 @@ class LossSpec(NamedTuple):
     formula: str
     #: Multi-hot targets (several positives per position), for the per-class binary losses; None otherwise.
     multi_hot: Callable[..., tuple[Any, Any]] | None = None
+    #: How the loss reads logits as probabilities: "softmax" over the classes, or "sigmoid" per class.
+    activation: str = "sigmoid"
 
 
 LOSSES: dict[str, LossSpec] = {
-    "softmax": LossSpec(softmax.hard, softmax.dense, None, "w_y * (-log softmax(z)_y)"),
+    "softmax": LossSpec(softmax.hard, softmax.dense, None, "w_y * (-log softmax(z)_y)", activation="softmax"),
     "sigmoid": LossSpec(
         sigmoid.hard,
         sigmoid.dense,
@@ -53,6 +55,10 @@ LOSSES: dict[str, LossSpec] = {
         sigmoid.multi_hot,
     ),
     "softmax_focal": LossSpec(
-        softmax_focal.hard, softmax_focal.dense, "softmax", "w_y * -(1 - p_y)**gamma * log p_y, p = softmax(z)"
+        softmax_focal.hard,
+        softmax_focal.dense,
+        "softmax",
+        "w_y * -(1 - p_y)**gamma * log p_y, p = softmax(z)",
+        activation="softmax",
     ),
 }
