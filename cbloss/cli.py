@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .options import NORMALIZATIONS
+from .options import NORMALIZATIONS, ZERO_COUNTS
 
 EXIT_USAGE = 2
 
@@ -100,7 +100,8 @@ def normalize_value(text: str) -> str | None:
     if text == "none":
         return None
     if text not in NORMALIZATIONS:
-        raise argparse.ArgumentTypeError(f"normalize must be one of classes, samples, none; got {text!r}")
+        choices = ", ".join(str(choice).lower() for choice in NORMALIZATIONS)
+        raise argparse.ArgumentTypeError(f"normalize must be one of {choices}; got {text!r}")
     return text
 
 
@@ -180,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--normalize", type=normalize_value, default="classes", help="classes (default), samples, none"
     )
     weights.add_argument(
-        "--zero-count", choices=["error", "zero"], default="error", help="a class with 0 samples: error or weight 0"
+        "--zero-count", choices=ZERO_COUNTS, default="error", help="a class with 0 samples: error or weight 0"
     )
     weights.add_argument("--json", action="store_true", help="print JSON instead of a table")
 

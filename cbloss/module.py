@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .functional import evaluate_arrays
-from .options import LossOptions, loss_options, split_options, with_options_doc
+from .options import LossOptions, describe, loss_options, split_options, with_options_doc
 from .validation import check_axis, check_counts_match, host_class_weights
 from .weights import class_balanced_weights
 
@@ -84,8 +84,7 @@ class ClassBalancedLoss:
         return evaluate_arrays(logits, labels, weights, self.options, self.axis, validate, with_grad, sample_weight)
 
     def __repr__(self) -> str:
-        o = self.options
         return (
-            f"ClassBalancedLoss(num_classes={self.num_classes}, beta={self.beta}, loss={o.loss!r}, "
-            f"gamma={o.gamma}, normalize={self.normalize!r}, reduction={o.reduction!r})"
+            f"ClassBalancedLoss(num_classes={self.num_classes}, beta={self.beta}, normalize={self.normalize!r}, "
+            f"{describe(self.options)}, axis={self.axis})"
         )

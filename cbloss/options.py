@@ -36,14 +36,17 @@ __all__ = [
 
 LossName = Literal["softmax", "sigmoid", "focal", "softmax_focal"]
 Reduction = Literal["none", "sum", "mean", "weighted_mean"]
-Normalize = Literal["classes", "samples"] | None
+_Normalization = Literal["classes", "samples"]
+Normalize = _Normalization | None
 ZeroCount = Literal["error", "zero"]
-MultiLabel = Literal["class", "sample"] | None
+_MultiLabelMode = Literal["class", "sample"]
+MultiLabel = _MultiLabelMode | None
 
+# The choices, from the types above (the type checker needs the Literals written out; the rest derives from them).
 REDUCTIONS: tuple[str, ...] = typing.get_args(Reduction)
-NORMALIZATIONS: tuple[str | None, ...] = ("classes", "samples", None)
+NORMALIZATIONS: tuple[str | None, ...] = (*typing.get_args(_Normalization), None)
 ZERO_COUNTS: tuple[str, ...] = typing.get_args(ZeroCount)
-MULTI_LABEL_MODES: tuple[str | None, ...] = (None, "class", "sample")
+MULTI_LABEL_MODES: tuple[str | None, ...] = (None, *typing.get_args(_MultiLabelMode))
 
 
 class Option(NamedTuple):

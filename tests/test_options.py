@@ -83,3 +83,16 @@ def test_every_loss_option_is_in_the_public_docstrings(name):
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(loss="focal", multi_label="sample", label_smoothing=0.1),
+        dict(loss="softmax_focal", ignore_index=-1, gamma=0.5),
+    ],
+)
+def test_neutral_repr_shows_every_option_that_differs_from_its_default(options):
+    text = repr(cbloss.ClassBalancedLoss([5, 3, 1], 0.9, **options))
+    for name, value in options.items():
+        assert f"{name}={value!r}" in text
