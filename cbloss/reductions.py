@@ -19,7 +19,7 @@ from typing import Any
 
 from ._namespace import device_of
 
-__all__ = ["MEANS", "every_position", "hard_shares", "reduction_factor", "soft_shares"]
+__all__ = ["MEANS", "every_position", "hard_shares", "reduction_factor", "scaled_gradient", "soft_shares"]
 
 MEANS = ("mean", "weighted_mean")
 
@@ -75,3 +75,10 @@ def reduction_factor(
         denominator = global_sum(denominator)
     # 1 / 0 = inf is computed and not selected
     return xp.where(denominator > 0, 1.0 / denominator, xp.zeros_like(denominator))
+
+
+def scaled_gradient(xp: Any, grad: Any, cotangent: Any, reduction: str, axis: int = -1) -> Any:
+    """The logits' cotangent from the loss's: ``cotangent * d loss / d z``, a new array. Per position for
+    ``"none"`` (``cotangent`` has the positions' shape and broadcasts along the class axis ``axis`` of
+    ``grad``), one number for the reduced losses. Adapters register it as their framework's backward."""
+    return grad * (xp.expand_dims(cotangent, axis=axis) if reduction == "none" else cotangent)

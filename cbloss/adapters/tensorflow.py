@@ -17,6 +17,7 @@ from ..counts import sum_over_replicas
 from ..engine import evaluate
 from ..options import LossOptions, loss_options, with_options_doc
 from ..primitives import Primitives, SharedExpPrimitives
+from ..reductions import scaled_gradient
 from ..weights import whole_counts
 from ._tf_namespace import namespace as xp
 from .keras import ClassBalancedLoss  # the Keras 3 loss of every backend; this import path stays
@@ -147,8 +148,7 @@ def _evaluate(
 
         def backward(upstream: tf.Tensor) -> tf.Tensor:
             g = grad if grad is not None else run(True)[1]
-            upstream = tf.cast(upstream, dtype)
-            g = g * (upstream[..., None] if opts.reduction == "none" else upstream)
+            g = scaled_gradient(xp, g, tf.cast(upstream, dtype), opts.reduction)
             return tf.cast(xp.moveaxis(g, last, axis), x.dtype)
 
         return loss, backward

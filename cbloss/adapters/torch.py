@@ -17,7 +17,7 @@ import torch
 from ..counts import sum_over_replicas
 from ..engine import evaluate
 from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
-from ..reductions import MEANS
+from ..reductions import MEANS, scaled_gradient
 from ..validation import check_choice, check_counts_match, compute_dtype, host_class_weights, prepare_inputs
 from ..weights import class_balanced_weights, whole_counts
 from ._torch_kernels import OPS, TorchPrimitives, binary_cross_entropy, cast_weights, cross_entropy
@@ -52,7 +52,7 @@ class _CoreGradient(torch.autograd.Function):
         input, _, _, _, (opts, _, class_dim, _) = inputs
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(output[1])
-        ctx.per_position, ctx.class_dim, ctx.dtype = opts.reduction == "none", class_dim, input.dtype
+        ctx.reduction, ctx.class_dim, ctx.dtype = opts.reduction, class_dim, input.dtype
 
     @staticmethod
     def backward(ctx, grad_output, grad_of_grad):
@@ -63,9 +63,9 @@ class _CoreGradient(torch.autograd.Function):
             return None, None, None, None, None
         # Back in the input's layout first (a view), so that the product runs along its memory, not across it.
         grad = ctx.saved_tensors[0].movedim(-1, ctx.class_dim)
-        scale = grad_output.unsqueeze(ctx.class_dim) if ctx.per_position else grad_output
         # A new tensor, never the saved one: the caller may change what it receives in place.
-        return (grad * scale.to(grad.dtype)).to(ctx.dtype), None, None, None, None
+        scaled = scaled_gradient(xp, grad, grad_output.to(grad.dtype), ctx.reduction, ctx.class_dim)
+        return scaled.to(ctx.dtype), None, None, None, None
 
 
 # Function.apply binds its arguments with inspect.signature(forward) at every call, reading __signature__ first.
