@@ -10,7 +10,7 @@ import numpy as np
 from ._namespace import is_array, real_to_numpy
 from .effective_number import effective_number
 from .options import weight_options, with_options_doc
-from .validation import check_beta, real_on_host
+from .validation import check_beta, labels_out_of_range, real_on_host
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -108,7 +108,7 @@ def _count_indices(batch: Any, num_classes: int) -> np.ndarray:
     if labels.size and labels.dtype.kind not in "iu":
         raise TypeError(f"labels: must be integer class indices, got dtype {labels.dtype}")
     labels = labels.astype(np.int64, copy=False).ravel()
-    out_of_range = (labels < 0) | (labels >= num_classes)
+    out_of_range = labels_out_of_range(np, labels, num_classes, None)
     if out_of_range.any():
         raise ValueError(f"labels: must be in [0, {num_classes}), got {np.unique(labels[out_of_range]).tolist()[:8]}")
     return np.bincount(labels, minlength=num_classes)

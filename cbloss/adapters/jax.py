@@ -59,7 +59,7 @@ def _index(labels: Any, num_classes: int) -> Any:
     indices modulo 2**32, which would read ``2**32 + k`` as class k."""
     if labels.dtype.itemsize <= 4:
         return labels
-    return jnp.where((labels >= 0) & (labels < num_classes), labels, num_classes)
+    return jnp.where(validation.labels_out_of_range(jnp, labels, num_classes, None), num_classes, labels)
 
 
 _OPS = JaxPrimitives(jnp)
