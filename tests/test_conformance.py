@@ -39,7 +39,14 @@ LOSSES = [
 ]
 REDUCTIONS = ["none", "sum", "mean", "weighted_mean"]
 MULTI_LABEL_LOSSES = [("sigmoid", None), ("focal", 0.0), ("focal", 0.5), ("focal", 2.0)]
-MULTI_LABELS = ["multi_class", "multi_sample", "multi_class_smooth", "multi_sample_fractional"]
+MULTI_LABELS = [
+    "multi_class",
+    "multi_sample",
+    "multi_class_smooth",
+    "multi_sample_smooth",
+    "multi_class_fractional",
+    "multi_sample_fractional",
+]
 LABELS = ["hard", "hard_ignore", "hard_smooth", "hard_ignore_smooth", "soft", "soft_smooth"]
 SHAPES = {"P7": (7,), "N2xd3": (2, 3), "unbatched": ()}
 CLASSES = [2, 5]
