@@ -106,6 +106,33 @@ def test_finite_for_large_logits_and_any_gamma(loss, dtype, data):
     assert np.all(value >= 0)
 
 
+@pytest.mark.parametrize("loss", ["sigmoid", "focal"])
+@pytest.mark.parametrize("multi_label", ["class", "sample"])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+@SETTINGS
+@given(data=st.data())
+def test_multi_hot_finite_for_large_logits_and_any_gamma(loss, multi_label, dtype, data):
+    """The multi-hot losses stay finite at saturated logits of either sign, against 0/1 and fractional targets."""
+    max_abs = 1e4 if dtype != "float16" else 6e4
+    logits, _, weights, options = data.draw(problems(max_abs=max_abs, dtype=dtype))
+    extreme = data.draw(hnp.arrays(np.bool_, logits.shape))
+    sign = data.draw(hnp.arrays(np.bool_, logits.shape))
+    logits = np.where(extreme, np.where(sign, max_abs, -max_abs), logits).astype(dtype)
+    fractional = data.draw(st.booleans())
+    targets = data.draw(hnp.arrays(np.int64, logits.shape, elements=st.integers(0, 4 if fractional else 1)))
+    targets = targets / 4.0 if fractional else targets
+    options.pop("ignore_index", None)
+    if multi_label == "class" and options["reduction"] == "weighted_mean":
+        options["reduction"] = "mean"
+    if loss == "focal":
+        options["gamma"] = data.draw(st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 5.0]) | st.floats(0.0, 5.0))
+    value, grad = run(logits, targets, weights, loss=loss, multi_label=multi_label, **options)
+    assert grad.dtype == np.dtype(dtype) and grad.shape == logits.shape
+    assert np.all(np.isfinite(value)), value
+    assert np.all(np.isfinite(grad)), grad
+    assert np.all(value >= 0)
+
+
 # weights
 
 
