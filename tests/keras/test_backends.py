@@ -60,6 +60,9 @@ def _case(kind, n=10, seed=0):
     if kind == "soft":
         t = rng.dirichlet(np.ones(C), size=n)
         return z, t.astype(np.float32), t.astype(np.float32).astype(np.float64)
+    if kind == "multi_fractional":  # quarters: exact in float32
+        t = (rng.integers(0, 5, size=(n, C)) / 4.0).astype(np.float32)
+        return z, t, t.astype(np.float64)
     t = (rng.random((n, C)) < 0.4).astype(np.float32)  # multi-hot
     return z, t, t.astype(np.float64)
 
@@ -73,6 +76,10 @@ CASES = [
     (dict(loss="focal", gamma=0.5), "soft"),
     (dict(loss="sigmoid", multi_label="class"), "multi_hot"),
     (dict(loss="focal", gamma=2.0, multi_label="sample"), "multi_hot"),
+    (dict(loss="focal", gamma=0.5, multi_label="class", label_smoothing=0.1), "multi_hot"),
+    (dict(loss="sigmoid", multi_label="sample", label_smoothing=0.1), "multi_hot"),
+    (dict(loss="focal", gamma=0.0, multi_label="sample"), "multi_fractional"),
+    (dict(loss="focal", gamma=2.0, multi_label="class", label_smoothing=0.1), "multi_fractional"),
 ]
 
 
