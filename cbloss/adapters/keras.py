@@ -74,7 +74,8 @@ def _class_indices(labels: Any, num_classes: int, ignore_index: int | None, vali
 
 
 def _concrete(x: Any) -> bool:
-    """Whether ``x``'s values can be read now: not a symbolic TensorFlow tensor, not a JAX tracer."""
+    """Whether ``x``'s values can be read now: not a symbolic TensorFlow tensor, not a JAX tracer, not inside
+    ``torch.compile`` (a read there splits the graph)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -84,7 +85,9 @@ def _concrete(x: Any) -> bool:
         import jax
 
         return not isinstance(x, jax.core.Tracer)
-    return True
+    import torch
+
+    return not torch.compiler.is_compiling()
 
 
 def _current(variable: keras.Variable, like: Any) -> Any:
@@ -109,6 +112,7 @@ def _tensorflow_losses(logits, labels, weights, options, axis, validate):
 def _jax_losses(logits, labels, weights, options, axis, validate):
     from . import jax as adapter
 
+    validate = None if validate else validate  # True adds TensorFlow's graph assertions; here it is None's check
     return adapter.class_balanced_loss(logits, labels, weights, axis=axis, validate=validate, **options)
 
 
@@ -221,7 +225,7 @@ class ClassBalancedLoss(keras.losses.Loss):
     @property
     def class_weights(self) -> np.ndarray | None:
         """The current (C,) class weights as a float64 NumPy array (a copy), or None for an unweighted loss."""
-        variable = self.class_weights_variable
+        variable = self._variable
         return None if variable is None else np.array(keras.ops.convert_to_numpy(variable), dtype=np.float64)
 
     def set_weights(self, weights: Any) -> None:
@@ -232,9 +236,8 @@ class ClassBalancedLoss(keras.losses.Loss):
                 "weights: this loss is unweighted; build it with samples_per_class and beta, or weights, "
                 "to change its weights during training"
             )
-        variable = self._variable
-        host = validation.host_class_weights(weights, num_classes=int(variable.shape[0]))
-        variable.assign(host.astype(variable.dtype))
+        host = validation.host_class_weights(weights, num_classes=int(self._variable.shape[0]))
+        self._variable.assign(host.astype(self._variable.dtype))
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         ops = keras.ops
@@ -245,14 +248,13 @@ class ClassBalancedLoss(keras.losses.Loss):
             y_true = ops.squeeze(y_true, axis=axis)
         if not self.from_logits:
             y_pred = _logits_from_probabilities(y_pred, self.options.loss)
-        weights = self.class_weights_variable
         if self.beta is not None:  # built from counts: a class-count mismatch is the counts' fault
             validation.check_counts_match(self.samples_per_class, y_pred, axis)
         indices = self.options.multi_label is None and len(y_true.shape) == rank - 1
         labels = y_true
         if indices and "float" in keras.backend.standardize_dtype(y_true.dtype):
             labels = _class_indices(y_true, y_pred.shape[axis], self.options.ignore_index, self.validate)
-        current = None if weights is None else _current(weights, y_pred)
+        current = None if self._variable is None else _current(self._variable, y_pred)
         losses = _BACKENDS[keras.backend.backend()](y_pred, labels, current, self.options, axis, self.validate)
         if self.options.ignore_index is not None and indices:
             _set_keras_mask(losses, ops.not_equal(y_true, ops.cast(self.options.ignore_index, y_true.dtype)))
@@ -280,8 +282,7 @@ class ClassBalancedLoss(keras.losses.Loss):
 
 def _losses_of(model: keras.Model) -> list[ClassBalancedLoss]:
     found = getattr(model, "loss", None)
-    if isinstance(found, dict):
-        found = list(found.values())
+    found = list(found.values()) if isinstance(found, dict) else found
     found = found if isinstance(found, (list, tuple)) else [found]
     return [loss for loss in found if isinstance(loss, ClassBalancedLoss)]
 

@@ -226,6 +226,41 @@ def test_callback_changes_the_weights_inside_one_compiled_step(schedule):
         assert np.all(np.diff(calls_at_epoch_end) == 1), calls_at_epoch_end  # eager: one call per step
 
 
+@pytest.mark.parametrize("validate", [None, True, False])
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_fit_and_evaluate_with_every_validate_setting(validate, jit_compile):
+    """Every ``validate`` trains and evaluates on every backend (a setting saved on one backend is loaded on the
+    others): the loss of a model is the oracle's, however its labels are checked."""
+    x, y = _data()
+    model = _model()
+    if BACKEND == "torch" and jit_compile:
+        pytest.skip("Keras' torch backend compiles with torch.compile; test_no_graph_breaks_under_torch_compile")
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=ClassBalancedLoss(COUNTS, BETA, validate=validate),
+                  jit_compile=jit_compile)  # fmt: skip
+    history = model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
+    logits = np.asarray(keras.ops.convert_to_numpy(model(x)), dtype=np.float64)
+    expected = np.mean(oracle.loss_and_grad(logits, y, class_balanced_weights(COUNTS, BETA), reduction="none").value)
+    np.testing.assert_allclose(history.history["loss"][0], expected, rtol=1e-5)
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=len(x), verbose=0), expected, rtol=1e-5)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch.compile is the torch backend's compiler")
+@pytest.mark.parametrize("validate", [None, True])
+def test_no_graph_breaks_under_torch_compile(validate):
+    """Class indices that Keras cast to floats are not read on the host inside torch.compile: a read there
+    splits the graph at every call (the value checks are eager-only)."""
+    import torch
+
+    loss = ClassBalancedLoss(COUNTS, BETA, validate=validate)
+    z, y_keras, y = _case("indices")
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(lambda q, t: loss(t, q))(torch.tensor(z), torch.tensor(y_keras))
+    assert explained.graph_break_count == 0, explained.break_reasons
+    compiled = torch.compile(lambda q, t: loss(t, q))
+    expected = np.mean(oracle.loss_and_grad(z, y, class_balanced_weights(COUNTS, BETA), reduction="none").value)
+    np.testing.assert_allclose(float(compiled(torch.tensor(z), torch.tensor(y_keras))), expected, rtol=1e-5)
+
+
 def test_callback_finds_the_loss_or_asks_for_it():
     model = _model()
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
