@@ -78,9 +78,12 @@ def _in_torch_names(error: Exception) -> Exception:
     return type(error)(message)
 
 
-def _detached(x: Any) -> Any:
-    """Targets and weights are constants (docs/conventions.md §10)."""
-    return x.detach() if isinstance(x, torch.Tensor) and x.requires_grad else x
+def _constant(x: Any) -> Any:
+    """Targets and weights are constants (docs/conventions.md §10). Under ``torch.compile`` host weights enter as
+    float64 tensors: Dynamo cannot trace their NumPy check, and would split the graph and run every check."""
+    if isinstance(x, torch.Tensor):
+        return x.detach() if x.requires_grad else x
+    return torch.as_tensor(x, dtype=torch.float64) if x is not None and torch.compiler.is_compiling() else x
 
 
 def _check_flags(validate: Any, global_normalizer: Any, reduction: str) -> None:
@@ -119,7 +122,7 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, glo
     class_dim = 1 if input.ndim >= 2 else 0
     # Reading values synchronises with a GPU; a compiled graph or the meta device has none to read.
     check = validate and device != "meta" and not torch.compiler.is_compiling()
-    target, weight, sample_weight = (_detached(a) for a in (target, weight, sample_weight))
+    target, weight, sample_weight = (_constant(a) for a in (target, weight, sample_weight))
     try:
         if from_counts and weight is not None:
             check_counts_match(weight, input, class_dim)

@@ -301,6 +301,31 @@ def test_compiled_dense_input_gathers_the_label_weights_once_per_position(loss, 
     assert "cbloss.take_weights" in explained.graphs[0].code
 
 
+@pytest.mark.parametrize("loss", ["softmax", "focal"])
+@pytest.mark.parametrize("given", ["numpy", "list"])
+def test_compiled_functional_form_takes_host_weights_in_one_graph(loss, given):
+    """NumPy or list weights (what cbloss.class_balanced_weights returns) closed over by a compiled function: one
+    graph, eager's values, and no eager check inside it (an out-of-range label meets the kernel's own error)."""
+    torch._dynamo.reset()
+    weights = cbloss.class_balanced_weights(COUNTS, 0.999)
+    weights = weights if given == "numpy" else weights.tolist()
+    x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    compiled = torch.compile(lambda a, b: class_balanced_loss(a, b, weights, loss=loss), fullgraph=True,
+                             backend="aot_eager")  # fmt: skip
+    explained = torch._dynamo.explain(lambda a, b: class_balanced_loss(a, b, weights, loss=loss))(x, y)
+    assert explained.graph_count == 1 and not explained.break_reasons
+    value = compiled(x, y)
+    (grad,) = torch.autograd.grad(value, x)
+    reference = x.detach().clone().requires_grad_()
+    expected = class_balanced_loss(reference, y, weights, loss=loss)
+    torch.testing.assert_close(value, expected, rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(grad, torch.autograd.grad(expected, reference)[0], rtol=1e-13, atol=1e-15)
+    with pytest.raises(Exception) as info:
+        compiled(x.detach(), torch.tensor([0, 1, 2, 3, 4, 9]))
+    assert "class indices must be in" not in str(info.value)
+
+
 @pytest.mark.parametrize("multi_label", ["class", "sample"])
 @pytest.mark.parametrize("gamma", [0.0, 2.0])
 def test_compiled_dense_multi_hot_targets_match_eager(multi_label, gamma):
