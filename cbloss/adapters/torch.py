@@ -293,11 +293,10 @@ def _collective_device(group: Any) -> torch.device:
 
 
 def all_reduce_counts(samples_per_class: Any, group: Any = None) -> np.ndarray:
-    """Class counts summed over the ranks of a process group, ``n_c = sum_r n_c^(r)``: every rank then builds the
-    same class-balanced weights (docs/conventions.md §3). A collective (``torch.distributed.all_reduce``, SUM, on
-    the CPU for gloo, on the current CUDA device for NCCL): every rank of ``group`` calls it with the same number
-    of classes; invalid counts or a class-count mismatch on one rank raise ``ValueError`` naming
-    ``samples_per_class`` on every rank instead of a hang (:func:`cbloss.counts.sum_over_replicas`).
+    """Class counts summed over the ranks of a process group, ``n_c = sum_r n_c^(r)``, so that every rank builds the
+    same weights (docs/conventions.md §3). A collective (``all_reduce``, SUM, on the CPU for gloo, the current CUDA
+    device for NCCL) that every rank of ``group`` calls with the same number of classes; invalid counts or a
+    class-count mismatch on one rank raise ``ValueError`` naming ``samples_per_class`` on every rank, never hang.
 
     Args:
         samples_per_class: this rank's ``(C,)`` counts (whole numbers >= 0; tensor, array or sequence), for
@@ -309,11 +308,9 @@ def all_reduce_counts(samples_per_class: Any, group: Any = None) -> np.ndarray:
         ``torch.distributed``, this process's counts as int64. ``ValueError`` naming ``group`` on a rank outside it.
 
     Example:
-        >>> import torch
-        >>> import cbloss
+        >>> import torch, cbloss
         >>> from cbloss.adapters.torch import all_reduce_counts
-        >>> local = cbloss.count_samples_per_class(torch.tensor([0, 2, 2, 1, 2]), 3)  # this rank's shard
-        >>> all_reduce_counts(local).tolist()  # no process group: the local counts
+        >>> all_reduce_counts(cbloss.count_samples_per_class(torch.tensor([0, 2, 2, 1, 2]), 3)).tolist()  # no group
         [1, 1, 3]
     """
     import torch.distributed as dist
