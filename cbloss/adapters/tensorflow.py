@@ -113,6 +113,8 @@ def _global_sum(cross_replica: bool) -> Any:
     return lambda total: context.all_reduce(tf.distribute.ReduceOp.SUM, total)
 
 
+# Plain Python on static values throughout: AutoGraph has nothing to convert, and fails on array-api-compat's code.
+@tf.autograph.experimental.do_not_convert
 def _evaluate(
     logits: Any, labels: Any, weights: Any, opts: LossOptions, axis: int, validate: bool | None, cross_replica: bool
 ) -> tf.Tensor:

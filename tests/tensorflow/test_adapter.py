@@ -134,6 +134,28 @@ def test_unknown_dimensions_with_input_signature():
     np.testing.assert_allclose(last(tf.constant(small[0]), tf.constant(small[1]))[0].numpy(), ref[0], rtol=1e-12)
 
 
+def test_tf_function_with_numpy_weights_traces_without_autograph_warnings():
+    """NumPy weights (what cbloss.class_balanced_weights returns) in a traced function: AutoGraph leaves the
+    adapter's plain Python alone, so tracing logs no "could not transform" warning, and the value is eager's."""
+    import logging
+
+    logits, labels, _, weights = _data((6, 5), seed=7)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    tf.get_logger().addHandler(handler)
+    try:
+        traced = tf.function(
+            lambda z, y: class_balanced_loss(z, y, weights, loss="focal"),
+            input_signature=[tf.TensorSpec([None, 5], tf.float64), tf.TensorSpec([None], tf.int64)],
+        )
+        value = traced(tf.constant(logits), tf.constant(labels))
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert not [r.getMessage() for r in records if "AutoGraph" in r.getMessage()]
+    np.testing.assert_allclose(value.numpy(), _core(logits, labels, weights, loss="focal")[0], rtol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_low_precision_computes_in_float32(dtype):
     logits, labels, _, weights = _data((16, 6), seed=7)
