@@ -77,7 +77,12 @@ class TensorFlowPrimitives(_TensorFlowIndexing):
 
 class TensorFlowXlaPrimitives(SharedExpPrimitives, _TensorFlowIndexing):
     """Under XLA the elementwise passes fuse, so the core's forms that share each ``exp``/``log1p`` win: the
-    sigmoids of :class:`~cbloss.primitives.SharedExpPrimitives`, the softmax and its normaliser from one ``exp``."""
+    sigmoids of :class:`~cbloss.primitives.SharedExpPrimitives`, the softmax and its normaliser from one ``exp``.
+    XLA's gather clamps an index outside ``[0, C)`` to the nearest class: such a label's weight is NaN instead."""
+
+    def take_weights(self, weights: Any, labels: Any) -> Any:
+        outside = validation.labels_out_of_range(xp, labels, weights.shape[0], None)
+        return tf.where(outside, tf.constant(np.nan, weights.dtype), tf.gather(weights, labels))
 
 
 _PRIMITIVES = TensorFlowPrimitives(xp)
@@ -137,6 +142,8 @@ def _evaluate(
         with tf.control_dependencies(_assertions(as_given, num_classes, soft, opts, given.dtype)):
             labels = tf.identity(labels)
     ops, global_sum = _primitives(), _global_sum(cross_replica)
+    if ops is _XLA_PRIMITIVES and w is None and not soft:  # gathered: an out-of-range label is NaN for every loss
+        w = tf.ones((num_classes,), dtype)
 
     @tf.custom_gradient
     def forward(x: tf.Tensor) -> Any:

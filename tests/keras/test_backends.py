@@ -261,6 +261,23 @@ def test_no_graph_breaks_under_torch_compile(validate):
     np.testing.assert_allclose(float(compiled(torch.tensor(z), torch.tensor(y_keras))), expected, rtol=1e-5)
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="XLA's clamping gather is the TensorFlow backend's")
+def test_unchecked_bad_labels_under_xla_are_nan_never_a_class():
+    """Under XLA (``jit_compile=True``; ``"auto"`` on a GPU) nothing checks label values: a non-integral or an
+    out-of-range label gives NaN, where XLA's gather would read the nearest class."""
+    import tensorflow as tf
+
+    loss = ClassBalancedLoss(COUNTS, BETA, reduction="none")
+    z, _, y = _case("indices")
+    labels = y.astype(np.float32)
+    labels[2], labels[3] = 2.5, 7.0
+    values = tf.function(lambda t, q: loss(t, q), jit_compile=True)(tf.constant(labels), tf.constant(z)).numpy()
+    assert np.isnan(values[2]) and np.isnan(values[3])
+    others = np.delete(np.arange(len(z)), [2, 3])
+    expected = oracle.loss_and_grad(z[others], y[others], class_balanced_weights(COUNTS, BETA), reduction="none")
+    np.testing.assert_allclose(values[others], expected.value, rtol=2e-6)
+
+
 def test_callback_finds_the_loss_or_asks_for_it():
     model = _model()
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
