@@ -74,7 +74,7 @@ class UnreducedLossKwargs(TypedDict, total=False):
         Option(
             "softmax",
             _check_loss,
-            "'softmax', 'sigmoid', 'focal' (the paper's sigmoid focal loss) or 'softmax_focal'.",
+            f"one of {', '.join(map(repr, LOSSES))} (docs/conventions.md §4; 'focal' is the paper's sigmoid focal).",
         ),
     ]
     gamma: Annotated[

@@ -7,6 +7,7 @@ import doctest
 import importlib
 import math
 import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +97,24 @@ def test_neutral_repr_shows_every_option_that_differs_from_its_default(options):
     text = repr(cbloss.ClassBalancedLoss([5, 3, 1], 0.9, **options))
     for name, value in options.items():
         assert f"{name}={value!r}" in text
+
+
+def _table_rows(path: str, header: str) -> list[list[str]]:
+    """The cells (backticks and quotes stripped) of the markdown table whose header row starts with ``header``."""
+    lines = (Path(__file__).parents[1] / path).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip().replace("`", "").strip('"') for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_the_docs_loss_tables_are_the_registry():
+    """docs/conventions.md §4 states each registered loss's L_c(z), LossSpec.formula, in the registry's order; the
+    README's table lists the same losses."""
+    rows = _table_rows("docs/conventions.md", "| `loss=` | `L_c(z)` |")
+    assert rows == [[name, spec.formula] for name, spec in LOSSES.items()]
+    readme = _table_rows("README.md", "| `loss=` | per-position loss")
+    assert [row[0].split('"')[0].strip() for row in readme] == list(LOSSES)

@@ -30,7 +30,7 @@ class LossSpec(NamedTuple):
     dense: Callable[..., tuple[Any, Any]]
     #: For a focal loss, the loss it is at gamma = 0 (exactly); None for a loss that takes no gamma.
     without_focusing: str | None
-    #: The per-position loss for a class index y, one line (the docs' table).
+    #: ``L_c(z)``, the unweighted loss of a position whose label is c: docs/conventions.md §4's table (checked).
     formula: str
     #: Multi-hot targets (several positives per position), for the per-class binary losses; None otherwise.
     multi_hot: Callable[..., tuple[Any, Any]] | None = None
@@ -39,26 +39,26 @@ class LossSpec(NamedTuple):
 
 
 LOSSES: dict[str, LossSpec] = {
-    "softmax": LossSpec(softmax.hard, softmax.dense, None, "w_y * (-log softmax(z)_y)", activation="softmax"),
+    "softmax": LossSpec(softmax.hard, softmax.dense, None, "-log p_c, p = softmax(z)", activation="softmax"),
     "sigmoid": LossSpec(
         sigmoid.hard,
         sigmoid.dense,
         None,
-        "w_y * sum_i -log sigmoid(x_i), x_i = z_i if i == y else -z_i",
+        "sum_i -log sigmoid(x_i)",
         sigmoid.multi_hot,
     ),
     "focal": LossSpec(
         sigmoid.hard,
         sigmoid.dense,
         "sigmoid",
-        "w_y * sum_i -(1 - sigmoid(x_i))**gamma * log sigmoid(x_i), x_i = z_i if i == y else -z_i",
+        "sum_i -(1 - sigmoid(x_i))^gamma * log sigmoid(x_i)",
         sigmoid.multi_hot,
     ),
     "softmax_focal": LossSpec(
         softmax_focal.hard,
         softmax_focal.dense,
         "softmax",
-        "w_y * -(1 - p_y)**gamma * log p_y, p = softmax(z)",
+        "-(1 - p_c)^gamma * log p_c, p = softmax(z)",
         activation="softmax",
     ),
 }
