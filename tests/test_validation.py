@@ -147,40 +147,6 @@ def test_traced_checks_read_the_given_dtype_and_the_sample_weights(given_dtype, 
     assert len(rules) == 2 + (weights is not None)
 
 
-def _framework_arrays(name):
-    """Converters to ``name``'s arrays and a tracing wrapper (a function run on traced arrays)."""
-    if name == "torch":
-        torch = pytest.importorskip("torch")
-        return torch.as_tensor, None
-    if name == "jax":
-        jax = pytest.importorskip("jax")
-        return jax.numpy.asarray, jax.jit
-    tf = pytest.importorskip("tensorflow")
-    return tf.constant, lambda f: tf.function(f, autograph=False)
-
-
-@pytest.mark.parametrize("framework", ["torch", "jax", "tensorflow"])
-def test_validate_labels_reads_every_frameworks_arrays(framework):
-    """Concrete arrays of every framework are read by value with the core's rules; traced ones have no values:
-    a TypeError naming labels, never a check that passes because nothing was read."""
-    convert, trace = _framework_arrays(framework)
-    cbloss.validate_labels(convert(np.array([0, 2, -100])), 3, ignore_index=-100)
-    with pytest.raises(ValueError, match=r"^labels: class indices must be in \[0, 3\), got \[3, 7\]"):
-        cbloss.validate_labels(convert(np.array([[0, 3], [7, 1]])), 3)
-    with pytest.raises(ValueError, match=r"^labels: soft targets must sum to 1"):
-        cbloss.validate_labels(convert(np.array([[0.5, 0.6, 0.0]], np.float32)), 3)
-    with pytest.raises(ValueError, match=r"^labels: multi-hot targets must be in \[0, 1\]"):
-        cbloss.validate_labels(convert(np.array([[0.0, 2.0, 1.0]], np.float32)), 3, multi_label=True)
-    if trace is not None:
-
-        def traced(labels):
-            cbloss.validate_labels(labels, 3)
-            return labels
-
-        with pytest.raises(TypeError, match=r"^labels: validate_labels reads label values"):
-            trace(traced)(convert(np.array([0, 1])))
-
-
 @pytest.mark.parametrize("labels", [["a", "b"], [[0, 1], [2]], None])
 def test_validate_labels_names_what_is_not_numbers(labels):
     with pytest.raises(TypeError, match=r"^labels: must be an array or a"):

@@ -246,22 +246,3 @@ def test_count_reads_a_loaders_targets_at_its_sampled_indices():
     assert want.tolist() != COUNTS.tolist()
     # no sampler: iterated (it yields nothing), not read from the dataset's targets
     _check_counts(cbloss.count_samples_per_class(_Loader(dataset, labels), 5), [0, 0, 0, 0, 0])
-
-
-@pytest.mark.parametrize("framework", ["torch", "jax", "tensorflow"])
-def test_count_multi_hot_bfloat16_targets_of_every_framework(framework):
-    """bfloat16 multi-hot targets (the dtype of a mixed-precision pipeline) are 0/1 like any other: counted,
-    from one array and from batches, not rejected as non-binary nor failing a host transfer."""
-    targets = np.random.default_rng(6).uniform(size=(5, 4)) < 0.4
-    if framework == "torch":
-        torch = pytest.importorskip("torch")
-        batch = torch.as_tensor(targets).to(torch.bfloat16)
-    elif framework == "jax":
-        jnp = pytest.importorskip("jax.numpy")
-        batch = jnp.asarray(targets, dtype=jnp.bfloat16)
-    else:
-        tf = pytest.importorskip("tensorflow")
-        batch = tf.cast(tf.constant(targets), tf.bfloat16)
-    want = targets.sum(axis=0)
-    np.testing.assert_array_equal(cbloss.count_samples_per_class(batch, 4, multi_label=True), want)
-    np.testing.assert_array_equal(cbloss.count_samples_per_class([batch, batch], 4, multi_label=True), 2 * want)

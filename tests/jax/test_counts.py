@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import cbloss
+from tests.framework_checks import check_count_multi_hot_bfloat16, check_validate_labels
 from tests.test_weights import LABELS, _check_counts
 
 jax = pytest.importorskip("jax", reason="jax is not installed")
@@ -157,3 +158,11 @@ def test_all_reduce_counts_over_two_devices_equals_counting_the_whole_data_set()
     assert got["local"][0] != want and got["local"][1] != want  # each device alone sees only its shard
     assert got["shard_map"] == got["host_shards"] == got["one_process"] == want
     assert got["pmap"] == [want, want]  # every device holds the sum
+
+
+def test_count_multi_hot_bfloat16_arrays():
+    check_count_multi_hot_bfloat16(lambda t: jax.numpy.asarray(t, dtype=jax.numpy.bfloat16))
+
+
+def test_validate_labels_reads_arrays_and_refuses_tracers():
+    check_validate_labels(jax.numpy.asarray, jax.jit)

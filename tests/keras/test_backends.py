@@ -233,8 +233,6 @@ def test_fit_and_evaluate_with_every_validate_setting(validate, jit_compile):
     others): the loss of a model is the oracle's, however its labels are checked."""
     x, y = _data()
     model = _model()
-    if BACKEND == "torch" and jit_compile:
-        pytest.skip("Keras' torch backend compiles with torch.compile; test_no_graph_breaks_under_torch_compile")
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss=ClassBalancedLoss(COUNTS, BETA, validate=validate),
                   jit_compile=jit_compile)  # fmt: skip
     history = model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
@@ -244,38 +242,41 @@ def test_fit_and_evaluate_with_every_validate_setting(validate, jit_compile):
     np.testing.assert_allclose(model.evaluate(x, y, batch_size=len(x), verbose=0), expected, rtol=1e-5)
 
 
-@pytest.mark.skipif(BACKEND != "torch", reason="torch.compile is the torch backend's compiler")
-@pytest.mark.parametrize("validate", [None, True])
-def test_no_graph_breaks_under_torch_compile(validate):
-    """Class indices that Keras cast to floats are not read on the host inside torch.compile: a read there
-    splits the graph at every call (the value checks are eager-only)."""
-    import torch
+# Backend-specific behaviour, defined only where it applies (each backend's session runs this file).
+if BACKEND == "torch":  # torch.compile is the torch backend's compiler
 
-    loss = ClassBalancedLoss(COUNTS, BETA, validate=validate)
-    z, y_keras, y = _case("indices")
-    torch._dynamo.reset()
-    explained = torch._dynamo.explain(lambda q, t: loss(t, q))(torch.tensor(z), torch.tensor(y_keras))
-    assert explained.graph_break_count == 0, explained.break_reasons
-    compiled = torch.compile(lambda q, t: loss(t, q))
-    expected = np.mean(oracle.loss_and_grad(z, y, class_balanced_weights(COUNTS, BETA), reduction="none").value)
-    np.testing.assert_allclose(float(compiled(torch.tensor(z), torch.tensor(y_keras))), expected, rtol=1e-5)
+    @pytest.mark.parametrize("validate", [None, True])
+    def test_no_graph_breaks_under_torch_compile(validate):
+        """Class indices that Keras cast to floats are not read on the host inside torch.compile: a read there
+        splits the graph at every call (the value checks are eager-only)."""
+        import torch
+
+        loss = ClassBalancedLoss(COUNTS, BETA, validate=validate)
+        z, y_keras, y = _case("indices")
+        torch._dynamo.reset()
+        explained = torch._dynamo.explain(lambda q, t: loss(t, q))(torch.tensor(z), torch.tensor(y_keras))
+        assert explained.graph_break_count == 0, explained.break_reasons
+        compiled = torch.compile(lambda q, t: loss(t, q))
+        expected = np.mean(oracle.loss_and_grad(z, y, class_balanced_weights(COUNTS, BETA), reduction="none").value)
+        np.testing.assert_allclose(float(compiled(torch.tensor(z), torch.tensor(y_keras))), expected, rtol=1e-5)
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="XLA's clamping gather is the TensorFlow backend's")
-def test_unchecked_bad_labels_under_xla_are_nan_never_a_class():
-    """Under XLA (``jit_compile=True``; ``"auto"`` on a GPU) nothing checks label values: a non-integral or an
-    out-of-range label gives NaN, where XLA's gather would read the nearest class."""
-    import tensorflow as tf
+if BACKEND == "tensorflow":  # XLA's clamping gather is the TensorFlow backend's
 
-    loss = ClassBalancedLoss(COUNTS, BETA, reduction="none")
-    z, _, y = _case("indices")
-    labels = y.astype(np.float32)
-    labels[2], labels[3] = 2.5, 7.0
-    values = tf.function(lambda t, q: loss(t, q), jit_compile=True)(tf.constant(labels), tf.constant(z)).numpy()
-    assert np.isnan(values[2]) and np.isnan(values[3])
-    others = np.delete(np.arange(len(z)), [2, 3])
-    expected = oracle.loss_and_grad(z[others], y[others], class_balanced_weights(COUNTS, BETA), reduction="none")
-    np.testing.assert_allclose(values[others], expected.value, rtol=2e-6)
+    def test_unchecked_bad_labels_under_xla_are_nan_never_a_class():
+        """Under XLA (``jit_compile=True``; ``"auto"`` on a GPU) nothing checks label values: a non-integral or an
+        out-of-range label gives NaN, where XLA's gather would read the nearest class."""
+        import tensorflow as tf
+
+        loss = ClassBalancedLoss(COUNTS, BETA, reduction="none")
+        z, _, y = _case("indices")
+        labels = y.astype(np.float32)
+        labels[2], labels[3] = 2.5, 7.0
+        values = tf.function(lambda t, q: loss(t, q), jit_compile=True)(tf.constant(labels), tf.constant(z)).numpy()
+        assert np.isnan(values[2]) and np.isnan(values[3])
+        others = np.delete(np.arange(len(z)), [2, 3])
+        expected = oracle.loss_and_grad(z[others], y[others], class_balanced_weights(COUNTS, BETA), reduction="none")
+        np.testing.assert_allclose(values[others], expected.value, rtol=2e-6)
 
 
 def test_callback_finds_the_loss_or_asks_for_it():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import cbloss
+from tests.framework_checks import check_count_multi_hot_bfloat16, check_validate_labels
 from tests.test_weights import LABELS, _check_counts
 
 tf = pytest.importorskip("tensorflow")
@@ -19,3 +20,11 @@ def test_count_from_tensors_and_pipelines():
     dicts = tf.data.Dataset.from_tensor_slices({"image": np.zeros((6, 2), np.float32), "label": labels}).batch(4)
     _check_counts(cbloss.count_samples_per_class(dicts, 5))
     _check_counts(cbloss.count_samples_per_class(tf.data.Dataset.from_tensor_slices(labels).batch(5), 5))
+
+
+def test_count_multi_hot_bfloat16_tensors():
+    check_count_multi_hot_bfloat16(lambda t: tf.cast(tf.constant(t), tf.bfloat16))
+
+
+def test_validate_labels_reads_tensors_and_refuses_graph_tensors():
+    check_validate_labels(tf.constant, lambda f: tf.function(f, autograph=False))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import cbloss
+from tests.framework_checks import check_count_multi_hot_bfloat16, check_validate_labels
 from tests.test_weights import LABELS, _check_counts
 
 
@@ -309,3 +310,13 @@ def test_weights_from_half_precision_counts(dtype):
     counts = torch.tensor([300.0, 60.0, 12.0, 3.0, 0.5], dtype=getattr(torch, dtype))
     expected = cbloss.class_balanced_weights(counts.double().numpy(), 0.99)
     np.testing.assert_array_equal(cbloss.class_balanced_weights(counts, 0.99), expected)
+
+
+def test_count_multi_hot_bfloat16_tensors():
+    torch = pytest.importorskip("torch")
+    check_count_multi_hot_bfloat16(lambda t: torch.as_tensor(t).to(torch.bfloat16))
+
+
+def test_validate_labels_reads_tensors():
+    torch = pytest.importorskip("torch")
+    check_validate_labels(torch.as_tensor)

@@ -1,0 +1,43 @@
+"""Checks of the core's host reads that every framework's test directory runs on its own arrays (each CI session
+installs one framework; tests/<framework>/ calls these with its conversions)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import cbloss
+
+
+def check_validate_labels(convert: Callable[[np.ndarray], Any], trace: Callable | None = None) -> None:
+    """``cbloss.validate_labels`` reads concrete arrays of the framework by value with the core's rules; traced
+    ones (run inside ``trace``, a function transformation) have no values: a TypeError naming labels, never a check
+    that passes because nothing was read."""
+    cbloss.validate_labels(convert(np.array([0, 2, -100])), 3, ignore_index=-100)
+    with pytest.raises(ValueError, match=r"^labels: class indices must be in \[0, 3\), got \[3, 7\]"):
+        cbloss.validate_labels(convert(np.array([[0, 3], [7, 1]])), 3)
+    with pytest.raises(ValueError, match=r"^labels: soft targets must sum to 1"):
+        cbloss.validate_labels(convert(np.array([[0.5, 0.6, 0.0]], np.float32)), 3)
+    with pytest.raises(ValueError, match=r"^labels: multi-hot targets must be in \[0, 1\]"):
+        cbloss.validate_labels(convert(np.array([[0.0, 2.0, 1.0]], np.float32)), 3, multi_label=True)
+    if trace is not None:
+
+        def traced(labels: Any) -> Any:
+            cbloss.validate_labels(labels, 3)
+            return labels
+
+        with pytest.raises(TypeError, match=r"^labels: validate_labels reads label values"):
+            trace(traced)(convert(np.array([0, 1])))
+
+
+def check_count_multi_hot_bfloat16(to_bfloat16: Callable[[np.ndarray], Any]) -> None:
+    """bfloat16 multi-hot targets (the dtype of a mixed-precision pipeline) are 0/1 like any other: counted, from
+    one array and from batches, neither rejected as non-binary nor failing the host transfer."""
+    targets = np.random.default_rng(6).uniform(size=(5, 4)) < 0.4
+    batch = to_bfloat16(targets)
+    want = targets.sum(axis=0)
+    np.testing.assert_array_equal(cbloss.count_samples_per_class(batch, 4, multi_label=True), want)
+    np.testing.assert_array_equal(cbloss.count_samples_per_class([batch, batch], 4, multi_label=True), 2 * want)
