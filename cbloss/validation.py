@@ -33,6 +33,7 @@ __all__ = [
     "extremes",
     "finite_and_nonnegative",
     "host_class_weights",
+    "host_sample_weight",
     "ignored_labels",
     "labels_out_of_range",
     "multi_hot_invalid",
@@ -422,6 +423,15 @@ def host_class_weights(weights: Any, num_classes: int | None = None) -> np.ndarr
     return host
 
 
+def host_sample_weight(sample_weight: Any) -> np.ndarray:
+    """Given per-position weights as a float64 NumPy array, checked: real, finite and >= 0 (the shape is the
+    caller's to check)."""
+    host = real_on_host("sample_weight", sample_weight)
+    if not finite_and_nonnegative(np, host):
+        raise ValueError(_SAMPLE_WEIGHT)
+    return host
+
+
 def prepare_weights(
     xp: Any, weights: Any, num_classes: int, dtype: Any, device: Any, validate: bool, like: Any = None
 ) -> Any:
@@ -467,15 +477,13 @@ def prepare_sample_weight(
         or _foreign(xp, sample_weight, like)
     )
     if on_host:
-        sample_weight = real_on_host("sample_weight", sample_weight)
+        sample_weight = host_sample_weight(sample_weight)
     if tuple(sample_weight.shape) != tuple(positions):
         raise ValueError(
             f"sample_weight: must have the labels' shape {tuple(positions)} (one weight per position), "
             f"got {tuple(sample_weight.shape)}"
         )
     if on_host:
-        if not finite_and_nonnegative(np, sample_weight):
-            raise ValueError(_SAMPLE_WEIGHT)
         return xp.asarray(sample_weight, dtype=dtype, device=device)
     if not (xp.isdtype(sample_weight.dtype, "real floating") or xp.isdtype(sample_weight.dtype, "integral")):
         raise TypeError(f"sample_weight: must be real numbers, got dtype {sample_weight.dtype}")

@@ -17,9 +17,9 @@ from ..options import LossOptions
 from ..primitives import Primitives, SharedExpPrimitives
 from ..reductions import hard_shares, reduction_factor, soft_shares
 from ..targets import label_weights
-from ..validation import compute_dtype
+from ..validation import compute_dtype, host_class_weights, host_sample_weight
 
-__all__ = ["OPS", "TorchPrimitives", "binary_cross_entropy", "cast_weights", "cross_entropy"]
+__all__ = ["OPS", "TorchPrimitives", "binary_cross_entropy", "cast_weights", "constant", "cross_entropy"]
 
 # F.softplus returns x itself above `threshold`. log1p(exp(-x)) is below half an ulp of x once x > 37 in float64
 # (x > 17 in float32), so 40 keeps every float64 digit; PyTorch's default, 20, loses up to 2.7e5 ulps in float64
@@ -52,6 +52,20 @@ _take_weights = torch.ops.cbloss.take_weights.default
 
 def _gather_weights(weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.index_select(weights, 0, labels.reshape(-1)).view(labels.shape)
+
+
+def constant(x: Any, name: str | None = None) -> Any:
+    """A target or weights as a constant (docs/conventions.md §10): detached. Under ``torch.compile``, host
+    weights ``name`` (NumPy, sequences) are read and checked on the host outside the graph: Dynamo cannot trace
+    NumPy, and its graph break inside the adapter's ``try`` would run the whole loss eagerly."""
+    if isinstance(x, torch.Tensor):
+        return x.detach() if x.requires_grad else x
+    return _from_host(name, x) if x is not None and torch.compiler.is_compiling() else x
+
+
+@torch.compiler.disable
+def _from_host(name: str, values: Any) -> torch.Tensor:
+    return torch.from_numpy(host_class_weights(values) if name == "weights" else host_sample_weight(values))
 
 
 def cast_weights(weights: Any, dtype: torch.dtype) -> Any:

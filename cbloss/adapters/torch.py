@@ -20,7 +20,7 @@ from ..options import LossOptions, describe, loss_options, split_options, with_o
 from ..reductions import MEANS, scaled_gradient
 from ..validation import check_choice, check_counts_match, compute_dtype, host_class_weights, prepare_inputs
 from ..weights import class_balanced_weights, whole_counts
-from ._torch_kernels import OPS, TorchPrimitives, binary_cross_entropy, cast_weights, cross_entropy
+from ._torch_kernels import OPS, TorchPrimitives, binary_cross_entropy, cast_weights, constant, cross_entropy
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -78,14 +78,6 @@ def _in_torch_names(error: Exception) -> Exception:
     return type(error)(message)
 
 
-def _constant(x: Any) -> Any:
-    """Targets and weights are constants (docs/conventions.md §10). Under ``torch.compile`` host weights enter as
-    float64 tensors: Dynamo cannot trace their NumPy check, and would split the graph and run every check."""
-    if isinstance(x, torch.Tensor):
-        return x.detach() if x.requires_grad else x
-    return torch.as_tensor(x, dtype=torch.float64) if x is not None and torch.compiler.is_compiling() else x
-
-
 def _check_flags(validate: Any, global_normalizer: Any, reduction: str) -> None:
     check_choice("validate", validate, (True, False))
     if check_choice("global_normalizer", global_normalizer, (True, False)) and reduction not in MEANS:
@@ -122,7 +114,8 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, glo
     class_dim = 1 if input.ndim >= 2 else 0
     # Reading values synchronises with a GPU; a compiled graph or the meta device has none to read.
     check = validate and device != "meta" and not torch.compiler.is_compiling()
-    target, weight, sample_weight = (_constant(a) for a in (target, weight, sample_weight))
+    target, weight = constant(target), constant(weight, "weights")
+    sample_weight = constant(sample_weight, "sample_weight")
     try:
         if from_counts and weight is not None:
             check_counts_match(weight, input, class_dim)

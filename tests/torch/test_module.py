@@ -302,28 +302,37 @@ def test_compiled_dense_input_gathers_the_label_weights_once_per_position(loss, 
 
 
 @pytest.mark.parametrize("loss", ["softmax", "focal"])
-@pytest.mark.parametrize("given", ["numpy", "list"])
-def test_compiled_functional_form_takes_host_weights_in_one_graph(loss, given):
-    """NumPy or list weights (what cbloss.class_balanced_weights returns) closed over by a compiled function: one
-    graph, eager's values, and no eager check inside it (an out-of-range label meets the kernel's own error)."""
+@pytest.mark.parametrize("given", ["numpy", "list", "numpy scalars"])
+def test_compiled_functional_form_reads_host_weights_outside_the_graph(loss, given):
+    """NumPy or list weights (what cbloss.class_balanced_weights returns) closed over by a compiled function: read
+    and checked on the host outside the graph (one break), the loss compiled around it with eager's values and no
+    eager label check (an out-of-range label meets the kernel's own error); bad host weights are named errors."""
     torch._dynamo.reset()
     weights = cbloss.class_balanced_weights(COUNTS, 0.999)
-    weights = weights if given == "numpy" else weights.tolist()
+    weights = {"numpy": weights, "list": weights.tolist(), "numpy scalars": list(weights)}[given]
     x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
     y = torch.tensor([0, 1, 2, 3, 4, 0])
-    compiled = torch.compile(lambda a, b: class_balanced_loss(a, b, weights, loss=loss), fullgraph=True,
-                             backend="aot_eager")  # fmt: skip
+    compiled = torch.compile(lambda a, b, w: class_balanced_loss(a, b, w, loss=loss), backend="aot_eager")
     explained = torch._dynamo.explain(lambda a, b: class_balanced_loss(a, b, weights, loss=loss))(x, y)
-    assert explained.graph_count == 1 and not explained.break_reasons
-    value = compiled(x, y)
+    assert explained.graph_count == 2 and len(explained.break_reasons) == 1
+    value = compiled(x, y, weights)
     (grad,) = torch.autograd.grad(value, x)
     reference = x.detach().clone().requires_grad_()
     expected = class_balanced_loss(reference, y, weights, loss=loss)
     torch.testing.assert_close(value, expected, rtol=1e-13, atol=1e-15)
     torch.testing.assert_close(grad, torch.autograd.grad(expected, reference)[0], rtol=1e-13, atol=1e-15)
     with pytest.raises(Exception) as info:
-        compiled(x.detach(), torch.tensor([0, 1, 2, 3, 4, 9]))
+        compiled(x.detach(), torch.tensor([0, 1, 2, 3, 4, 9]), weights)
     assert "class indices must be in" not in str(info.value)
+    for bad, error in (
+        ([np.nan, 1, 1, 1, 1], ValueError),
+        ([-1.0, 1, 1, 1, 1], ValueError),
+        ([1 + 5j, 1, 1, 1, 1], TypeError),
+    ):
+        with pytest.raises(error, match=r"^weights: must be"):
+            compiled(x.detach(), y, np.array(bad))
+    with pytest.raises(ValueError, match=r"^sample_weight: must be finite and >= 0"):
+        torch.compile(lambda a, b: class_balanced_loss(a, b, sample_weight=np.full(6, -1.0)), backend="aot_eager")(x, y)
 
 
 @pytest.mark.parametrize("multi_label", ["class", "sample"])
