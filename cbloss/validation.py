@@ -327,16 +327,17 @@ def validate_labels(
     if not hasattr(labels, "shape"):
         labels = as_array(labels, "labels")  # a (nested) sequence of numbers, or a TypeError naming labels
     try:
-        host = to_numpy(labels)
+        host = real_to_numpy(labels)
     except Exception:  # no values to read: JAX and TensorFlow raise different errors for a traced array
         raise TypeError(
             "labels: validate_labels reads label values and cannot run on traced arrays (inside jit/vmap/grad "
-            "or a graph); call it before the traced step, or use the loss's traced checks (JAX: "
-            "validate='checkify', TensorFlow: validate=True)"
+            "or a graph) or on PyTorch's meta device; call it before the traced step, or use the loss's traced "
+            "checks (JAX: validate='checkify', TensorFlow: validate=True)"
         ) from None
     if soft is None:
         soft = multi_label or host.dtype.kind == "f"
-    given_dtype = host.dtype  # sets the tolerance of soft targets' sums
+    # the tolerance of soft targets' sums is their given dtype's: float16 and bfloat16 (read as float32) have 1e-2
+    given_dtype = np.dtype(np.float16) if "float16" in str(getattr(labels, "dtype", "")) else host.dtype
     if soft:
         host = np.moveaxis(host.astype(np.float64), axis, -1)
     check_label_values(namespace_of(), host, int(num_classes), soft, ignore_index, given_dtype, multi_label=multi_label)

@@ -12,10 +12,18 @@ import pytest
 import cbloss
 
 
-def check_validate_labels(convert: Callable[[np.ndarray], Any], trace: Callable | None = None) -> None:
-    """``cbloss.validate_labels`` reads concrete arrays of the framework by value with the core's rules; traced
-    ones (run inside ``trace``, a function transformation) have no values: a TypeError naming labels, never a check
-    that passes because nothing was read."""
+def check_validate_labels(
+    convert: Callable[[np.ndarray], Any], to_bfloat16: Callable[[np.ndarray], Any], trace: Callable | None = None
+) -> None:
+    """``cbloss.validate_labels`` reads concrete arrays of the framework by value with the core's rules (bfloat16
+    soft targets too, to their dtype's tolerance, 1e-2); traced ones (run inside ``trace``, a function
+    transformation) have no values: a TypeError naming labels, never a check that passes because nothing was
+    read."""
+    with pytest.raises(ValueError, match=r"^labels: soft targets must sum to 1"):
+        cbloss.validate_labels(to_bfloat16(np.array([[0.5, 0.875]])), 2)
+    with pytest.raises(ValueError, match=r"^labels: soft targets must be finite probabilities >= 0"):
+        cbloss.validate_labels(to_bfloat16(np.array([[-0.5, 1.5]])), 2)
+    cbloss.validate_labels(to_bfloat16(np.array([[0.5, 0.5078125]])), 2)  # off by 0.008: within bfloat16's 1e-2
     cbloss.validate_labels(convert(np.array([0, 2, -100])), 3, ignore_index=-100)
     with pytest.raises(ValueError, match=r"^labels: class indices must be in \[0, 3\), got \[3, 7\]"):
         cbloss.validate_labels(convert(np.array([[0, 3], [7, 1]])), 3)

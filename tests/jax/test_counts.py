@@ -165,4 +165,9 @@ def test_count_multi_hot_bfloat16_arrays():
 
 
 def test_validate_labels_reads_arrays_and_refuses_tracers():
-    check_validate_labels(jax.numpy.asarray, jax.jit)
+    check_validate_labels(jax.numpy.asarray, lambda t: jax.numpy.asarray(t, jax.numpy.bfloat16), jax.jit)
+
+
+def test_count_multi_hot_numpy_bfloat16():
+    """NumPy arrays of ml_dtypes' bfloat16 (what np.asarray gives for a JAX bfloat16 array) are counted too."""
+    check_count_multi_hot_bfloat16(lambda t: np.asarray(jax.numpy.asarray(t, dtype=jax.numpy.bfloat16)))

@@ -27,4 +27,6 @@ def test_count_multi_hot_bfloat16_tensors():
 
 
 def test_validate_labels_reads_tensors_and_refuses_graph_tensors():
-    check_validate_labels(tf.constant, lambda f: tf.function(f, autograph=False))
+    check_validate_labels(
+        tf.constant, lambda t: tf.cast(tf.constant(t), tf.bfloat16), lambda f: tf.function(f, autograph=False)
+    )

@@ -319,4 +319,4 @@ def test_count_multi_hot_bfloat16_tensors():
 
 def test_validate_labels_reads_tensors():
     torch = pytest.importorskip("torch")
-    check_validate_labels(torch.as_tensor)
+    check_validate_labels(torch.as_tensor, lambda t: torch.as_tensor(t).to(torch.bfloat16))
