@@ -17,7 +17,7 @@ from ..options import LossOptions
 from ..primitives import Primitives, SharedExpPrimitives
 from ..reductions import hard_shares, reduction_factor, soft_shares
 from ..targets import label_weights
-from ..validation import compute_dtype, host_class_weights, host_sample_weight
+from ..validation import compute_dtype
 
 __all__ = ["OPS", "TorchPrimitives", "binary_cross_entropy", "cast_weights", "constant", "cross_entropy"]
 
@@ -54,18 +54,18 @@ def _gather_weights(weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return torch.index_select(weights, 0, labels.reshape(-1)).view(labels.shape)
 
 
-def constant(x: Any, name: str | None = None) -> Any:
+def constant(x: Any, host_check: Callable[[Any], Any] | None = None) -> Any:
     """A target or weights as a constant (docs/conventions.md §10): detached. Under ``torch.compile``, host
-    weights ``name`` (NumPy, sequences) are read and checked on the host outside the graph: Dynamo cannot trace
-    NumPy, and its graph break inside the adapter's ``try`` would run the whole loss eagerly."""
+    weights (NumPy, sequences) are read and checked by ``host_check`` on the host, outside the graph: Dynamo cannot
+    trace NumPy, and its graph break inside the adapter's ``try`` would run the whole loss eagerly."""
     if isinstance(x, torch.Tensor):
         return x.detach() if x.requires_grad else x
-    return _from_host(name, x) if x is not None and torch.compiler.is_compiling() else x
+    return _from_host(host_check, x) if x is not None and torch.compiler.is_compiling() else x
 
 
 @torch.compiler.disable
-def _from_host(name: str, values: Any) -> torch.Tensor:
-    return torch.from_numpy(host_class_weights(values) if name == "weights" else host_sample_weight(values))
+def _from_host(host_check: Callable[[Any], Any], values: Any) -> torch.Tensor:
+    return torch.from_numpy(host_check(values))
 
 
 def cast_weights(weights: Any, dtype: torch.dtype) -> Any:

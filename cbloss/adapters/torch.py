@@ -18,7 +18,14 @@ from ..counts import sum_over_replicas
 from ..engine import evaluate
 from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
 from ..reductions import MEANS, scaled_gradient
-from ..validation import check_choice, check_counts_match, compute_dtype, host_class_weights, prepare_inputs
+from ..validation import (
+    check_choice,
+    check_counts_match,
+    compute_dtype,
+    host_class_weights,
+    host_sample_weight,
+    prepare_inputs,
+)
 from ..weights import class_balanced_weights, whole_counts
 from ._torch_kernels import OPS, TorchPrimitives, binary_cross_entropy, cast_weights, constant, cross_entropy
 
@@ -114,8 +121,8 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, glo
     class_dim = 1 if input.ndim >= 2 else 0
     # Reading values synchronises with a GPU; a compiled graph or the meta device has none to read.
     check = validate and device != "meta" and not torch.compiler.is_compiling()
-    target, weight = constant(target), constant(weight, "weights")
-    sample_weight = constant(sample_weight, "sample_weight")
+    target, weight = constant(target), constant(weight, host_class_weights)
+    sample_weight = constant(sample_weight, host_sample_weight)
     try:
         if from_counts and weight is not None:
             check_counts_match(weight, input, class_dim)
