@@ -64,9 +64,8 @@ def to_numpy(x: Any) -> np.ndarray:
 def real_to_numpy(x: Any) -> np.ndarray:
     """:func:`to_numpy`, with the floating dtypes NumPy lacks (bfloat16: PyTorch has no DLPack transfer of it,
     JAX and TensorFlow hand over ml_dtypes' kind 'V') as float32, which holds every such value exactly."""
-    if is_array(x) and not isinstance(x, np.ndarray):  # NumPy's own ml_dtypes arrays are converted below
+    if is_array(x) and not isinstance(x, np.ndarray) and "bfloat16" in str(x.dtype):  # NumPy's: converted below
         xp = namespace_of(x)
-        if xp.isdtype(x.dtype, "real floating") and x.dtype not in (xp.float16, xp.float32, xp.float64):
-            x = xp.astype(x, xp.float32)
+        x = xp.astype(x, xp.float32)
     host = to_numpy(x)
     return host.astype(np.float32) if host.dtype.kind == "V" else host

@@ -230,7 +230,10 @@ def soft_targets_invalid(xp: Any, targets: Any, tolerance: float) -> tuple[Any, 
 
 def extremes(xp: Any, values: Any) -> tuple[Any, Any]:
     """0-d ``(min, max)`` of a non-empty array; NaN propagates into both. One pass where the namespace has the
-    fused reduction (PyTorch's ``aminmax``; the Array-API standard has none), two elsewhere."""
+    fused reduction (PyTorch's ``aminmax``; the Array-API standard has none), two elsewhere. Unsigned integers
+    wider than 8 bits are read as float64, which keeps their order: PyTorch has no reductions for them."""
+    if xp.isdtype(values.dtype, "unsigned integer") and values.dtype != xp.uint8:
+        values = xp.astype(values, xp.float64)
     fused = getattr(xp, "aminmax", None)
     return tuple(fused(values)) if fused is not None else (xp.min(values), xp.max(values))
 
@@ -412,25 +415,49 @@ def traced_checks(
     return rules
 
 
-def host_class_weights(weights: Any, num_classes: int | None = None) -> np.ndarray:
+def host_class_weights(weights: Any, num_classes: int | None = None, dtype: Any = None) -> np.ndarray:
     """Given class weights as a float64 NumPy (C,) array, checked: 1-D (of length ``num_classes`` when given),
-    finite and >= 0. Accepts arrays of any supported namespace, lists and tuples."""
+    finite and >= 0, and with a NumPy floating ``dtype``, the one they are computed in, within its range
+    (:func:`check_within`). Accepts arrays of any supported namespace, lists and tuples."""
     host = real_on_host("weights", weights)
     if host.ndim != 1 or host.size == 0 or (num_classes is not None and host.shape != (num_classes,)):
         expected = "a non-empty 1-D sequence" if num_classes is None else f"{num_classes} class weights"
         raise ValueError(f"weights: expected {expected}, got shape {host.shape}")
     if not finite_and_nonnegative(np, host):
         raise ValueError(f"weights: must be finite and >= 0, got {host.tolist()}")
-    return host
+    return host if dtype is None else check_within("weights", host, dtype)
 
 
-def host_sample_weight(sample_weight: Any) -> np.ndarray:
-    """Given per-position weights as a float64 NumPy array, checked: real, finite and >= 0 (the shape is the
-    caller's to check)."""
+def host_sample_weight(sample_weight: Any, dtype: Any = None) -> np.ndarray:
+    """Given per-position weights as a float64 NumPy array, checked: real, finite and >= 0, and with a NumPy
+    floating ``dtype`` within its range (the shape is the caller's to check)."""
     host = real_on_host("sample_weight", sample_weight)
     if not finite_and_nonnegative(np, host):
         raise ValueError(_SAMPLE_WEIGHT)
+    return host if dtype is None else check_within("sample_weight", host, dtype)
+
+
+def check_within(name: str, host: np.ndarray, dtype: Any) -> np.ndarray:
+    """``host`` (finite float64 weights) as it is if the NumPy floating ``dtype`` holds every entry; else a
+    ``ValueError`` naming ``name``: the cast to ``dtype`` would turn a finite weight into inf (docs/conventions.md
+    §9, §11).
+
+    Example:
+        >>> check_within("weights", np.array([1.0, 1e39]), np.float32)
+        Traceback (most recent call last):
+        ValueError: weights: must be at most 3.402823e+38 (the largest float32, the loss's dtype), got 1e+39
+    """
+    largest, limit = float(np.max(np.abs(host), initial=0.0)), float(np.finfo(dtype).max)
+    if largest > limit:
+        raise ValueError(
+            f"{name}: must be at most {limit:.7g} (the largest {np.dtype(dtype)}, the loss's dtype), got {largest:.7g}"
+        )
     return host
+
+
+def _host_dtype(xp: Any, dtype: Any) -> Any:
+    """The NumPy dtype of a compute dtype of ``xp`` (float32 or float64, :func:`compute_dtype`)."""
+    return np.float64 if dtype == xp.float64 else np.float32
 
 
 def prepare_weights(
@@ -444,16 +471,20 @@ def prepare_weights(
         return None
     if isinstance(weights, np.ndarray) or not hasattr(weights, "shape") or _foreign(xp, weights, like):
         # Host weights, and arrays of another framework (read by value, never reinterpreted).
-        return xp.asarray(host_class_weights(weights, num_classes), dtype=dtype, device=device)
+        host = host_class_weights(weights, num_classes, _host_dtype(xp, dtype))
+        return xp.asarray(host, dtype=dtype, device=device)
     if tuple(weights.shape) != (num_classes,):
         raise ValueError(f"weights: expected {num_classes} class weights, got shape {tuple(weights.shape)}")
     if not (xp.isdtype(weights.dtype, "real floating") or xp.isdtype(weights.dtype, "integral")):
         raise TypeError(f"weights: must be real numbers, got dtype {weights.dtype}")
-    if validate:  # where the weights are: finite and >= 0 iff the smallest is >= 0 (NaN is not), the largest < inf
-        low, high = extremes(xp, weights)
+    cast = xp.asarray(weights, dtype=dtype, device=device, copy=True)  # the caller's array is never handed back
+    # Checked where they are, as computed: finite and >= 0 iff the smallest is >= 0 (NaN is not) and the largest
+    # < inf. Read after the cast, which makes a weight beyond the compute dtype's range inf.
+    if validate:
+        low, high = extremes(xp, cast)
         if not (float(low) >= 0 and float(high) < math.inf):
-            raise ValueError("weights: must be finite and >= 0")
-    return xp.asarray(weights, dtype=dtype, device=device, copy=True)  # the caller's array is never handed back
+            host_class_weights(weights, num_classes, _host_dtype(xp, dtype))  # names what is wrong as given
+    return cast
 
 
 def _foreign(xp: Any, array: Any, like: Any = None) -> bool:
@@ -478,7 +509,7 @@ def prepare_sample_weight(
         or _foreign(xp, sample_weight, like)
     )
     if on_host:
-        sample_weight = host_sample_weight(sample_weight)
+        sample_weight = host_sample_weight(sample_weight, _host_dtype(xp, dtype))
     if tuple(sample_weight.shape) != tuple(positions):
         raise ValueError(
             f"sample_weight: must have the labels' shape {tuple(positions)} (one weight per position), "
@@ -488,10 +519,10 @@ def prepare_sample_weight(
         return xp.asarray(sample_weight, dtype=dtype, device=device)
     if not (xp.isdtype(sample_weight.dtype, "real floating") or xp.isdtype(sample_weight.dtype, "integral")):
         raise TypeError(f"sample_weight: must be real numbers, got dtype {sample_weight.dtype}")
-    sample_weight = xp.astype(xp.asarray(sample_weight, device=device), dtype)
-    if validate and not bool(finite_and_nonnegative(xp, sample_weight)):
-        raise ValueError(_SAMPLE_WEIGHT)
-    return sample_weight
+    cast = xp.astype(xp.asarray(sample_weight, device=device), dtype)
+    if validate and not bool(finite_and_nonnegative(xp, cast)):  # as computed: the cast may have made one inf
+        host_sample_weight(sample_weight, _host_dtype(xp, dtype))  # names what is wrong with them as given
+    return cast
 
 
 def check_counts_match(weights: Any, logits: Any, axis: int) -> None:

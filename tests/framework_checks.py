@@ -3,6 +3,7 @@ installs one framework; tests/<framework>/ calls these with its conversions)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -49,3 +50,15 @@ def check_count_multi_hot_bfloat16(to_bfloat16: Callable[[np.ndarray], Any]) -> 
     want = targets.sum(axis=0)
     np.testing.assert_array_equal(cbloss.count_samples_per_class(batch, 4, multi_label=True), want)
     np.testing.assert_array_equal(cbloss.count_samples_per_class([batch, batch], 4, multi_label=True), 2 * want)
+
+
+def check_weights_beyond_float32(loss: Callable[[Any, Any, Any], Any], convert: Callable[[np.ndarray], Any]) -> None:
+    """Class weights finite as given but beyond float32's range, as a list or a float64 array of the framework:
+    a float32 loss (``loss(logits, labels, weights)``, summed) refuses them naming weights, since its cast would
+    make them inf; a float64 loss holds them and gives their value."""
+    labels, big = convert(np.array([0, 1])), [1.0, 1e39, 1.0]
+    for weights in (big, convert(np.asarray(big))):
+        with pytest.raises(ValueError, match=r"^weights: must be at most 3.402823e\+38 \(the largest float32"):
+            loss(convert(np.zeros((2, 3), np.float32)), labels, weights)
+        value = float(np.asarray(loss(convert(np.zeros((2, 3))), labels, weights)))
+        assert value == pytest.approx((1.0 + 1e39) * math.log(3.0), rel=1e-12)

@@ -283,6 +283,23 @@ def test_given_weights_must_be_finite_and_non_negative(bad):
         cbloss.ClassBalancedLoss.from_weights(bad)
 
 
+@pytest.mark.parametrize("given", ["list", "array"])
+@pytest.mark.parametrize("argument", ["weights", "sample_weight"])
+def test_weights_beyond_float32_are_named_where_the_loss_is_float32(asarray, given, argument):
+    """Weights finite as given but beyond float32's range would be inf in a float32 loss: an error naming the
+    argument, whether they are given on the host or as an array (checked as cast). A float64 loss holds them."""
+    labels, big = asarray(np.array([0, 1])), [1.0, 1e39, 1.0] if argument == "weights" else [1e39, 1.0]
+    values = big if given == "list" else asarray(np.asarray(big))
+
+    def loss(dtype):
+        kwargs = {"weights": values} if argument == "weights" else {"sample_weight": values}
+        return cbloss.class_balanced_loss(asarray(np.zeros((2, 3), dtype)), labels, **kwargs, reduction="sum")
+
+    with pytest.raises(ValueError, match=names(argument) + r": must be at most 3.402823e\+38 \(the largest float32"):
+        loss(np.float32)
+    assert float(loss(np.float64)) == pytest.approx(1e39 * math.log(3.0), rel=1e-12)
+
+
 NOT_REAL = {
     "None": lambda values: [None, *values[1:]],
     "complex": lambda values: [complex(v, 1.0) for v in values],

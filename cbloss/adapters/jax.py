@@ -159,7 +159,7 @@ def _call(
         # a jax.Array is read on the host (inside a trace jnp operations would be staged); prepare_weights checks
         # host weights itself
         if eager and isinstance(weights, jax.Array) and not _is_traced(weights):
-            validation.host_class_weights(weights, num_classes)
+            validation.host_class_weights(weights, num_classes, dtype)
         weights = validation.prepare_weights(jnp, weights, num_classes, dtype, None, False)
     if sample_weight is not None:
         positions = labels.shape[:axis] + labels.shape[axis + 1 :] if soft else labels.shape
@@ -277,7 +277,7 @@ class ClassBalancedLoss:
         cls, weights: Any, *, axis: int = -1, axis_name: Hashable | None = None, **options: Unpack[LossKwargs]
     ) -> ClassBalancedLoss:
         """A loss with given (C,) class weights (finite, >= 0; any array or sequence), or None: unweighted."""
-        host = None if weights is None else jnp.asarray(validation.host_class_weights(weights))
+        host = None if weights is None else _stored_weights(weights)
         return cls._make(host, loss_options(**options), validation.check_axis(axis), axis_name, False, None, None)
 
     @classmethod
@@ -334,7 +334,7 @@ class ClassBalancedLoss:
         """The same loss with new (C,) class weights, for a schedule (:mod:`cbloss.schedules`): a jitted step
         that takes the loss as an argument sees the new weights without retracing. Concrete weights are checked."""
         if not _is_traced(weights):
-            weights = jnp.asarray(validation.host_class_weights(weights, self.num_classes))
+            weights = _stored_weights(weights, self.num_classes)
         return self.tree_unflatten(self.tree_flatten()[1], (weights,))
 
     @property
@@ -354,6 +354,12 @@ class ClassBalancedLoss:
             f"ClassBalancedLoss(num_classes={self.num_classes}, beta={self.beta}, normalize={self.normalize!r}, "
             f"{describe(self.options)}, axis={self.axis}, axis_name={self.axis_name!r})"
         )
+
+
+def _stored_weights(weights: Any, num_classes: int | None = None) -> jax.Array:
+    """Given class weights, checked, in JAX's widest floating dtype (float32 without x64), which holds them."""
+    dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+    return jnp.asarray(validation.host_class_weights(weights, num_classes, dtype), dtype)
 
 
 def all_reduce_counts(samples_per_class: Any, axis_name: Hashable | None = None) -> Any:

@@ -211,11 +211,16 @@ class ClassBalancedLoss(keras.losses.Loss):
         elif beta is not None:
             raise ValueError("samples_per_class: required with beta")
         else:
-            initial = None if weights is None else validation.host_class_weights(weights)  # float64 (C,)
+            initial = None if weights is None else validation.host_class_weights(weights, None, self._computed_in)
         self.samples_per_class, self.beta, self.axis = samples_per_class, beta, validation.check_axis(axis)
         self.from_logits = validation.check_choice("from_logits", from_logits, (True, False))
         self.validate = validation.check_choice("validate", validate, (None, True, False))
         self._variable = None if initial is None else _weights_variable(initial)
+
+    @property
+    def _computed_in(self) -> type:
+        """The dtype the weights are computed in: the loss's own (docs/conventions.md §9)."""
+        return np.float64 if self.dtype == "float64" else np.float32
 
     @property
     def class_weights_variable(self) -> keras.Variable | None:
@@ -236,7 +241,7 @@ class ClassBalancedLoss(keras.losses.Loss):
                 "weights: this loss is unweighted; build it with samples_per_class and beta, or weights, "
                 "to change its weights during training"
             )
-        host = validation.host_class_weights(weights, num_classes=int(self._variable.shape[0]))
+        host = validation.host_class_weights(weights, int(self._variable.shape[0]), self._computed_in)
         self._variable.assign(host.astype(self._variable.dtype))
 
     def call(self, y_true: Any, y_pred: Any) -> Any:

@@ -15,7 +15,11 @@ import numpy as np
 import pytest
 
 import cbloss
-from tests.framework_checks import check_count_multi_hot_bfloat16, check_validate_labels
+from tests.framework_checks import (
+    check_count_multi_hot_bfloat16,
+    check_validate_labels,
+    check_weights_beyond_float32,
+)
 from tests.test_weights import LABELS, _check_counts
 
 jax = pytest.importorskip("jax", reason="jax is not installed")
@@ -171,3 +175,7 @@ def test_validate_labels_reads_arrays_and_refuses_tracers():
 def test_count_multi_hot_numpy_bfloat16():
     """NumPy arrays of ml_dtypes' bfloat16 (what np.asarray gives for a JAX bfloat16 array) are counted too."""
     check_count_multi_hot_bfloat16(lambda t: np.asarray(jax.numpy.asarray(t, dtype=jax.numpy.bfloat16)))
+
+
+def test_weights_beyond_float32_are_named():
+    check_weights_beyond_float32(lambda z, y, w: cj.class_balanced_loss(z, y, w, reduction="sum"), jnp.asarray)

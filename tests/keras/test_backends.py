@@ -125,6 +125,12 @@ def test_non_integral_labels_and_set_weights_are_checked():
         loss.set_weights([1.0, 2.0, np.nan, 1.0])
     with pytest.raises(ValueError, match=r"^weights: this loss is unweighted"):
         ClassBalancedLoss().set_weights([1.0] * C)
+    # a float32 loss cannot hold a weight beyond float32's range (it would be inf in the step): named at once
+    beyond = [1.0, 1e39] + [1.0] * (C - 2)
+    with pytest.raises(ValueError, match=r"^weights: must be at most 3.402823e\+38 \(the largest float32"):
+        ClassBalancedLoss(weights=beyond)
+    with pytest.raises(ValueError, match=r"^weights: must be at most 3.402823e\+38 \(the largest float32"):
+        loss.set_weights(beyond)
     with pytest.raises(TypeError, match=r"^schedule: "):
         ReweightingCallback([1.0] * C)
     with pytest.raises(ValueError, match=r"^from_logits: "):

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 import cbloss
-from tests.framework_checks import check_count_multi_hot_bfloat16, check_validate_labels
+from tests.framework_checks import (
+    check_count_multi_hot_bfloat16,
+    check_validate_labels,
+    check_weights_beyond_float32,
+)
 from tests.test_weights import LABELS, _check_counts
 
 tf = pytest.importorskip("tensorflow")
@@ -30,3 +34,9 @@ def test_validate_labels_reads_tensors_and_refuses_graph_tensors():
     check_validate_labels(
         tf.constant, lambda t: tf.cast(tf.constant(t), tf.bfloat16), lambda f: tf.function(f, autograph=False)
     )
+
+
+def test_weights_beyond_float32_are_named():
+    from cbloss.adapters.tensorflow import class_balanced_loss
+
+    check_weights_beyond_float32(lambda z, y, w: class_balanced_loss(z, y, w, reduction="sum"), tf.constant)

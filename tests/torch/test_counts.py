@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 import cbloss
-from tests.framework_checks import check_count_multi_hot_bfloat16, check_validate_labels
+from tests.framework_checks import (
+    check_count_multi_hot_bfloat16,
+    check_validate_labels,
+    check_weights_beyond_float32,
+)
 from tests.test_weights import LABELS, _check_counts
 
 
@@ -320,3 +324,10 @@ def test_count_multi_hot_bfloat16_tensors():
 def test_validate_labels_reads_tensors():
     torch = pytest.importorskip("torch")
     check_validate_labels(torch.as_tensor, lambda t: torch.as_tensor(t).to(torch.bfloat16))
+
+
+def test_weights_beyond_float32_are_named():
+    torch = pytest.importorskip("torch")
+    from cbloss.adapters.torch import class_balanced_loss
+
+    check_weights_beyond_float32(lambda z, y, w: class_balanced_loss(z, y, w, reduction="sum"), torch.from_numpy)

@@ -418,3 +418,22 @@ def test_multi_hot_targets_match_the_core_and_are_checked(loss, multi_label):
         class_balanced_loss(x, torch.tensor(t) + 1.0, torch.tensor(w), **options)
     with pytest.raises(ValueError, match=r"^target: multi-hot targets must have the input's shape"):
         class_balanced_loss(x, torch.tensor(t[:, 0]), torch.tensor(w), **options)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint16, torch.uint32, torch.uint64])
+@pytest.mark.parametrize("loss", ["sigmoid", "focal"])
+def test_wide_unsigned_weights_and_multi_hot_targets_are_read_as_numbers(dtype, loss):
+    """PyTorch has no comparisons or reductions for uint16/32/64: weights and multi-hot targets in them are
+    checked and computed like the same numbers in float64, and a target of 2 is still named."""
+    rng = np.random.default_rng(31)
+    z = torch.tensor(rng.normal(size=(6, 4)) * 3)
+    t = rng.uniform(size=(6, 4)) < 0.4
+    w = np.array([1, 3, 2, 7])
+    options = dict(loss=loss, multi_label="class", reduction="sum")
+    expected = class_balanced_loss(z, torch.tensor(t, dtype=torch.float64), torch.tensor(w * 1.0), **options)
+    got = class_balanced_loss(z, torch.tensor(t).to(dtype), torch.tensor(w).to(dtype), **options)
+    torch.testing.assert_close(got, expected, rtol=0.0, atol=0.0)
+    with pytest.raises(ValueError, match=r"^target: multi-hot targets must be in \[0, 1\]"):
+        class_balanced_loss(z, torch.tensor(2 * t).to(dtype), **options)
+    single = class_balanced_loss(z, torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor(w).to(dtype), loss=loss)
+    torch.testing.assert_close(single, class_balanced_loss(z, torch.tensor([0, 1, 2, 3, 0, 1]), w.tolist(), loss=loss))
