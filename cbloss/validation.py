@@ -28,6 +28,7 @@ __all__ = [
     "check_ignore_index",
     "check_label_smoothing",
     "check_label_values",
+    "check_num_classes",
     "check_real",
     "compute_dtype",
     "extremes",
@@ -53,9 +54,20 @@ __all__ = [
 # Scalars and choices
 # ----------------------------------------------------------------------------------------------------------
 def check_choice(name: str, value: Any, choices: tuple) -> Any:
-    if value not in choices:
+    """``value`` if it is one of ``choices`` (strings, bools, None), each matched by type as well: ``1`` is not
+    ``True``, nor is the string ``"False"`` False, and an array is no choice at all."""
+    if not any(
+        value is choice or (type(choice) is str and isinstance(value, str) and value == choice) for choice in choices
+    ):
         raise ValueError(f"{name}: must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def check_num_classes(num_classes: Any) -> int:
+    """The number of classes: a positive Python or NumPy integer (a bool or a float is rejected)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
+    return int(num_classes)
 
 
 def check_real(name: str, value: Any, low: float, high: float) -> float:
@@ -114,8 +126,8 @@ def check_ignore_index(ignore_index: Any) -> int | None:
 
 def real_on_host(name: str, values: Any) -> np.ndarray:
     """``values`` (an array of any supported namespace, a sequence or a number) as a new float64 NumPy array.
-    ``TypeError`` naming ``name`` unless they are real numbers (bool, integer or floating): a complex value would
-    lose its imaginary part, a string is no number.
+    ``TypeError`` naming ``name`` unless they are real numbers (integer or floating): a complex value would lose
+    its imaginary part, a string is no number, and a bool is no count or weight (as in every framework's arrays).
 
     Example:
         >>> real_on_host("weights", [1, 0.5]).tolist()
@@ -126,8 +138,10 @@ def real_on_host(name: str, values: Any) -> np.ndarray:
     """
     try:
         host = real_to_numpy(values)
-        numbers_only = host.dtype.kind != "O" or all(isinstance(v, numbers.Real) for v in host.flat)
-        if host.dtype.kind in "biufO" and numbers_only:  # not None, which an object array would make NaN
+        numbers_only = host.dtype.kind != "O" or all(
+            isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in host.flat
+        )
+        if host.dtype.kind in "iufO" and numbers_only:  # not None, which an object array would make NaN
             return host.astype(np.float64)
     except OverflowError:
         raise ValueError(f"{name}: must be finite, got a number beyond float64's range") from None
@@ -146,6 +160,12 @@ def compute_dtype(xp: Any, dtype: Any) -> Any:
     return xp.float32
 
 
+_BOOL_LABELS = (
+    "labels: must be integer class indices or floating soft targets, got bool (multi-hot targets need "
+    "multi_label='class' or 'sample')"
+)
+
+
 def check_class_axis(xp: Any, logits: Any, labels: Any, axis: int, *, multi_label: bool = False) -> tuple[int, bool]:
     """Shapes and dtypes of ``logits`` and ``labels``; returns (the class axis as a non-negative int, whether
     the labels are targets shaped like the logits: soft targets, or multi-hot targets with ``multi_label``, which
@@ -158,10 +178,7 @@ def check_class_axis(xp: Any, logits: Any, labels: Any, axis: int, *, multi_labe
         soft = True
     else:
         if xp.isdtype(labels.dtype, "bool"):
-            raise TypeError(
-                "labels: must be integer class indices or floating soft targets, got bool (multi-hot targets need "
-                "multi_label='class' or 'sample')"
-            )
+            raise TypeError(_BOOL_LABELS)
         soft = xp.isdtype(labels.dtype, "real floating")
         if not soft and not xp.isdtype(labels.dtype, "integral"):
             raise TypeError(f"labels: must be integer class indices or soft targets, got dtype {labels.dtype}")
@@ -172,6 +189,8 @@ def check_class_axis(xp: Any, logits: Any, labels: Any, axis: int, *, multi_labe
         raise ValueError(f"axis: {axis} is out of range for logits of shape {tuple(logits.shape)}")
     axis = axis % logits.ndim
     shape = tuple(logits.shape)
+    if shape[axis] == 0:
+        raise ValueError(f"logits: the class axis ({axis}) must hold at least one class, got shape {shape}")
     expected = shape if soft else shape[:axis] + shape[axis + 1 :]
     given = tuple(labels.shape)
     mismatch = given != expected and (
@@ -327,8 +346,13 @@ def validate_labels(
         Traceback (most recent call last):
         ValueError: labels: class indices must be in [0, 3), got [3]
     """
+    num_classes, axis, ignore_index = check_num_classes(num_classes), check_axis(axis), check_ignore_index(ignore_index)
+    soft = check_choice("soft", soft, (None, True, False))
+    multi_label = check_choice("multi_label", multi_label, (True, False))
     if not hasattr(labels, "shape"):
         labels = as_array(labels, "labels")  # a (nested) sequence of numbers, or a TypeError naming labels
+        if labels.size == 0:
+            labels = labels.astype(np.int64)  # no labels: NumPy's default float dtype does not make them targets
     try:
         host = real_to_numpy(labels)
     except Exception:  # no values to read: JAX and TensorFlow raise different errors for a traced array
@@ -337,13 +361,37 @@ def validate_labels(
             "or a graph) or on PyTorch's meta device; call it before the traced step, or use the loss's traced "
             "checks (JAX: validate='checkify', TensorFlow: validate=True)"
         ) from None
+    if host.dtype.kind not in "biuf":  # strings, objects (a ragged tensor), complex numbers
+        raise TypeError(f"labels: must be class indices or targets (real numbers), got dtype {host.dtype}")
+    if host.dtype.kind == "b" and not multi_label:
+        raise TypeError(_BOOL_LABELS)
     if soft is None:
         soft = multi_label or host.dtype.kind == "f"
+    if soft:
+        if not (host.ndim and -host.ndim <= axis < host.ndim and host.shape[axis] == num_classes):
+            kind = "multi-hot" if multi_label else "soft"
+            raise ValueError(
+                f"labels: {kind} targets must have {num_classes} entries along axis {axis}, got shape {host.shape}"
+            )
+    elif host.dtype.kind == "f":  # class indices as floats (Keras hands labels over so): integers only
+        host = _integral(host, num_classes)
     # the tolerance of soft targets' sums is their given dtype's: float16 and bfloat16 (read as float32) have 1e-2
     given_dtype = np.dtype(np.float16) if "float16" in str(getattr(labels, "dtype", "")) else host.dtype
     if soft:
         host = np.moveaxis(host.astype(np.float64), axis, -1)
-    check_label_values(namespace_of(), host, int(num_classes), soft, ignore_index, given_dtype, multi_label=multi_label)
+    check_label_values(namespace_of(), host, num_classes, soft, ignore_index, given_dtype, multi_label=multi_label)
+
+
+def _integral(indices: np.ndarray, num_classes: int) -> np.ndarray:
+    """Floating class indices as int64: each must be an integer in int64's range (a ``ValueError`` naming labels)."""
+    whole = np.isfinite(indices) & (np.trunc(indices) == indices)
+    if not whole.all():
+        found = np.unique(indices[~whole]).tolist()[:8]
+        raise ValueError(f"labels: class indices must be integers, got {found}")
+    beyond = (indices < -(2.0**63)) | (indices >= 2.0**63)
+    if beyond.any():
+        raise ValueError(f"{_out_of_range(num_classes)}, got {np.unique(indices[beyond]).tolist()[:8]}")
+    return indices.astype(np.int64)
 
 
 class TracedCheck(NamedTuple):

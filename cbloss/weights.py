@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._namespace import is_array, real_to_numpy
+from ._namespace import as_array, is_array, real_to_numpy
 from .effective_number import effective_number
 from .options import weight_options, with_options_doc
-from .validation import check_beta, labels_out_of_range, real_on_host
+from .validation import check_beta, check_choice, check_num_classes, labels_out_of_range, real_on_host
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -99,19 +99,19 @@ def class_balanced_weights(samples_per_class: Any, beta: float, **options: Unpac
 
 
 def _host_batch(batch: Any) -> np.ndarray:
-    """One batch of labels as a host NumPy array (any framework's array, or a (nested) list)."""
-    return real_to_numpy(batch)
+    """One batch of labels as a host NumPy array (any framework's array, or a (nested) list of numbers)."""
+    return real_to_numpy(batch if hasattr(batch, "shape") else as_array(batch, "labels"))
 
 
 def _count_indices(batch: Any, num_classes: int) -> np.ndarray:
     labels = _host_batch(batch)
     if labels.size and labels.dtype.kind not in "iu":
         raise TypeError(f"labels: must be integer class indices, got dtype {labels.dtype}")
-    labels = labels.astype(np.int64, copy=False).ravel()
-    out_of_range = labels_out_of_range(np, labels, num_classes, None)
+    labels = labels.ravel()
+    out_of_range = labels_out_of_range(np, labels, num_classes, None)  # in their own dtype: uint64 never wraps
     if out_of_range.any():
         raise ValueError(f"labels: must be in [0, {num_classes}), got {np.unique(labels[out_of_range]).tolist()[:8]}")
-    return np.bincount(labels, minlength=num_classes)
+    return np.bincount(labels.astype(np.int64, copy=False), minlength=num_classes)
 
 
 def _count_multi_hot(batch: Any, num_classes: int) -> np.ndarray:
@@ -272,14 +272,14 @@ def count_samples_per_class(
         >>> cbloss.count_samples_per_class([[1, 0, 1], [0, 0, 1]], 3, multi_label=True).tolist()
         [1, 0, 2]
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
-    count = _count_multi_hot if multi_label else _count_indices
+    num_classes = check_num_classes(num_classes)
+    check_choice("progress", progress, (None, True, False))
+    count = _count_multi_hot if check_choice("multi_label", multi_label, (True, False)) else _count_indices
     if _is_batch(labels):
-        return count(labels, int(num_classes))
+        return count(labels, num_classes)
     targets = _pipeline_targets(labels)
     if targets is not None:
-        return count(targets, int(num_classes))
+        return count(targets, num_classes)
     try:
         batches = iter(labels)  # a map-style dataset (items by index) iterates too
     except TypeError:

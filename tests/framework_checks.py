@@ -26,6 +26,13 @@ def check_validate_labels(
         cbloss.validate_labels(to_bfloat16(np.array([[-0.5, 1.5]])), 2)
     cbloss.validate_labels(to_bfloat16(np.array([[0.5, 0.5078125]])), 2)  # off by 0.008: within bfloat16's 1e-2
     cbloss.validate_labels(convert(np.array([0, 2, -100])), 3, ignore_index=-100)
+    cbloss.validate_labels(convert(np.array([0.0, 2.0, -100.0])), 3, ignore_index=-100, soft=False)
+    with pytest.raises(ValueError, match=r"^labels: class indices must be integers, got \[0.5\]"):
+        cbloss.validate_labels(convert(np.array([0.0, 0.5])), 3, soft=False)
+    with pytest.raises(TypeError, match=r"^labels: must be integer class indices or floating soft targets, got bool"):
+        cbloss.validate_labels(convert(np.array([True, False])), 3)
+    with pytest.raises(ValueError, match=r"^labels: soft targets must have 3 entries along axis -1, got shape"):
+        cbloss.validate_labels(convert(np.array([[0.5, 0.5]])), 3)
     with pytest.raises(ValueError, match=r"^labels: class indices must be in \[0, 3\), got \[3, 7\]"):
         cbloss.validate_labels(convert(np.array([[0, 3], [7, 1]])), 3)
     with pytest.raises(ValueError, match=r"^labels: soft targets must sum to 1"):

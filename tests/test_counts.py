@@ -140,3 +140,25 @@ def test_docstring_example_runs():
     for test in doctest.DocTestFinder().find(counts):
         runner.run(test)
     assert runner.summarize(verbose=False).attempted >= 4 and runner.failures == 0
+
+
+@pytest.mark.parametrize(
+    "labels, kwargs, error, message",
+    [
+        ([[0, 1, 1]], dict(multi_label="False"), ValueError, r"^multi_label: must be one of \[True, False\]"),
+        ([0, 1], dict(progress="no"), ValueError, r"^progress: must be one of \[None, True, False\]"),
+        ([[0, 1], [1]], {}, TypeError, r"^labels: must be an array or a \(nested\) list of numbers"),
+        (
+            np.array([0, 2**64 - 1], np.uint64),
+            {},
+            ValueError,
+            r"^labels: must be in \[0, 3\), got \[18446744073709551615\]",
+        ),
+    ],
+    ids=["multi_label-string", "progress-string", "ragged", "uint64-max"],
+)
+def test_count_names_what_is_wrong(labels, kwargs, error, message):
+    """A truthy string does not switch to multi-hot counting, and a label is reported as given (uint64's largest
+    is not -1)."""
+    with pytest.raises(error, match=message):
+        cbloss.count_samples_per_class(labels, 3, **kwargs)

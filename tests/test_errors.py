@@ -172,10 +172,29 @@ def test_axis_not_an_integer(axis):
         cbloss.ClassBalancedLoss([1, 2, 3, 4], 0.9, axis=axis)
 
 
-@pytest.mark.parametrize("validate", ["no", None, 2])
+@pytest.mark.parametrize("validate", ["no", None, 2, 1, 0, np.True_, np.array([True])], ids=repr)
 def test_validate_is_a_bool(validate):
+    """A flag is True or False themselves: 1, NumPy's bool and an array are not (an array would compare
+    elementwise)."""
     with pytest.raises(ValueError, match=names("validate")):
         cbloss.class_balanced_loss(Z, Y, validate=validate)
+
+
+@pytest.mark.parametrize("value", [np.array(["sum"]), ["sum"], b"sum", 1], ids=repr)
+@pytest.mark.parametrize("argument", ["loss", "reduction", "multi_label", "normalize"])
+def test_a_choice_is_a_string_not_an_array_of_one(argument, value):
+    call = cbloss.class_balanced_weights if argument == "normalize" else cbloss.class_balanced_loss
+    args = ([1, 2, 3], 0.9) if argument == "normalize" else (Z, Y)
+    with pytest.raises(ValueError, match=names(argument) + ": must be one of"):
+        call(*args, **{argument: value})
+
+
+def test_logits_without_classes():
+    """A class axis of length 0 has no loss to compute (no class to normalise over): an error naming logits."""
+    for shape, labels in (((0, 0), np.zeros(0, np.int64)), ((2, 0), np.zeros(2, np.int64)), ((2, 0), np.zeros((2, 0)))):
+        with pytest.raises(ValueError, match=names("logits") + r": the class axis \(1\) must hold at least one"):
+            cbloss.class_balanced_loss(np.zeros(shape), labels, label_smoothing=0.1)
+    assert float(cbloss.class_balanced_loss(np.zeros((0, 3)), np.zeros(0, np.int64), label_smoothing=0.1)) == 0.0
 
 
 def test_axis_out_of_range():
@@ -305,6 +324,8 @@ NOT_REAL = {
     "complex": lambda values: [complex(v, 1.0) for v in values],
     "complex-zero-imaginary": lambda values: np.asarray(values, dtype=np.complex128),
     "strings": lambda values: [str(v) for v in values],
+    "bools": lambda values: [v > 0 for v in values],
+    "bool-array": lambda values: np.asarray(values) > 0,
 }
 REAL_ARGUMENTS = {
     "samples_per_class": lambda bad: cbloss.class_balanced_weights(bad, 0.9),

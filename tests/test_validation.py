@@ -117,6 +117,19 @@ def test_no_labels_have_no_checks(shape, soft):
         ([[0.5, 0.6], [0.5, 0.0], [0.0, 0.0]], dict(axis=0), "soft targets must sum to 1"),
         ([[0.5, 0.5, 0.0]], dict(axis=-1, multi_label=True), None),
         ([[1.5, 0.0, 0.0]], dict(multi_label=True), r"multi-hot targets must be in \[0, 1\]"),
+        # an empty sequence holds no labels (NumPy would make it float64, which reads as soft targets)
+        ([], {}, None),
+        ([], dict(soft=True), r"soft targets must have 3 entries along axis -1, got shape \(0,\)"),
+        # targets' class axis holds num_classes entries
+        ([[0.5, 0.5]], {}, r"soft targets must have 3 entries along axis -1, got shape \(1, 2\)"),
+        ([[1.0, 0.0, 1.0]], dict(axis=0, multi_label=True), r"multi-hot targets must have 3 entries along axis 0"),
+        ([0.5, 0.5, 0.0], dict(axis=1), r"soft targets must have 3 entries along axis 1, got shape \(3,\)"),
+        # class indices given as floats, as Keras hands them over: whole numbers in range, or ignore_index
+        ([0.0, 2.0, -100.0], dict(soft=False, ignore_index=-100), None),
+        ([0.0, 2.5], dict(soft=False), r"class indices must be integers, got \[2.5\]"),
+        ([0.0, np.nan, -np.inf], dict(soft=False), r"class indices must be integers, got \[-inf, nan\]"),
+        ([0.0, 3.0], dict(soft=False), r"class indices must be in \[0, 3\), got \[3\]"),
+        ([0.0, 1e30, -1e19], dict(soft=False), r"class indices must be in \[0, 3\), got \[-1e\+19, 1e\+30\]"),
     ],
 )
 def test_validate_labels_reads_any_layout(labels, kwargs, message):
@@ -151,3 +164,47 @@ def test_traced_checks_read_the_given_dtype_and_the_sample_weights(given_dtype, 
 def test_validate_labels_names_what_is_not_numbers(labels):
     with pytest.raises(TypeError, match=r"^labels: must be an array or a"):
         cbloss.validate_labels(labels, 3)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [np.array(["a", "b"]), np.array([0, [1, 2]], dtype=object), np.array([0, 1j])],
+    ids=["strings", "objects", "complex"],
+)
+def test_validate_labels_names_arrays_that_are_not_real_numbers(labels):
+    with pytest.raises(TypeError, match=r"^labels: must be class indices or targets \(real numbers\), got dtype"):
+        cbloss.validate_labels(labels, 3)
+
+
+@pytest.mark.parametrize("soft", [None, False])
+def test_validate_labels_refuses_bool_labels_as_the_losses_do(soft):
+    """Bool labels are neither class indices nor soft targets (the losses raise the same TypeError); with
+    ``multi_label`` they are multi-hot targets."""
+    labels = np.array([[True, False, True]])
+    with pytest.raises(TypeError, match=r"^labels: must be integer class indices or floating soft targets, got bool"):
+        cbloss.validate_labels(labels, 3, soft=soft)
+    with pytest.raises(TypeError, match=r"got bool"):
+        cbloss.class_balanced_loss(np.zeros((1, 3)), labels)
+    cbloss.validate_labels(labels, 3, multi_label=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(num_classes=None), ValueError, r"^num_classes: must be a positive integer"),
+        (dict(num_classes=3.9), ValueError, r"^num_classes: must be a positive integer"),
+        (dict(num_classes="3"), ValueError, r"^num_classes: must be a positive integer"),
+        (dict(num_classes=True), ValueError, r"^num_classes: must be a positive integer"),
+        (dict(num_classes=0), ValueError, r"^num_classes: must be a positive integer"),
+        (dict(axis=1.0), TypeError, r"^axis: must be an integer"),
+        (dict(ignore_index="x"), TypeError, r"^ignore_index: must be an integer or None"),
+        (dict(ignore_index=np.array([5, 7])), TypeError, r"^ignore_index: must be an integer or None"),
+        (dict(soft="False"), ValueError, r"^soft: must be one of \[None, True, False\]"),
+        (dict(multi_label="False"), ValueError, r"^multi_label: must be one of \[True, False\]"),
+    ],
+)
+def test_validate_labels_checks_its_own_arguments(kwargs, error, message):
+    """Each argument is checked like the losses' own (a string "False" would otherwise switch rules)."""
+    arguments = dict(num_classes=3) | kwargs
+    with pytest.raises(error, match=message):
+        cbloss.validate_labels(np.array([0, 1]), **arguments)

@@ -133,8 +133,7 @@ def _call(
     validate: Any,
     from_counts=False,
 ) -> jax.Array:
-    if not (validate is None or isinstance(validate, bool) or validate == "checkify"):
-        raise ValueError(f"validate: must be None, True, False or 'checkify', got {validate!r}")
+    validation.check_choice("validate", validate, (None, True, False, "checkify"))
     if validate is True and any(_is_traced(a) for a in (labels, weights, sample_weight)):
         raise TypeError(
             "validate: True needs concrete labels, weights and sample_weight, got traced ones (use 'checkify')"
