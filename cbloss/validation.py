@@ -241,9 +241,12 @@ def labels_out_of_range(xp: Any, labels: Any, num_classes: int, ignore_index: in
 
 
 def soft_targets_invalid(xp: Any, targets: Any, tolerance: float) -> tuple[Any, Any]:
-    """(any entry negative or NaN, any sum along the last axis farther than ``tolerance`` from 1): 0-d booleans."""
-    negative = xp.any(~(targets >= 0))
-    off = xp.any(~(xp.abs(xp.sum(targets, axis=-1) - 1.0) <= tolerance))
+    """(any entry negative or NaN, any sum along the last axis farther than ``tolerance`` from 1 or NaN): 0-d
+    booleans. NaN is tested for by name: a graph optimiser (TensorFlow's) rewrites ``~(t >= 0)`` to ``t < 0``,
+    which NaN fails."""
+    negative = xp.any((targets < 0) | xp.isnan(targets))
+    distance = xp.abs(xp.sum(targets, axis=-1) - 1.0)
+    off = xp.any((distance > tolerance) | xp.isnan(distance))
     return negative, off
 
 
@@ -259,12 +262,13 @@ def extremes(xp: Any, values: Any) -> tuple[Any, Any]:
 
 def multi_hot_invalid(xp: Any, targets: Any) -> Any:
     """0-d boolean: any multi-hot target outside [0, 1] or NaN. Read from the two extremes, ``min < 0`` or
-    ``max > 1`` (NaN propagates through both reductions, and fails both comparisons): without temporaries,
+    ``max > 1``, or NaN (which propagates through both reductions): without temporaries,
     where the entrywise test takes five passes. An empty array (no extremes) is valid."""
     if any(extent == 0 for extent in targets.shape):
         return xp.any(targets < 0)  # False, as a 0-d array of the namespace
     low, high = extremes(xp, targets)
-    return ~((low >= 0) & (high <= 1))
+    invalid = (low < 0) | (high > 1)
+    return invalid | xp.isnan(low) if xp.isdtype(low.dtype, "real floating") else invalid  # see soft_targets_invalid
 
 
 # The label rules' messages, shared by the eager checks and the traced ones.

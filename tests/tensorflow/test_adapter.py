@@ -269,6 +269,20 @@ def test_traced_validation():
         soft_checked(z, tf.constant([[0.5, 0.5, 0.5], [1.0, 0.0, 0.0]], tf.float32))
 
 
+@pytest.mark.parametrize("where", [0, 1, 2])
+@pytest.mark.parametrize("multi_label", [None, "class"])
+def test_traced_validation_finds_nan_targets(where, multi_label):
+    """A NaN target fails every comparison, so a rule written ``not (t >= 0)`` catches it only until the graph
+    optimiser rewrites that to ``t < 0``: the graph assertions name NaN soft and multi-hot targets anywhere."""
+    options = dict(loss="sigmoid", multi_label=multi_label) if multi_label else {}
+    checked = tf.function(lambda z, y: class_balanced_loss(z, y, validate=True, **options))
+    targets = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]], np.float32)
+    targets[1, where] = np.nan
+    message = r"multi-hot targets must be in \[0, 1\]" if multi_label else "soft targets must be finite probabilities"
+    with pytest.raises(tf.errors.InvalidArgumentError, match="labels: " + message):
+        checked(tf.zeros((2, 3)), tf.constant(targets))
+
+
 def _values(a):
     """A NumPy copy of an array's, a tensor's or a variable's current values."""
     return a.numpy().copy() if hasattr(a, "numpy") else np.array(a, copy=True)
