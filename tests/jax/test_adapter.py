@@ -271,6 +271,10 @@ def test_labels_are_checked_as_given_without_x64():
             cj.class_balanced_loss(z, np.array([0, 2**32 + 1]), w)
         with pytest.raises(ValueError, match=r"^labels: soft targets must sum to 1"):
             cj.class_balanced_loss(z, np.array([[0.5, 0.50001, 0.0], [0.0, 1.0, 0.0]]), w)
+        # a label equal to an ignore_index beyond int32 passes the check, and would wrap to 0 in int32
+        for validate in (None, False):
+            with pytest.raises(ValueError, match=r"^ignore_index: 4294967296 is beyond int32, which JAX narrows"):
+                cj.class_balanced_loss(z, np.array([0, 2**32]), w, ignore_index=2**32, validate=validate)
 
 
 def test_numpy_labels_inside_jit_are_concrete():
