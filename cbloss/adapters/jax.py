@@ -21,9 +21,9 @@ from .._namespace import as_array
 from ..counts import sum_over_replicas
 from ..engine import evaluate
 from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
-from ..primitives import SharedExpPrimitives
 from ..validation import validate_labels
 from ..weights import class_balanced_weights, whole_counts
+from ._jax_kernels import OPS, JaxPrimitives
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -33,44 +33,12 @@ if TYPE_CHECKING:
 __all__ = ["ClassBalancedLoss", "JaxPrimitives", "all_reduce_counts", "class_balanced_loss", "validate_labels"]
 
 
-class JaxPrimitives(SharedExpPrimitives):
-    """The core's definitions with one exponential shared by softplus and both sigmoids (everything here runs
-    under XLA, which fuses the selects), jax.nn's ``logsumexp``, and gathers that never wrap or clamp: an index
-    outside ``[0, C)`` gathers NaN."""
-
-    def logsumexp(self, x: Any) -> Any:
-        return jax.nn.logsumexp(x, axis=-1)
-
-    def take_label(self, x: Any, labels: Any) -> Any:
-        index = _index(labels, x.shape[-1])[..., None]
-        return jnp.take_along_axis(x, index, axis=-1, mode="fill", wrap_negative_indices=False)[..., 0]
-
-    def take_weights(self, weights: Any, labels: Any) -> Any:
-        # Under an explicit-sharding mesh a gather from the replicated (C,) weights must be told that its
-        # output is sharded like the labels.
-        sharding = jax.typeof(labels).sharding
-        sharding = sharding if sharding.mesh.axis_names else None
-        index = _index(labels, weights.shape[0])
-        return weights.at[index].get(mode="fill", wrap_negative_indices=False, out_sharding=sharding)
-
-
-def _index(labels: Any, num_classes: int) -> Any:
-    """The labels as gather indices, each one outside ``[0, C)`` replaced by C (filled): JAX's gathers take int64
-    indices modulo 2**32, which would read ``2**32 + k`` as class k."""
-    if labels.dtype.itemsize <= 4:
-        return labels
-    return jnp.where(validation.labels_out_of_range(jnp, labels, num_classes, None), num_classes, labels)
-
-
-_OPS = JaxPrimitives(jnp)
-
-
 # The traced path: the core's engine, with its analytic gradient as the JVP.
 def _evaluate(z, labels, weights, sample_weight, opts: LossOptions, soft: bool, axis_name: Any, with_grad: bool):
     """``(loss, d loss / d z)`` from the engine; the means' denominator ``psum``-ed over ``axis_name``."""
     total = None if axis_name is None else functools.partial(lax.psum, axis_name=axis_name)
     kwargs = dict(soft=soft, with_grad=with_grad, sample_weight=sample_weight, global_sum=total)
-    return evaluate(_OPS, z, labels, weights, opts, **kwargs)
+    return evaluate(OPS, z, labels, weights, opts, **kwargs)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6))

@@ -1,0 +1,47 @@
+"""JAX's kernels for the core's named pieces (docs/conventions.md §13): :class:`JaxPrimitives`, the core's
+definitions with one exponential shared between softplus and the sigmoids, and gathers that never wrap or clamp.
+:mod:`cbloss.adapters.jax` binds them; the formulas live in :mod:`cbloss.losses`, once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from .. import validation
+from ..primitives import SharedExpPrimitives
+
+__all__ = ["OPS", "JaxPrimitives"]
+
+
+class JaxPrimitives(SharedExpPrimitives):
+    """The core's definitions with one exponential shared by softplus and both sigmoids (everything here runs
+    under XLA, which fuses the selects), jax.nn's ``logsumexp``, and gathers that never wrap or clamp: an index
+    outside ``[0, C)`` gathers NaN."""
+
+    def logsumexp(self, x: Any) -> Any:
+        return jax.nn.logsumexp(x, axis=-1)
+
+    def take_label(self, x: Any, labels: Any) -> Any:
+        index = _index(labels, x.shape[-1])[..., None]
+        return jnp.take_along_axis(x, index, axis=-1, mode="fill", wrap_negative_indices=False)[..., 0]
+
+    def take_weights(self, weights: Any, labels: Any) -> Any:
+        # Under an explicit-sharding mesh a gather from the replicated (C,) weights must be told that its
+        # output is sharded like the labels.
+        sharding = jax.typeof(labels).sharding
+        sharding = sharding if sharding.mesh.axis_names else None
+        index = _index(labels, weights.shape[0])
+        return weights.at[index].get(mode="fill", wrap_negative_indices=False, out_sharding=sharding)
+
+
+def _index(labels: Any, num_classes: int) -> Any:
+    """The labels as gather indices, each one outside ``[0, C)`` replaced by C (filled): JAX's gathers take int64
+    indices modulo 2**32, which would read ``2**32 + k`` as class k."""
+    if labels.dtype.itemsize <= 4:
+        return labels
+    return jnp.where(validation.labels_out_of_range(jnp, labels, num_classes, None), num_classes, labels)
+
+
+OPS = JaxPrimitives(jnp)
