@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import array_api_compat.torch as xp
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -54,18 +55,19 @@ def _gather_weights(weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return torch.index_select(weights, 0, labels.reshape(-1)).view(labels.shape)
 
 
-def constant(x: Any, host_check: Callable[[Any], Any] | None = None) -> Any:
+def constant(x: Any, host_check: Callable[..., Any] | None = None, dtype: torch.dtype = torch.float32) -> Any:
     """A target or weights as a constant (docs/conventions.md §10): detached. Under ``torch.compile``, host
-    weights (NumPy, sequences) are read and checked by ``host_check`` on the host, outside the graph: Dynamo cannot
-    trace NumPy, and its graph break inside the adapter's ``try`` would run the whole loss eagerly."""
+    weights (NumPy, sequences) are read and checked by ``host_check`` on the host (within the range of ``dtype``,
+    the compute dtype), outside the graph: Dynamo cannot trace NumPy, and its graph break inside the adapter's
+    ``try`` would run the whole loss eagerly."""
     if isinstance(x, torch.Tensor):
         return x.detach() if x.requires_grad else x
-    return _from_host(host_check, x) if x is not None and torch.compiler.is_compiling() else x
+    return _from_host(host_check, x, dtype == torch.float64) if x is not None and torch.compiler.is_compiling() else x
 
 
 @torch.compiler.disable
-def _from_host(host_check: Callable[[Any], Any], values: Any) -> torch.Tensor:
-    return torch.from_numpy(host_check(values))
+def _from_host(host_check: Callable[..., Any], values: Any, float64: bool) -> torch.Tensor:
+    return torch.from_numpy(host_check(values, dtype=np.float64 if float64 else np.float32))
 
 
 def cast_weights(weights: Any, dtype: torch.dtype) -> Any:

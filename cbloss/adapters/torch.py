@@ -121,13 +121,14 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, glo
     class_dim = 1 if input.ndim >= 2 else 0
     # Reading values synchronises with a GPU; a compiled graph or the meta device has none to read.
     check = validate and device != "meta" and not torch.compiler.is_compiling()
-    target, weight = constant(target), constant(weight, host_class_weights)
-    sample_weight = constant(sample_weight, host_sample_weight)
+    dtype = compute_dtype(xp, input.dtype)
+    target, weight = constant(target), constant(weight, host_class_weights, dtype)
+    sample_weight = constant(sample_weight, host_sample_weight, dtype)
     try:
         if from_counts and weight is not None:
             check_counts_match(weight, input, class_dim)
         if opts.multi_label is not None or target.is_floating_point():  # weights read at every element
-            weight = cast_weights(weight, compute_dtype(xp, input.dtype))
+            weight = cast_weights(weight, dtype)
         given = prepare_inputs(xp, input, target, weight, sample_weight, opts, class_dim, input.device, check)
     except (TypeError, ValueError) as error:
         raise _in_torch_names(error) from None

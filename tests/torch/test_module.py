@@ -333,6 +333,11 @@ def test_compiled_functional_form_reads_host_weights_outside_the_graph(loss, giv
             compiled(x.detach(), y, np.array(bad))
     with pytest.raises(ValueError, match=r"^sample_weight: must be finite and >= 0"):
         torch.compile(lambda a, b: class_balanced_loss(a, b, sample_weight=np.full(6, -1.0)), backend="aot_eager")(x, y)
+    # within the compute dtype's range: a float32 loss cannot hold 1e39 (it would be inf), a float64 one can
+    beyond = np.array([1.0, 1e39, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match=r"^weights: must be at most 3.402823e\+38"):
+        compiled(x.detach().float(), y, beyond)
+    assert torch.isfinite(compiled(x.detach(), y, beyond))
 
 
 @pytest.mark.parametrize("multi_label", ["class", "sample"])
