@@ -621,12 +621,15 @@ def prepare_inputs(
     w = prepare_weights(xp, weights, num_classes, dtype, device, check_values, like=logits)
     positions = tuple(labels.shape[:axis]) + tuple(labels.shape[axis + 1 :]) if soft else tuple(labels.shape)
     sw = prepare_sample_weight(xp, sample_weight, positions, dtype, device, check_values, like=logits)
+    if check_values and multi_label:
+        # entry by entry, so in the layout given: a class-last view of dense targets is copied to be reduced
+        check_label_values(xp, labels, num_classes, soft, opts.ignore_index, multi_label=True)
     if soft and axis != logits.ndim - 1:
         labels = xp.moveaxis(labels, axis, -1)
     elif not soft and labels.dtype != xp.int64:
         labels = xp.astype(labels, xp.int64)  # any integer dtype gives the int64 result (docs/conventions.md §6.1)
-    if check_values:  # targets in the dtype they were given: their sums are checked to that dtype's tolerance
-        check_label_values(xp, labels, num_classes, soft, opts.ignore_index, multi_label=multi_label)
+    if check_values and not multi_label:  # targets in the dtype given: their sums are checked to its tolerance
+        check_label_values(xp, labels, num_classes, soft, opts.ignore_index)
     if soft:
         labels = xp.astype(labels, dtype, copy=False)  # read only, never written (docs/conventions.md §14)
     return Inputs(labels, w, sw, soft, axis, dtype)
