@@ -2,12 +2,12 @@
 
 The losses (``cbloss.losses``) call only these and standard functions. Every piece is functional: it never
 writes into its arguments and returns fresh arrays (or arrays the caller owns). The exceptions are named with a
-trailing underscore (:meth:`Primitives.put_at_label_`, :meth:`Primitives.softplus_and_sigmoids_`): they may write
-into an array their caller has just allocated and hands over, and their caller uses the results only. A backend
-may pass a subclass of :class:`Primitives` that replaces a piece with the framework's own kernel computing
-*exactly the same definition* under the same contract (for example ``torch.softmax`` in
-:meth:`softmax_and_logsumexp`); the conformance suite checks every backend against the oracle, so a substitute
-that drifts is caught. No loss formula lives here.
+trailing underscore (:meth:`Primitives.put_at_label_`, :meth:`Primitives.softplus_and_sigmoids_`,
+:meth:`Primitives.lerp_`): they may write into an array their caller has just allocated and hands over, and their
+caller uses the results only. A backend may pass a subclass of :class:`Primitives` that replaces a piece with the
+framework's own kernel computing *exactly the same definition* under the same contract (for example
+``torch.softmax`` in :meth:`softmax_and_logsumexp`); the conformance suite checks every backend against the
+oracle, so a substitute that drifts is caught. No loss formula lives here.
 
 Everything works along the last axis; the engine moves the class axis there first.
 """
@@ -89,6 +89,46 @@ class Primitives:
         """
         return self.softplus_and_sigmoids_(-x)
 
+    def softplus_pair_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any, Any]:
+        """``(softplus(x), softplus(-x), sigmoid(x), sigmoid(-x))``: the pieces of both sides of a binary problem,
+        for a loss that evaluates both at every element. Each sigmoid is the accurate one of its two forms,
+        ``-expm1(-softplus)`` of its own side; a backend with sigmoid kernels shares them between the sides (four
+        transcendental passes, not six). Elementwise, four new arrays.
+
+        Example:
+            >>> import numpy as np
+            >>> from cbloss.primitives import Primitives
+            >>> pieces = Primitives(np).softplus_pair_and_sigmoids(np.array([2.0]))
+            >>> [f"{v[0]:.4f}" for v in pieces]
+            ['2.1269', '0.1269', '0.8808', '0.1192']
+        """
+        u, q, _ = self.softplus_and_sigmoids(x)
+        u_minus, r, _ = self.softplus_and_sigmoids_of_negation(x)
+        return u, u_minus, q, r
+
+    def lerp(self, x: Any, y: Any, weight: Any) -> Any:
+        """``(1 - weight) * x + weight * y`` elementwise, a new array: exactly ``x`` at weight 0 and ``y`` at weight
+        1 (finite ``x`` and ``y``), and within a few ulps of the larger term otherwise."""
+        return (1.0 - weight) * x + weight * y
+
+    def lerp_(self, fresh: Any, y: Any, weight: Any) -> Any:
+        """:meth:`lerp` for an array ``fresh`` that the caller has just allocated itself and hands over: a backend
+        with an in-place kernel writes the result into it; here it is the functional form. Either way the caller
+        reads only the result, never ``fresh`` again.
+
+        Example:
+            >>> import numpy as np
+            >>> from cbloss.primitives import Primitives
+            >>> Primitives(np).lerp_(np.array([1.0, 2.0]), np.array([3.0, 4.0]), np.array([0.0, 0.25])).tolist()
+            [1.0, 2.5]
+        """
+        return self.lerp(fresh, y, weight)
+
+    def lerp_class_sum(self, x: Any, y: Any, weight: Any, class_weights: Any | None = None) -> Any:
+        """``class_sum(lerp(x, y, weight), class_weights)``: the class sum of the interpolation, without the class
+        axis. A backend may form the interpolation a few positions at a time, never the whole array at once."""
+        return self.class_sum(self.lerp(x, y, weight), class_weights)
+
     def softplus_and_sigmoid(self, x: Any) -> tuple[Any, Any]:
         """``(softplus(x), sigmoid(x))``: the first two of :meth:`softplus_and_sigmoids`, for a caller that does
         not need ``sigmoid(-x)`` (the sigmoid loss). A backend whose kernels are separate passes overrides it to
@@ -113,6 +153,12 @@ class Primitives:
         positive = x > 0
         rest, small = self.softplus_and_sigmoid(-xp.abs(x))
         return xp.astype(positive, x.dtype), rest, xp.where(positive, -small, small)
+
+    def class_sum(self, x: Any, weights: Any | None = None) -> Any:
+        """``sum_c weights_c x[..., c]`` per position for ``x`` (..., C) and ``weights`` (C,) (None: all ones); the
+        class axis is dropped."""
+        xp = self.xp
+        return xp.sum(x, axis=-1) if weights is None else xp.matmul(x, weights)
 
     # -- class-axis indexing ------------------------------------------------------------------------------
     def take_label(self, x: Any, labels: Any) -> Any:
@@ -172,6 +218,15 @@ class SharedExpPrimitives(Primitives):
         log1p_e, big, small, nonnegative = self._shared(x)
         u = xp.where(x < 0, -x, xp.zeros_like(x)) + log1p_e
         return u, xp.where(nonnegative, small, big), xp.where(nonnegative, big, small)
+
+    def softplus_pair_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any, Any]:
+        # the expressions of softplus_and_sigmoids(x) and of its negation, from one exp and one log1p
+        xp = self.xp
+        log1p_e, big, small, nonnegative = self._shared(x)
+        zero = xp.zeros_like(x)
+        u = xp.where(x > 0, x, zero) + log1p_e
+        u_minus = xp.where(x < 0, -x, zero) + log1p_e
+        return u, u_minus, xp.where(nonnegative, big, small), xp.where(nonnegative, small, big)
 
     def _shared(self, x: Any) -> tuple[Any, Any, Any, Any]:
         """``(log1p(e), 1 / (1 + e), e / (1 + e), x >= 0)`` with ``e = exp(-|x|)``: ``sigmoid(|x|)`` and

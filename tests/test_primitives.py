@@ -37,6 +37,34 @@ def test_softplus_and_sigmoids(ops, dtype):
         assert not bad.any(), f"{name}: x={x[bad][:3]}, got {g[bad][:3]}, expected {w[bad][:3]}"
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ops", [Primitives(np), SharedExpPrimitives(np)], ids=["generic", "shared_exp"])
+def test_softplus_pair_and_sigmoids_keeps_relative_digits(ops, dtype):
+    """Both sides' pieces, (softplus(x), softplus(-x), sigmoid(x), sigmoid(-x)), each within a few ulps of its own
+    magnitude (mpmath) across the whole range: the sigmoids are the accurate forms, with no max(1, |x|) factor."""
+    x = X.astype(dtype)
+    plus = np.array([_reference(float(v)) for v in x]).T
+    minus = np.array([_reference(-float(v)) for v in x]).T
+    want = [w.astype(dtype).astype(np.float64) for w in (plus[0], minus[0], plus[1], plus[2])]
+    eps, tiny = np.finfo(dtype).eps, np.finfo(dtype).tiny
+    with np.errstate(over="ignore", under="ignore"):
+        got = ops.softplus_pair_and_sigmoids(x)
+    for name, g, w in zip(("softplus(x)", "softplus(-x)", "sigmoid(x)", "sigmoid(-x)"), got, want, strict=True):
+        assert g.dtype == dtype, name
+        bad = ~(np.abs(g.astype(np.float64) - w) <= 4 * eps * np.abs(w) + tiny)
+        assert not bad.any(), f"{name}: x={x[bad][:3]}, got {g[bad][:3]}, expected {w[bad][:3]}"
+
+
+@pytest.mark.parametrize("ops", [Primitives(np), SharedExpPrimitives(np)], ids=["generic", "shared_exp"])
+def test_lerp_is_exact_at_weights_zero_and_one(ops):
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=50) * 10.0 ** rng.integers(-300, 300, 50), rng.normal(size=50) * 1e-300
+    np.testing.assert_array_equal(ops.lerp(x, y, np.zeros(50)), x)
+    np.testing.assert_array_equal(ops.lerp_(x.copy(), y, np.ones(50)), y)
+    weight = rng.uniform(size=50)
+    np.testing.assert_allclose(ops.lerp(x, y, weight), (1 - weight) * x + weight * y, rtol=1e-15)
+
+
 @pytest.mark.parametrize("loss", ["sigmoid", "focal", "softmax_focal"])
 @pytest.mark.parametrize("ops", [Primitives(np), SharedExpPrimitives(np)], ids=["generic", "shared_exp"])
 def test_hard_label_path_matches_the_oracle_per_position(ops, loss):

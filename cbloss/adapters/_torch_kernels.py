@@ -26,6 +26,11 @@ __all__ = ["OPS", "TorchPrimitives", "binary_cross_entropy", "cast_weights", "co
 # (x > 17 in float32), so 40 keeps every float64 digit; PyTorch's default, 20, loses up to 2.7e5 ulps in float64
 # between 20 and 37 (checked against mpmath).
 _SOFTPLUS_THRESHOLD = 40.0
+# Elements per block where an elementwise result is only summed (TorchPrimitives.lerp_class_sum). On the CPU 256 KiB
+# of float32, a few blocks of which stay in a core's L2 cache; elsewhere each block is a kernel launch, so blocks
+# only bound the memory of very large arrays.
+_BLOCK = {"cpu": 1 << 16}
+_DEVICE_BLOCK = 1 << 24
 
 
 def _memory_layout(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -138,6 +143,42 @@ class TorchPrimitives(Primitives):
             return _in_memory_order(_SHARED_EXP.softplus_and_sigmoids_of_negation, x)
         return super().softplus_and_sigmoids_of_negation(x)
 
+    def softplus_pair_and_sigmoids(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        if torch.compiler.is_compiling():
+            return _in_memory_order(_SHARED_EXP.softplus_pair_and_sigmoids, x)
+        # Four kernels for both sides; sigmoid(-x) is taken in place of -x, our own temporary, once softplus(-x)
+        # has read it.
+        minus = torch.neg(x)
+        softplus, softplus_minus = self.softplus(x), self.softplus(minus)
+        return softplus, softplus_minus, torch.sigmoid(x), minus.sigmoid_()
+
+    def lerp(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        # x + w (y - x) for w < 1/2, y - (1 - w) (y - x) above: exact at w = 0 and w = 1
+        return torch.lerp(x, y, weight)
+
+    def lerp_(self, fresh: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        # The caller allocated `fresh` and hands it over: the result is written into it.
+        return fresh.lerp_(y, weight)
+
+    def lerp_class_sum(
+        self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, class_weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        block = _BLOCK.get(x.device.type, _DEVICE_BLOCK)
+        if torch.compiler.is_compiling() or x.ndim < 2 or x.numel() <= block:
+            return super().lerp_class_sum(x, y, weight, class_weights)
+        # A block of leading rows at a time (a row too large: one at a time, split further): each block of
+        # elements is summed while it is still in the cache, and no (P..., C) array is added to the caller's.
+        rows = block // x[0].numel()
+        if not rows:
+            return torch.stack([self.lerp_class_sum(x[i], y[i], weight[i], class_weights) for i in range(len(x))])
+        parts = [
+            self.class_sum(torch.lerp(x[i : i + rows], y[i : i + rows], weight[i : i + rows]), class_weights)
+            for i in range(0, len(x), rows)
+        ]
+        return torch.cat(parts)
+
     def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():
             return _in_memory_order(_SHARED_EXP.softplus_and_sigmoid, x)
@@ -152,6 +193,23 @@ class TorchPrimitives(Primitives):
         rest = self.softplus(minus_magnitude)
         signed = minus_magnitude.sigmoid_().copysign_(x).neg_()
         return step, rest, signed
+
+    def class_sum(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        if x.ndim < 2 or x.stride(-1) == 1 or torch.compiler.is_compiling():
+            return super().class_sum(x, weights)
+        # A class-last view of class planes (a dense (N, C, d1, ...) tensor, or a block of one sample's): reduced
+        # along the planes, one matrix-vector product per sample, where a product on the view would copy it
+        # class-last first.
+        view, dim = _memory_layout(x)
+        if dim == 1:
+            planes = view.flatten(2)
+        else:
+            planes = x.movedim(-1, 0)
+            if not planes[0].is_contiguous():
+                return super().class_sum(x, weights)
+            planes = planes.reshape(planes.shape[0], -1)
+        sums = torch.sum(planes, dim=-2) if weights is None else torch.matmul(weights, planes)
+        return sums.view(x.shape[:-1])
 
     # gather and scatter reject a label outside [0, C), where the generic mask would skip it silently.
     def take_label(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -74,6 +74,11 @@ class TensorFlowPrimitives(_TensorFlowIndexing):
     def softplus_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any]:
         return self.softplus(x), tf.sigmoid(x), tf.sigmoid(-x)
 
+    def softplus_pair_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any, Any]:
+        # both sides' softplus from one log1p(exp(-|x|)), and the two sigmoid kernels they share
+        log1p_e = tf.math.log1p(tf.exp(-tf.abs(x)))
+        return tf.nn.relu(x) + log1p_e, tf.nn.relu(-x) + log1p_e, tf.sigmoid(x), tf.sigmoid(-x)
+
 
 class TensorFlowXlaPrimitives(SharedExpPrimitives, _TensorFlowIndexing):
     """Under XLA the elementwise passes fuse, so the core's forms that share each ``exp``/``log1p`` win: the

@@ -125,33 +125,15 @@ def multi_hot(
     with_grad: bool,
 ) -> tuple[Any, Any]:
     """``s * sum_c v_c e_c`` and its gradient for multi-hot ``targets`` (P..., C), per-class weights
-    ``class_weights`` (C,) and per-position weights ``position_weights`` (P...), each None for all ones. Written as
-    ``(1 - t) neg + t pos`` (not ``neg + t (pos - neg)``), so that 0/1 targets keep every digit."""
-    xp = ops.xp
+    ``class_weights`` (C,) and per-position weights ``position_weights`` (P...), each None for all ones. The sides
+    are weighed as ``(1 - t) neg + t pos`` by :meth:`Primitives.lerp`, exact at 0/1 targets, so that these keep
+    every digit."""
     if gamma == 0.0:
         elements, grad = _binary_cross_entropy(ops, z, targets, with_grad)
-        value = _class_sum(xp, elements, class_weights)
+        value = ops.class_sum(elements, class_weights)
+        del elements
     else:
-        # neg, pos and their slopes are our own temporaries: weighted in place (rebound where arrays are
-        # immutable) and each side reduced as soon as it is formed, so that the other side is evaluated next to
-        # one gradient only
-        neg, neg_slope = element(ops, z, gamma, with_grad)
-        others = 1.0 - targets
-        neg *= others
-        value = _class_sum(xp, neg, class_weights)
-        del neg
-        if with_grad:
-            neg_slope *= others
-        del others
-        pos, pos_slope = element(ops, z, gamma, with_grad, negated=True)
-        pos *= targets
-        value = value + _class_sum(xp, pos, class_weights)
-        del pos
-        grad = None
-        if with_grad:
-            pos_slope *= targets
-            neg_slope -= pos_slope
-            grad = neg_slope
+        value, grad = _focal(ops, z, targets, class_weights, gamma, with_grad)
     if position_weights is not None:
         value = value * position_weights
     if not with_grad:
@@ -162,6 +144,46 @@ def multi_hot(
     if position_weights is not None:
         grad *= position_weights[..., None]
     return value, grad
+
+
+def _focal(
+    ops: Primitives, z: Any, targets: Any, class_weights: Any | None, gamma: float, with_grad: bool
+) -> tuple[Any, Any]:
+    """``sum_c v_c e_c`` for the element ``e = (1 - t) neg + t pos`` and ``de/dz`` for gamma > 0, both sides from
+    the four pieces they share (:meth:`Primitives.softplus_pair_and_sigmoids`): with ``q = sigmoid(z)``,
+    ``r = sigmoid(-z)``,
+
+        neg = q**gamma softplus(z),       dneg/dz = gamma r neg + q**(gamma + 1),
+        pos = r**gamma softplus(-z),      dpos/dz = -(gamma q pos + r**(gamma + 1)),
+
+    (:func:`element`'s ``q**gamma (gamma r u + q)`` at ``y = z`` and ``y = -z``), each term >= 0. The target
+    weighs the two sides with :meth:`Primitives.lerp`, exact at 0/1 targets, so a tiny element or gradient keeps
+    its digits."""
+    xp = ops.xp
+    neg, pos, q, r = ops.softplus_pair_and_sigmoids(z)
+    # Our own temporaries, updated in place (rebound where arrays are immutable): no more than these four are
+    # ever alive besides a part of the elements (Primitives.lerp_class_sum).
+    if gamma == 2.0:
+        neg *= q
+        neg *= q
+        pos *= r
+        pos *= r
+    else:
+        neg *= power(xp, q, gamma)
+        pos *= power(xp, r, gamma)
+    value = ops.lerp_class_sum(neg, pos, targets, class_weights)
+    if not with_grad:
+        return value, None
+    neg *= r
+    pos *= q
+    q **= gamma + 1.0
+    r **= gamma + 1.0
+    if gamma != 1.0:
+        neg *= gamma
+    neg += q  # dneg/dz
+    pos *= -gamma
+    pos -= r  # dpos/dz
+    return value, ops.lerp_(neg, pos, targets)
 
 
 def _binary_cross_entropy(ops: Primitives, z: Any, targets: Any, with_grad: bool) -> tuple[Any, Any]:
@@ -180,8 +202,3 @@ def _binary_cross_entropy(ops: Primitives, z: Any, targets: Any, with_grad: bool
         return rest, None
     signed += step
     return rest, signed
-
-
-def _class_sum(xp: Any, elements: Any, class_weights: Any | None) -> Any:
-    """``sum_c v_c e_c`` per position (``v`` None: all ones)."""
-    return xp.sum(elements, axis=-1) if class_weights is None else xp.matmul(elements, class_weights)

@@ -29,10 +29,21 @@ def _case(layout):
     return x, labels, values, weights
 
 
+def _interpolation(x):
+    """A second array and weights in [0, 1] for lerp, shaped and laid out like ``x``, with weights 0 and 1."""
+    weight = torch.remainder(x, 1.0)
+    weight[..., 0], weight[..., 1] = 0.0, 1.0
+    return x * 0.5 - 3.0, weight
+
+
 def _pieces(ops, x, labels, values, weights):
     """Every named piece, flattened to a list of tensors."""
     out = [ops.logsumexp(x), *ops.softmax_and_logsumexp(x), ops.softplus(x), *ops.softplus_and_sigmoids(x)]
-    out += [*ops.softplus_and_sigmoid(x)]
+    out += [*ops.softplus_and_sigmoid(x), *ops.softplus_pair_and_sigmoids(x)]
+    other, weight = _interpolation(x)
+    out += [ops.lerp(x, other, weight), ops.lerp_(x.clone(), other, weight)]
+    out += [ops.class_sum(x), ops.class_sum(x, weights)]
+    out += [ops.lerp_class_sum(x, other, weight), ops.lerp_class_sum(x, other, weight, weights)]
     out += [ops.take_label(x, labels), ops.put_at_label(x, labels, values)]
     out += [ops.put_at_label_(x.clone(), labels, values), ops.take_weights(weights, labels)]  # a fresh array
     return [*out, ops.label_mask(labels, x.shape[-1])]
@@ -50,6 +61,25 @@ def test_fused_pieces_match_the_generic_definitions(layout):
     # indexing is exact
     for a, b in zip(fused[-5:], generic[-5:], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(300, 1000), (3, 70000), (2, 6, 150, 160), (1, 3, 40000)], ids=str)
+def test_lerp_class_sum_in_blocks_matches_the_generic_definition(shape):
+    """Arrays beyond one block (TorchPrimitives.lerp_class_sum): rows in blocks, rows too large one at a time and
+    split further, in both layouts; each position's sum to rounding, the lerp exact at weights 0 and 1."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(shape, generator=g, dtype=torch.float64) * 30
+    x = x.movedim(1, -1) if len(shape) > 2 else x
+    other, weight = _interpolation(x)
+    weights = torch.rand(x.shape[-1], generator=g, dtype=torch.float64)
+    for w in (weights, None):
+        got, want = FUSED.lerp_class_sum(x, other, weight, w), GENERIC.lerp_class_sum(x, other, weight, w)
+        assert got.shape == want.shape == x.shape[:-1]
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12 * float(want.abs().max()))
+    exact = weight.clone()
+    exact[...] = 1.0
+    torch.testing.assert_close(FUSED.lerp(x, other, exact), other, rtol=0, atol=0)
+    torch.testing.assert_close(FUSED.lerp(x, other, exact * 0.0), x, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
