@@ -62,10 +62,12 @@ def to_numpy(x: Any) -> np.ndarray:
 
 
 def real_to_numpy(x: Any) -> np.ndarray:
-    """:func:`to_numpy`, with the floating dtypes NumPy lacks (bfloat16: PyTorch has no DLPack transfer of it,
-    JAX and TensorFlow hand over ml_dtypes' kind 'V') as float32, which holds every such value exactly."""
-    if is_array(x) and not isinstance(x, np.ndarray) and "bfloat16" in str(x.dtype):  # NumPy's: converted below
+    """:func:`to_numpy`, with the floating dtypes NumPy lacks (bfloat16, float8: PyTorch has no DLPack transfer of
+    them, JAX and TensorFlow hand over ml_dtypes' kind 'V') as float32, which holds every such value exactly."""
+    if is_array(x) and not isinstance(x, np.ndarray):  # NumPy's own ml_dtypes arrays are converted below
         xp = namespace_of(x)
-        x = xp.astype(x, xp.float32)
+        native = tuple(getattr(xp, name) for name in ("float16", "float32", "float64") if hasattr(xp, name))
+        if xp.isdtype(x.dtype, "real floating") and x.dtype not in native:  # bfloat16, PyTorch's float8 types
+            x = xp.astype(x, xp.float32)
     host = to_numpy(x)
     return host.astype(np.float32) if host.dtype.kind == "V" else host

@@ -33,10 +33,12 @@ __all__ = [
     "compute_dtype",
     "extremes",
     "finite_and_nonnegative",
+    "holds",
     "host_class_weights",
     "host_sample_weight",
     "ignored_labels",
     "labels_out_of_range",
+    "multi_hot_counting",
     "multi_hot_invalid",
     "prepare_inputs",
     "prepare_sample_weight",
@@ -54,13 +56,21 @@ __all__ = [
 # Scalars and choices
 # ----------------------------------------------------------------------------------------------------------
 def check_choice(name: str, value: Any, choices: tuple) -> Any:
-    """``value`` if it is one of ``choices`` (strings, bools, None), each matched by type as well: ``1`` is not
-    ``True``, nor is the string ``"False"`` False, and an array is no choice at all."""
-    if not any(
-        value is choice or (type(choice) is str and isinstance(value, str) and value == choice) for choice in choices
-    ):
-        raise ValueError(f"{name}: must be one of {list(choices)}, got {value!r}")
-    return value
+    """The one of ``choices`` (strings, bools, None) that ``value`` is, matched by type as well: ``1`` is not
+    ``True``, nor is the string ``"False"`` False, and an array is no choice at all; NumPy's bools and strings
+    are read as Python's."""
+    for choice in choices:
+        if isinstance(choice, bool) and isinstance(value, (bool, np.bool_)) and bool(value) is choice:
+            return choice
+        if value is choice or (isinstance(choice, str) and isinstance(value, str) and value == choice):
+            return choice
+    raise ValueError(f"{name}: must be one of {list(choices)}, got {value!r}")
+
+
+def multi_hot_counting(multi_label: Any) -> bool:
+    """Whether labels are multi-hot targets: ``multi_label`` True or False, or the loss option's values ("class",
+    "sample": True; None: False)."""
+    return check_choice("multi_label", multi_label, (True, False, None, "class", "sample")) not in (False, None)
 
 
 def check_num_classes(num_classes: Any) -> int:
@@ -127,7 +137,7 @@ def check_ignore_index(ignore_index: Any) -> int | None:
 def real_on_host(name: str, values: Any) -> np.ndarray:
     """``values`` (an array of any supported namespace, a sequence or a number) as a new float64 NumPy array.
     ``TypeError`` naming ``name`` unless they are real numbers (integer or floating): a complex value would lose
-    its imaginary part, a string is no number, and a bool is no count or weight (as in every framework's arrays).
+    its imaginary part, a string is no number, and a bool array holds no counts or weights (as in every framework).
 
     Example:
         >>> real_on_host("weights", [1, 0.5]).tolist()
@@ -229,8 +239,14 @@ def ignored_labels(xp: Any, labels: Any, ignore_index: int | None) -> Any:
     converted into that dtype and wrap around)."""
     if ignore_index is None:
         return None
-    limits = xp.iinfo(labels.dtype)
-    return labels == ignore_index if limits.min <= ignore_index <= limits.max else None
+    return labels == ignore_index if holds(xp, labels.dtype, ignore_index) else None
+
+
+def holds(xp: Any, dtype: Any, value: int) -> bool:
+    """Whether the integer ``dtype`` of ``xp`` holds ``value`` (compared with an array of it, a value outside
+    would be converted into it and wrap around)."""
+    limits = xp.iinfo(dtype)
+    return bool(limits.min <= value <= limits.max)
 
 
 def labels_out_of_range(xp: Any, labels: Any, num_classes: int, ignore_index: int | None) -> Any:
@@ -241,12 +257,11 @@ def labels_out_of_range(xp: Any, labels: Any, num_classes: int, ignore_index: in
 
 
 def soft_targets_invalid(xp: Any, targets: Any, tolerance: float) -> tuple[Any, Any]:
-    """(any entry negative or NaN, any sum along the last axis farther than ``tolerance`` from 1 or NaN): 0-d
-    booleans. NaN is tested for by name: a graph optimiser (TensorFlow's) rewrites ``~(t >= 0)`` to ``t < 0``,
-    which NaN fails."""
+    """(any entry negative or NaN, any sum along the last axis farther than ``tolerance`` from 1): 0-d booleans.
+    NaN is tested for by name: a graph optimiser (TensorFlow's) rewrites ``~(t >= 0)`` to ``t < 0``, which NaN
+    fails."""
     negative = xp.any((targets < 0) | xp.isnan(targets))
-    distance = xp.abs(xp.sum(targets, axis=-1) - 1.0)
-    off = xp.any((distance > tolerance) | xp.isnan(distance))
+    off = xp.any(xp.abs(xp.sum(targets, axis=-1) - 1.0) > tolerance)  # a NaN sum needs a NaN or -inf entry
     return negative, off
 
 
@@ -262,13 +277,12 @@ def extremes(xp: Any, values: Any) -> tuple[Any, Any]:
 
 def multi_hot_invalid(xp: Any, targets: Any) -> Any:
     """0-d boolean: any multi-hot target outside [0, 1] or NaN. Read from the two extremes, ``min < 0`` or
-    ``max > 1``, or NaN (which propagates through both reductions): without temporaries,
+    ``max > 1`` (NaN propagates through both reductions, and fails both comparisons): without temporaries,
     where the entrywise test takes five passes. An empty array (no extremes) is valid."""
     if any(extent == 0 for extent in targets.shape):
         return xp.any(targets < 0)  # False, as a 0-d array of the namespace
     low, high = extremes(xp, targets)
-    invalid = (low < 0) | (high > 1)
-    return invalid | xp.isnan(low) if xp.isdtype(low.dtype, "real floating") else invalid  # see soft_targets_invalid
+    return ~((low >= 0) & (high <= 1))
 
 
 # The label rules' messages, shared by the eager checks and the traced ones.
@@ -327,7 +341,7 @@ def validate_labels(
     ignore_index: int | None = None,
     soft: bool | None = None,
     axis: int = -1,
-    multi_label: bool = False,
+    multi_label: bool | str | None = False,
 ) -> None:
     """Check label values eagerly, with the losses' rules (docs/conventions.md §6, §11): before a traced step, or
     on data that has not reached a loss yet.
@@ -352,7 +366,7 @@ def validate_labels(
     """
     num_classes, axis, ignore_index = check_num_classes(num_classes), check_axis(axis), check_ignore_index(ignore_index)
     soft = check_choice("soft", soft, (None, True, False))
-    multi_label = check_choice("multi_label", multi_label, (True, False))
+    multi_label = multi_hot_counting(multi_label)
     if not hasattr(labels, "shape"):
         labels = as_array(labels, "labels")  # a (nested) sequence of numbers, or a TypeError naming labels
         if labels.size == 0:
@@ -497,12 +511,13 @@ def check_within(name: str, host: np.ndarray, dtype: Any) -> np.ndarray:
     Example:
         >>> check_within("weights", np.array([1.0, 1e39]), np.float32)
         Traceback (most recent call last):
-        ValueError: weights: must be at most 3.402823e+38 (the largest float32, the loss's dtype), got 1e+39
+        ValueError: weights: must be at most 3.402823e+38 (float32's largest, the loss's compute dtype), got 1e+39
     """
     largest, limit = float(np.max(np.abs(host), initial=0.0)), float(np.finfo(dtype).max)
     if largest > limit:
         raise ValueError(
-            f"{name}: must be at most {limit:.7g} (the largest {np.dtype(dtype)}, the loss's dtype), got {largest:.7g}"
+            f"{name}: must be at most {limit:.7g} ({np.dtype(dtype)}'s largest, the loss's compute dtype), "
+            f"got {largest:.7g}"
         )
     return host
 
@@ -534,8 +549,9 @@ def prepare_weights(
     # < inf. Read after the cast, which makes a weight beyond the compute dtype's range inf.
     if validate:
         low, high = extremes(xp, cast)
-        if not (float(low) >= 0 and float(high) < math.inf):
-            host_class_weights(weights, num_classes, _host_dtype(xp, dtype))  # names what is wrong as given
+        # -0.0 may be a tiny negative weight that the cast rounded: read as given, like any failure
+        if not (float(low) >= 0 and float(high) < math.inf) or math.copysign(1.0, float(low)) < 0:
+            host_class_weights(weights, num_classes, _host_dtype(xp, dtype))  # raises for what is wrong as given
     return cast
 
 

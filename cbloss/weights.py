@@ -10,7 +10,14 @@ import numpy as np
 from ._namespace import as_array, is_array, real_to_numpy
 from .effective_number import effective_number
 from .options import weight_options, with_options_doc
-from .validation import check_beta, check_choice, check_num_classes, labels_out_of_range, real_on_host
+from .validation import (
+    check_beta,
+    check_choice,
+    check_num_classes,
+    labels_out_of_range,
+    multi_hot_counting,
+    real_on_host,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -240,7 +247,7 @@ class _Progress:
 
 
 def count_samples_per_class(
-    labels: Any, num_classes: int, *, multi_label: bool = False, progress: bool | None = None
+    labels: Any, num_classes: int, *, multi_label: bool | str | None = False, progress: bool | None = None
 ) -> np.ndarray:
     """Number of samples of each class, as an int64 NumPy array of length ``num_classes``.
 
@@ -255,7 +262,8 @@ def count_samples_per_class(
             gives this rank's shard, ``drop_last`` drops the last partial batch); an ``IterableDataset`` or a
             sampler whose items are not indices is iterated instead.
         num_classes: ``C``.
-        multi_label: count the positives of multi-hot targets instead of class indices.
+        multi_label: count the positives of multi-hot targets instead of class indices (True, or the loss
+            option's "class" or "sample"; False or None: class indices).
         progress: show a count of batches on stderr while iterating a pipeline; None (default) shows it only
             when stderr is a terminal.
 
@@ -274,7 +282,7 @@ def count_samples_per_class(
     """
     num_classes = check_num_classes(num_classes)
     check_choice("progress", progress, (None, True, False))
-    count = _count_multi_hot if check_choice("multi_label", multi_label, (True, False)) else _count_indices
+    count = _count_multi_hot if multi_hot_counting(multi_label) else _count_indices
     if _is_batch(labels):
         return count(labels, num_classes)
     targets = _pipeline_targets(labels)

@@ -145,7 +145,7 @@ def test_docstring_example_runs():
 @pytest.mark.parametrize(
     "labels, kwargs, error, message",
     [
-        ([[0, 1, 1]], dict(multi_label="False"), ValueError, r"^multi_label: must be one of \[True, False\]"),
+        ([[0, 1, 1]], dict(multi_label="False"), ValueError, r"^multi_label: must be one of \[True, False, None"),
         ([0, 1], dict(progress="no"), ValueError, r"^progress: must be one of \[None, True, False\]"),
         ([[0, 1], [1]], {}, TypeError, r"^labels: must be an array or a \(nested\) list of numbers"),
         (
@@ -162,3 +162,9 @@ def test_count_names_what_is_wrong(labels, kwargs, error, message):
     is not -1)."""
     with pytest.raises(error, match=message):
         cbloss.count_samples_per_class(labels, 3, **kwargs)
+
+
+@pytest.mark.parametrize("multi_label", [True, "class", "sample"])
+def test_count_takes_the_loss_options_multi_label_values(multi_label):
+    assert cbloss.count_samples_per_class([[0, 1, 1], [1, 1, 0]], 3, multi_label=multi_label).tolist() == [1, 2, 1]
+    assert cbloss.count_samples_per_class([0, 1, 1], 3, multi_label=None).tolist() == [1, 2, 0]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import cbloss
+from cbloss import validation
 
 Z = np.zeros((3, 4))
 Y = np.array([0, 1, 2])
@@ -172,12 +173,23 @@ def test_axis_not_an_integer(axis):
         cbloss.ClassBalancedLoss([1, 2, 3, 4], 0.9, axis=axis)
 
 
-@pytest.mark.parametrize("validate", ["no", None, 2, 1, 0, np.True_, np.array([True])], ids=repr)
+@pytest.mark.parametrize("validate", ["no", None, 2, 1, 0, np.array([True])], ids=repr)
 def test_validate_is_a_bool(validate):
-    """A flag is True or False themselves: 1, NumPy's bool and an array are not (an array would compare
-    elementwise)."""
+    """A flag is True or False (NumPy's bools too): 1 and an array are not (an array would compare elementwise)."""
     with pytest.raises(ValueError, match=names("validate")):
         cbloss.class_balanced_loss(Z, Y, validate=validate)
+    assert validation.check_choice("validate", np.True_, (True, False)) is True
+    assert type(validation.check_choice("reduction", np.str_("sum"), ("sum", "mean"))) is str
+
+
+def test_a_tiny_negative_weight_is_refused_after_rounding_to_minus_zero(asarray):
+    """Array weights are checked as cast to the compute dtype, where -1e-50 is -0.0: read as given, it is still a
+    negative weight; -0.0 given as such is not."""
+    logits, labels = asarray(np.zeros((2, 3), np.float32)), asarray(np.array([0, 2]))
+    with pytest.raises(ValueError, match=r"^weights: must be finite and >= 0"):
+        cbloss.class_balanced_loss(logits, labels, asarray(np.array([-1e-50, 1.0, 1.0])))
+    value = cbloss.class_balanced_loss(logits, labels, asarray(np.array([-0.0, 1.0, 1.0])), reduction="sum")
+    assert float(value) == pytest.approx(math.log(3.0), rel=1e-6)
 
 
 @pytest.mark.parametrize("value", [np.array(["sum"]), ["sum"], b"sum", 1], ids=repr)
@@ -314,7 +326,7 @@ def test_weights_beyond_float32_are_named_where_the_loss_is_float32(asarray, giv
         kwargs = {"weights": values} if argument == "weights" else {"sample_weight": values}
         return cbloss.class_balanced_loss(asarray(np.zeros((2, 3), dtype)), labels, **kwargs, reduction="sum")
 
-    with pytest.raises(ValueError, match=names(argument) + r": must be at most 3.402823e\+38 \(the largest float32"):
+    with pytest.raises(ValueError, match=names(argument) + r": must be at most 3.402823e\+38 \(float32's largest"):
         loss(np.float32)
     assert float(loss(np.float64)) == pytest.approx(1e39 * math.log(3.0), rel=1e-12)
 

@@ -117,6 +117,10 @@ def test_no_labels_have_no_checks(shape, soft):
         ([[0.5, 0.6], [0.5, 0.0], [0.0, 0.0]], dict(axis=0), "soft targets must sum to 1"),
         ([[0.5, 0.5, 0.0]], dict(axis=-1, multi_label=True), None),
         ([[1.5, 0.0, 0.0]], dict(multi_label=True), r"multi-hot targets must be in \[0, 1\]"),
+        # the loss option's values say the same
+        ([[1.0, 0.0, 1.0]], dict(multi_label="class"), None),
+        ([[1.5, 0.0, 0.0]], dict(multi_label="sample"), r"multi-hot targets must be in \[0, 1\]"),
+        ([[1, 0, 3]], dict(multi_label=None), r"class indices must be in \[0, 3\), got \[3\]"),
         # an empty sequence holds no labels (NumPy would make it float64, which reads as soft targets)
         ([], {}, None),
         ([], dict(soft=True), r"soft targets must have 3 entries along axis -1, got shape \(0,\)"),
@@ -200,7 +204,7 @@ def test_validate_labels_refuses_bool_labels_as_the_losses_do(soft):
         (dict(ignore_index="x"), TypeError, r"^ignore_index: must be an integer or None"),
         (dict(ignore_index=np.array([5, 7])), TypeError, r"^ignore_index: must be an integer or None"),
         (dict(soft="False"), ValueError, r"^soft: must be one of \[None, True, False\]"),
-        (dict(multi_label="False"), ValueError, r"^multi_label: must be one of \[True, False\]"),
+        (dict(multi_label="False"), ValueError, r"^multi_label: must be one of \[True, False, None, 'class'"),
     ],
 )
 def test_validate_labels_checks_its_own_arguments(kwargs, error, message):

@@ -219,8 +219,8 @@ class ClassBalancedLoss(keras.losses.Loss):
 
     @property
     def _computed_in(self) -> type:
-        """The dtype the weights are computed in: the loss's own (docs/conventions.md §9)."""
-        return np.float64 if self.dtype == "float64" else np.float32
+        """The dtype the weights are kept and computed in: the loss's own where the backend holds it (§9)."""
+        return np.float64 if self.dtype == "float64" and _x64() else np.float32
 
     @property
     def class_weights_variable(self) -> keras.Variable | None:

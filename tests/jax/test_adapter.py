@@ -275,6 +275,9 @@ def test_labels_are_checked_as_given_without_x64():
         for validate in (None, False):
             with pytest.raises(ValueError, match=r"^ignore_index: 4294967296 is beyond int32, which JAX narrows"):
                 cj.class_balanced_loss(z, np.array([0, 2**32]), w, ignore_index=2**32, validate=validate)
+        # one that neither the given dtype nor the narrowed one holds equals no label: nothing to wrap
+        unsigned = cj.class_balanced_loss(z, np.array([0, 2], np.uint64), w, ignore_index=-100, reduction="none")
+        np.testing.assert_allclose(unsigned, cj.class_balanced_loss(z, np.array([0, 2]), w, reduction="none"))
 
 
 def test_numpy_labels_inside_jit_are_concrete():

@@ -127,10 +127,16 @@ def test_non_integral_labels_and_set_weights_are_checked():
         ClassBalancedLoss().set_weights([1.0] * C)
     # a float32 loss cannot hold a weight beyond float32's range (it would be inf in the step): named at once
     beyond = [1.0, 1e39] + [1.0] * (C - 2)
-    with pytest.raises(ValueError, match=r"^weights: must be at most 3.402823e\+38 \(the largest float32"):
+    with pytest.raises(ValueError, match=r"^weights: must be at most 3.402823e\+38 \(float32's largest"):
         ClassBalancedLoss(weights=beyond)
-    with pytest.raises(ValueError, match=r"^weights: must be at most 3.402823e\+38 \(the largest float32"):
+    with pytest.raises(ValueError, match=r"^weights: must be at most 3.402823e\+38 \(float32's largest"):
         loss.set_weights(beyond)
+    # a float64 loss holds them, where the backend keeps its weights in float64 (JAX only with x64)
+    if BACKEND != "jax" or _jax_x64():
+        assert ClassBalancedLoss(weights=beyond, dtype="float64").class_weights[1] == 1e39
+    else:
+        with pytest.raises(ValueError, match=r"^weights: must be at most 3.402823e\+38 \(float32's largest"):
+            ClassBalancedLoss(weights=beyond, dtype="float64")
     with pytest.raises(TypeError, match=r"^schedule: "):
         ReweightingCallback([1.0] * C)
     with pytest.raises(ValueError, match=r"^from_logits: "):

@@ -331,3 +331,16 @@ def test_weights_beyond_float32_are_named():
     from cbloss.adapters.torch import class_balanced_loss
 
     check_weights_beyond_float32(lambda z, y, w: class_balanced_loss(z, y, w, reduction="sum"), torch.from_numpy)
+
+
+def test_float8_counts_weights_and_targets_are_read_as_their_numbers():
+    """Floating dtypes NumPy lacks (float8 here, bfloat16 elsewhere) are read through float32, which holds them."""
+    torch = pytest.importorskip("torch")
+    numbers = [1.0, 2.0, 4.0]
+    as_float8 = torch.tensor(numbers).to(torch.float8_e4m3fn)
+    np.testing.assert_array_equal(
+        cbloss.class_balanced_weights(as_float8, 0.9), cbloss.class_balanced_weights(numbers, 0.9)
+    )
+    logits, labels = np.zeros((2, 3)), np.array([0, 2])
+    assert cbloss.class_balanced_loss(logits, labels, as_float8) == cbloss.class_balanced_loss(logits, labels, numbers)
+    cbloss.validate_labels(torch.tensor([[0.5, 0.5, 0.0]]).to(torch.float8_e4m3fn), 3)
