@@ -128,11 +128,7 @@ def _torch_losses(logits, labels, weights, options, axis, validate):
     return adapter.class_balanced_loss(logits, labels, weights, validate=validate is not False, **options)
 
 
-_BACKENDS: dict[str, Callable[..., Any]] = {
-    "tensorflow": _tensorflow_losses,
-    "jax": _jax_losses,
-    "torch": _torch_losses,
-}
+_BACKENDS = {"tensorflow": _tensorflow_losses, "jax": _jax_losses, "torch": _torch_losses}
 
 
 def _logits_from_probabilities(probabilities: Any, loss: str) -> Any:
@@ -230,8 +226,7 @@ class ClassBalancedLoss(keras.losses.Loss):
     @property
     def class_weights(self) -> np.ndarray | None:
         """The current (C,) class weights as a float64 NumPy array (a copy), or None for an unweighted loss."""
-        variable = self._variable
-        return None if variable is None else np.array(keras.ops.convert_to_numpy(variable), dtype=np.float64)
+        return None if self._variable is None else np.array(keras.ops.convert_to_numpy(self._variable), np.float64)
 
     def set_weights(self, weights: Any) -> None:
         """Replace the class weights by value (checked: C finite, non-negative numbers); the next call and a

@@ -50,9 +50,8 @@ class _CoreGradient(torch.autograd.Function):
     def forward(input, labels, weight, sample_weight, config):  # type: ignore[override]
         opts, soft, class_dim, global_sum = config
         z = input.to(compute_dtype(xp, input.dtype)).movedim(class_dim, -1)
-        return evaluate(
-            OPS, z, labels, weight, opts, soft=soft, with_grad=True, sample_weight=sample_weight, global_sum=global_sum
-        )
+        kwargs = dict(soft=soft, with_grad=True, sample_weight=sample_weight, global_sum=global_sum)
+        return evaluate(OPS, z, labels, weight, opts, **kwargs)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
