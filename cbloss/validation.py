@@ -548,9 +548,9 @@ def prepare_weights(
     # Checked where they are, as computed: finite and >= 0 iff the smallest is >= 0 (NaN is not) and the largest
     # < inf. Read after the cast, which makes a weight beyond the compute dtype's range inf.
     if validate:
-        low, high = extremes(xp, cast)
+        low, high = (float(v) for v in extremes(xp, cast))
         # -0.0 may be a tiny negative weight that the cast rounded: read as given, like any failure
-        if not (float(low) >= 0 and float(high) < math.inf) or math.copysign(1.0, float(low)) < 0:
+        if not (low >= 0 and high < math.inf) or math.copysign(1.0, low) < 0:
             host_class_weights(weights, num_classes, _host_dtype(xp, dtype))  # raises for what is wrong as given
     return cast
 
