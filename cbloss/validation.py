@@ -49,6 +49,7 @@ __all__ = [
     "traced_checks",
     "traced_label_checks",
     "validate_labels",
+    "wide_class_indices",
 ]
 
 
@@ -240,6 +241,13 @@ def ignored_labels(xp: Any, labels: Any, ignore_index: int | None) -> Any:
     if ignore_index is None:
         return None
     return labels == ignore_index if holds(xp, labels.dtype, ignore_index) else None
+
+
+def wide_class_indices(xp: Any, labels: Any, widest: Any) -> Any:
+    """Integer class indices in ``widest``, the namespace's widest integer dtype (int64; int32 for JAX without
+    x64), so that their comparisons with the class count and ``ignore_index`` never wrap (docs/conventions.md
+    §6.1). ``labels`` itself when already in it (read only, never written)."""
+    return labels if labels.dtype == widest else xp.astype(labels, widest)
 
 
 def holds(xp: Any, dtype: Any, value: int) -> bool:
@@ -642,8 +650,8 @@ def prepare_inputs(
         check_label_values(xp, labels, num_classes, soft, opts.ignore_index, multi_label=True)
     if soft and axis != logits.ndim - 1:
         labels = xp.moveaxis(labels, axis, -1)
-    elif not soft and labels.dtype != xp.int64:
-        labels = xp.astype(labels, xp.int64)  # any integer dtype gives the int64 result (docs/conventions.md §6.1)
+    elif not soft:
+        labels = wide_class_indices(xp, labels, xp.int64)  # any integer dtype gives the int64 result
     if check_values and not multi_label:  # targets in the dtype given: their sums are checked to its tolerance
         check_label_values(xp, labels, num_classes, soft, opts.ignore_index)
     if soft:

@@ -70,8 +70,8 @@ def _compiled(
     given_dtype = labels.dtype
     if soft:
         labels = jnp.moveaxis(labels.astype(dtype), axis, -1)
-    else:  # in the widest integer dtype, so that comparisons with C and ignore_index never wrap (§6.1)
-        labels = labels.astype(jax.dtypes.canonicalize_dtype(jnp.int64))
+    else:
+        labels = validation.wide_class_indices(jnp, labels, jax.dtypes.canonicalize_dtype(jnp.int64))
     if check:
         for rule in validation.traced_checks(jnp, labels, num_classes, soft, opts, given_dtype, sample_weight):
             checkify.check(rule.valid, rule.message, *rule.values)
