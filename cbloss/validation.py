@@ -473,19 +473,30 @@ def finite_and_nonnegative(xp: Any, values: Any) -> Any:
 
 
 _SAMPLE_WEIGHT = "sample_weight: must be finite and >= 0"
+_TRACED_WEIGHTS = "{}: must be finite and >= 0 in the compute dtype (where a weight beyond its range is inf)"
 
 
 def traced_checks(
-    xp: Any, labels: Any, num_classes: int, soft: bool, opts: Any, given_dtype: Any, sample_weight: Any = None
+    xp: Any,
+    labels: Any,
+    num_classes: int,
+    soft: bool,
+    opts: Any,
+    given_dtype: Any,
+    weights: Any = None,
+    sample_weight: Any = None,
 ) -> list[TracedCheck]:
     """Every value rule of :func:`prepare_inputs` as 0-d predicates for traced code, which asserts them with its
     own mechanism: the labels' (:func:`traced_label_checks`; soft targets, class axis last, sum to 1 within the
-    tolerance of ``given_dtype``, the dtype they were given in) and, with ``sample_weight``, its rule."""
+    tolerance of ``given_dtype``, the dtype they were given in) and those of ``weights`` and ``sample_weight``
+    where given, read in the compute dtype, as the loss uses them: a weight beyond its range is inf there."""
     tolerance = soft_target_tolerance(xp, given_dtype)
     multi_label = opts.multi_label is not None
     rules = traced_label_checks(xp, labels, num_classes, soft, opts.ignore_index, tolerance, multi_label)
+    if weights is not None:
+        rules.append(TracedCheck(finite_and_nonnegative(xp, weights), _TRACED_WEIGHTS.format("weights")))
     if sample_weight is not None:
-        rules.append(TracedCheck(finite_and_nonnegative(xp, sample_weight), _SAMPLE_WEIGHT))
+        rules.append(TracedCheck(finite_and_nonnegative(xp, sample_weight), _TRACED_WEIGHTS.format("sample_weight")))
     return rules
 
 

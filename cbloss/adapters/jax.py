@@ -72,15 +72,14 @@ def _compiled(
         labels = jnp.moveaxis(labels.astype(dtype), axis, -1)
     else:
         labels = validation.wide_class_indices(jnp, labels, jax.dtypes.canonicalize_dtype(jnp.int64))
+    weights = None if weights is None else weights.astype(dtype)
+    sample_weight = None if sample_weight is None else sample_weight.astype(dtype)
     if check:
-        for rule in validation.traced_checks(jnp, labels, num_classes, soft, opts, given_dtype, sample_weight):
+        rules = validation.traced_checks(jnp, labels, num_classes, soft, opts, given_dtype, weights, sample_weight)
+        for rule in rules:
             checkify.check(rule.valid, rule.message, *rule.values)
-    if weights is not None:
-        weights = weights.astype(dtype)
-    elif not soft:
+    if weights is None and not soft:
         weights = jnp.ones((num_classes,), dtype)  # gathered, so an out-of-range label gives NaN for every loss
-    if sample_weight is not None:
-        sample_weight = sample_weight.astype(dtype)
     # Constants (docs/conventions.md §10): their tangents are symbolic zeros, so the JVP rule perturbs z only.
     labels, weights, sample_weight = lax.stop_gradient((labels, weights, sample_weight))
     return _loss(z, labels, weights, sample_weight, opts, soft, axis_name)

@@ -402,6 +402,32 @@ def test_validate_modes():
     assert np.isfinite(float(value))
 
 
+@pytest.mark.parametrize("bad", [-0.5, np.nan, np.inf, 1e39])
+@pytest.mark.parametrize("which", ["weights", "sample_weight"])
+def test_checkify_checks_traced_weights_in_the_compute_dtype(bad, which):
+    """Traced weights are asserted finite and >= 0 as the loss uses them, in the compute dtype: a float64 weight
+    of 1e39 with float32 logits becomes inf there (docs/conventions.md §9, §11.2)."""
+    from jax.experimental import checkify
+
+    z, y, w = data()
+    z, y = jnp.asarray(z, jnp.float32), jnp.asarray(y)
+    given = {"weights": np.asarray(w, np.float64), "sample_weight": np.ones(y.shape, np.float64)}
+    given[which][1] = bad
+
+    def loss(weights, sample_weight):
+        return cj.class_balanced_loss(z, y, weights, sample_weight=sample_weight, validate="checkify")
+
+    checked = checkify.checkify(jax.jit(loss))
+    err, _ = checked(jnp.asarray(given["weights"]), jnp.asarray(given["sample_weight"]))
+    with pytest.raises(checkify.JaxRuntimeError, match=rf"^{which}: must be finite and >= 0 in the compute dtype"):
+        err.throw()
+    given[which][1] = 3e38  # within float32's range: no error, and the value the eager call gives
+    err, value = checked(jnp.asarray(given["weights"]), jnp.asarray(given["sample_weight"]))
+    err.throw()
+    expected = cj.class_balanced_loss(z, y, given["weights"], sample_weight=given["sample_weight"])
+    assert float(value) == pytest.approx(float(expected), rel=1e-6)
+
+
 def test_checkify_checks_soft_targets_with_the_given_dtypes_tolerance():
     from jax.experimental import checkify
 

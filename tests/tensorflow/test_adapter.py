@@ -269,6 +269,22 @@ def test_traced_validation():
         soft_checked(z, tf.constant([[0.5, 0.5, 0.5], [1.0, 0.0, 0.0]], tf.float32))
 
 
+@pytest.mark.parametrize("bad", [-0.5, np.nan, np.inf, 1e39])
+def test_traced_validation_checks_weights_in_the_compute_dtype(bad):
+    """validate=True asserts a traced weight variable finite and >= 0 as the loss uses it, in the compute dtype:
+    a float64 weight of 1e39 with float32 logits is inf there (docs/conventions.md §9, §11.2)."""
+    weights = tf.Variable(np.array([1.0, 2.0, 0.5]))  # float64
+    checked = tf.function(lambda z, y: class_balanced_loss(z, y, weights, validate=True, loss="focal"))
+    z, y = tf.constant(np.zeros((2, 3), np.float32)), tf.constant([0, 1])
+    expected = float(class_balanced_loss(z, y, weights.numpy(), loss="focal"))
+    assert float(checked(z, y)) == pytest.approx(expected)
+    weights.assign([1.0, bad, 0.5])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="weights: must be finite and >= 0 in the compute dtype"):
+        checked(z, y)
+    weights.assign([1.0, 3e38, 0.5])  # within float32's range
+    assert float(checked(z, y)) == pytest.approx(float(class_balanced_loss(z, y, weights.numpy(), loss="focal")))
+
+
 @pytest.mark.parametrize("where", [0, 1, 2])
 @pytest.mark.parametrize("multi_label", [None, "class"])
 def test_traced_validation_finds_nan_targets(where, multi_label):
