@@ -26,6 +26,7 @@ __all__ = [
     "check_counts_match",
     "check_gamma",
     "check_ignore_index",
+    "check_ignore_index_kept",
     "check_label_smoothing",
     "check_label_values",
     "check_num_classes",
@@ -255,6 +256,19 @@ def holds(xp: Any, dtype: Any, value: int) -> bool:
     would be converted into it and wrap around)."""
     limits = xp.iinfo(dtype)
     return bool(limits.min <= value <= limits.max)
+
+
+def check_ignore_index_kept(ignore_index: int | None, given_dtype: Any, used_dtype: Any) -> None:
+    """For class indices given in the integer NumPy-compatible ``given_dtype`` and computed in ``used_dtype`` (JAX
+    without x64 narrows int64 to int32): an ``ignore_index`` that the first holds and the second does not is a
+    ``ValueError`` naming it, as a label equal to it would wrap onto another value."""
+    if ignore_index is None or given_dtype == used_dtype:
+        return
+    if holds(np, given_dtype, ignore_index) and not holds(np, used_dtype, ignore_index):
+        raise ValueError(
+            f"ignore_index: {ignore_index} is beyond {used_dtype}, which the {given_dtype} labels are narrowed to "
+            "(JAX without jax_enable_x64): a label equal to it would wrap onto another value"
+        )
 
 
 def labels_out_of_range(xp: Any, labels: Any, num_classes: int, ignore_index: int | None) -> Any:

@@ -113,14 +113,8 @@ def _call(
     multi_label = opts.multi_label is not None
     axis, soft = validation.check_class_axis(jnp, logits, labels, axis, multi_label=multi_label)
     num_classes = logits.shape[axis]
-    # int64 labels without jax_enable_x64 are int32: an ignore_index that only the given dtype holds would wrap
-    if not soft and opts.ignore_index is not None and labels.dtype != given.dtype:
-        holds = [validation.holds(np, dtype, opts.ignore_index) for dtype in (given.dtype, labels.dtype)]
-        if holds == [True, False]:
-            raise ValueError(
-                f"ignore_index: {opts.ignore_index} is beyond {labels.dtype}, which JAX narrows {given.dtype} labels "
-                "to without jax_enable_x64: a label equal to it would wrap onto another value"
-            )
+    if not soft:
+        validation.check_ignore_index_kept(opts.ignore_index, given.dtype, labels.dtype)
     if from_counts and weights is not None:
         validation.check_counts_match(weights, logits, axis)  # a class-count mismatch is the counts' fault
     eager = validate is None or validate is True

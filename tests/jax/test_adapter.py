@@ -273,7 +273,7 @@ def test_labels_are_checked_as_given_without_x64():
             cj.class_balanced_loss(z, np.array([[0.5, 0.50001, 0.0], [0.0, 1.0, 0.0]]), w)
         # a label equal to an ignore_index beyond int32 passes the check, and would wrap to 0 in int32
         for validate in (None, False):
-            with pytest.raises(ValueError, match=r"^ignore_index: 4294967296 is beyond int32, which JAX narrows"):
+            with pytest.raises(ValueError, match=r"^ignore_index: 4294967296 is beyond int32, which the int64 labels"):
                 cj.class_balanced_loss(z, np.array([0, 2**32]), w, ignore_index=2**32, validate=validate)
         # one that neither the given dtype nor the narrowed one holds equals no label: nothing to wrap
         unsigned = cj.class_balanced_loss(z, np.array([0, 2], np.uint64), w, ignore_index=-100, reduction="none")
