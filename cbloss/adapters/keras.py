@@ -125,7 +125,7 @@ def _torch_losses(logits, labels, weights, options, axis, validate):
     if len(labels.shape) == len(logits.shape):  # soft or multi-hot targets: their class axis moves too
         labels = torch.movedim(labels, axis, class_dim)
     logits = torch.movedim(logits, axis, class_dim)
-    return adapter.class_balanced_loss(logits, labels, weights, validate=validate is not False, **options)
+    return adapter._loss(logits, labels, weights, None, options, validate is not False, False, None, False, names=False)
 
 
 _BACKENDS = {"tensorflow": _tensorflow_losses, "jax": _jax_losses, "torch": _torch_losses}

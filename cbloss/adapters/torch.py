@@ -16,7 +16,7 @@ import torch
 
 from ..counts import sum_over_replicas
 from ..engine import evaluate
-from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
+from ..options import describe, loss_options, split_options, with_options_doc
 from ..reductions import MEANS, scaled_gradient
 from ..validation import (
     check_choice,
@@ -108,7 +108,7 @@ def _global_sum(group: Any) -> Callable[[Any], Any] | None:
     return global_sum
 
 
-def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, global_normalizer, group, from_counts):
+def _loss(input, target, weight, sample_weight, opts, validate, global_normalizer, group, from_counts, names=True):
     for name, value in (("input", input), ("target", target)):
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{name}: must be a torch.Tensor, got {type(value).__name__}")
@@ -116,7 +116,8 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, glo
     device = input.device.type
     if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
         with torch.autocast(device, enabled=False):  # it would run the class sums in float16; §9 says float32
-            return _loss(input, target, weight, sample_weight, opts, validate, global_normalizer, group, from_counts)
+            flags = (validate, global_normalizer, group, from_counts, names)
+            return _loss(input, target, weight, sample_weight, opts, *flags)
     class_dim = 1 if input.ndim >= 2 else 0
     # Reading values synchronises with a GPU; a compiled graph or the meta device has none to read.
     check = validate and device != "meta" and not torch.compiler.is_compiling()
@@ -129,8 +130,8 @@ def _loss(input, target, weight, sample_weight, opts: LossOptions, validate, glo
         if opts.multi_label is not None or target.is_floating_point():  # weights read at every element
             weight = cast_weights(weight, dtype)
         given = prepare_inputs(xp, input, target, weight, sample_weight, opts, class_dim, input.device, check)
-    except (TypeError, ValueError) as error:
-        raise _in_torch_names(error) from None
+    except (TypeError, ValueError) as error:  # named as PyTorch names them, or (for Keras) as the core does
+        raise (_in_torch_names(error) if names else error) from None
     labels, w, sw, soft, _, dtype = given
     global_sum = _global_sum(group) if global_normalizer else None
     if opts.kind == "softmax":

@@ -147,6 +147,22 @@ def test_non_integral_labels_and_set_weights_are_checked():
     np.testing.assert_allclose(float(loss(y, z)), np.mean(ref.value), rtol=2e-6)
 
 
+@pytest.mark.parametrize("loss", ["softmax", "focal"])
+def test_errors_name_labels_on_every_backend(loss):
+    """The label rules' errors name ``labels`` (and ``multi_label``'s targets) on every backend, PyTorch's
+    included, whose own adapter names its arguments ``input`` and ``target``."""
+    z, y, _ = _case("indices")
+    y[3] = C  # out of range
+    with pytest.raises(ValueError, match=rf"^labels: class indices must be in \[0, {C}\)"):
+        ClassBalancedLoss(COUNTS, BETA, loss=loss)(y, z)
+    _, t, _ = _case("multi_hot")
+    t[2, 1] = 2.0
+    with pytest.raises(ValueError, match=r"^labels: multi-hot targets must be in \[0, 1\]"):
+        ClassBalancedLoss(COUNTS, BETA, loss="sigmoid" if loss == "softmax" else loss, multi_label="class")(t, z)
+    with pytest.raises(ValueError, match=r"^labels: multi-hot targets must have the logits' shape"):
+        ClassBalancedLoss(COUNTS, BETA, loss="focal", multi_label="class")(t[:, :2], z)
+
+
 def test_an_ignore_index_beyond_int32_is_not_wrapped():
     """Keras hands over class indices as floats; they become integers again in the backend's widest integer dtype,
     so that an ignore_index beyond int32 (valid: docs/conventions.md §6.4) ignores its labels and wraps none. JAX
