@@ -42,10 +42,12 @@ class Primitives:
         """``(softmax(x), logsumexp(x))`` along the last axis, the second without the class axis, from one
         exponential pass: ``e = exp(x - max)``, ``S = sum(e)``, ``p = e / S``, ``logsumexp = max + log(S)``."""
         xp = self.xp
-        m = xp.max(x, axis=-1, keepdims=True)
-        e = xp.exp(x - m)
-        total = xp.sum(e, axis=-1, keepdims=True)
-        return e / total, (m + xp.log(total))[..., 0]
+        # reduced without keepdims: a compiler keeps the per-position arrays 1-D (XLA's CPU code ran an (N, 1)
+        # one as an elementwise call per row)
+        m = xp.max(x, axis=-1)
+        e = xp.exp(x - m[..., None])
+        total = xp.sum(e, axis=-1)
+        return e / total[..., None], m + xp.log(total)
 
     def softplus(self, x: Any) -> Any:
         """``log(1 + exp(x))`` as ``max(x, 0) + log1p(exp(-|x|))``: no overflow, full float64 digits."""
