@@ -11,7 +11,12 @@ import cbloss
 from tests import oracle
 
 LOSSES = [("softmax", None), ("sigmoid", None), ("focal", 2.0), ("softmax_focal", 0.5)]
-FORMS = ["hard", "ignore", "smooth", "soft"]
+FORMS = ["hard", "ignore", "smooth", "ignore_smooth", "soft", "soft_smooth"]
+# multi-hot targets: 0/1 with a position without positives, and fractional ones with smoothing (§6.5)
+MULTI_FORMS = ["class", "sample", "class_fractional_smooth", "sample_fractional_smooth"]
+CASES = [(loss, gamma, form) for loss, gamma in LOSSES for form in FORMS] + [
+    (loss, gamma, form) for loss, gamma in LOSSES[1:3] for form in MULTI_FORMS
+]
 
 
 def _case(form: str):
@@ -20,24 +25,40 @@ def _case(form: str):
     weights = rng.uniform(0.25, 3.0, 4)
     sample_weight = rng.uniform(0.0, 2.0, (2, 3))
     sample_weight[0, 0] = 0.0
-    if form == "soft":
+    multi_label = form.split("_")[0] if form.startswith(("class", "sample")) else None
+    if multi_label and "fractional" in form:
+        labels = rng.integers(0, 5, (2, 3, 4)) / 4.0
+    elif multi_label:
+        labels = (rng.random((2, 3, 4)) < 0.4).astype(np.float64)
+        labels[1, 2] = 0.0
+    elif form.startswith("soft"):
         labels = rng.dirichlet(np.ones(4), size=(2, 3))
     else:
         labels = rng.integers(0, 4, (2, 3))
-        if form == "ignore":
+        if "ignore" in form:
             labels[1, ::2] = -100
-    options = {"ignore_index": -100 if form == "ignore" else None, "label_smoothing": 0.1 if form == "smooth" else 0.0}
+    options = {
+        "ignore_index": -100 if "ignore" in form else None,
+        "label_smoothing": 0.1 if "smooth" in form else 0.0,
+        "multi_label": multi_label,
+    }
     return logits, labels, weights, sample_weight, options
 
 
 def _reference(logits, labels, weights, sample_weight, reduction, loss, gamma, options):
-    counted = np.ones(labels.shape[:2], bool) if labels.dtype.kind == "f" else labels != -100
+    soft = labels.dtype.kind == "f"
+    counted = np.ones(labels.shape[:2], bool) if soft else labels != -100
+    w = np.ones(logits.shape[-1]) if weights is None else weights
     if reduction in ("none", "sum"):
         scale = sample_weight
     elif reduction == "mean":
         scale = sample_weight / counted.sum()
     else:
-        share = labels @ weights if labels.dtype.kind == "f" else weights[np.where(counted, labels, 0)] * counted
+        if options["multi_label"]:  # "sample": the mean class weight of the positives, 1 without any
+            positives = labels.sum(axis=-1)
+            share = np.where(positives > 0, (labels @ w) / np.where(positives > 0, positives, 1.0), 1.0)
+        else:
+            share = labels @ w if soft else w[np.where(counted, labels, 0)] * counted
         scale = sample_weight / np.sum(sample_weight * share)
     per_position = oracle.loss_and_grad(
         logits, labels, weights, loss=loss, gamma=gamma, reduction="none", cotangent=scale, **options
@@ -46,16 +67,23 @@ def _reference(logits, labels, weights, sample_weight, reduction, loss, gamma, o
     return (values if reduction == "none" else values.sum()), per_position.grad
 
 
-@pytest.mark.parametrize("loss, gamma", LOSSES)
-@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("loss, gamma, form", CASES)
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean", "weighted_mean"])
-def test_sample_weight_matches_its_definition(asarray, loss, gamma, form, reduction):
+@pytest.mark.parametrize("weighted", [True, False], ids=["weights", "no-weights"])
+def test_sample_weight_matches_its_definition(asarray, loss, gamma, form, reduction, weighted):
     logits, labels, weights, sample_weight, options = _case(form)
+    weights = weights if weighted else None
+    if options["multi_label"] == "class" and reduction == "weighted_mean":
+        with pytest.raises(ValueError, match=r"^reduction:"):
+            cbloss.class_balanced_loss(
+                logits, labels, weights, sample_weight=sample_weight, loss=loss, reduction=reduction, **options
+            )
+        return
     want_value, want_grad = _reference(logits, labels, weights, sample_weight, reduction, loss, gamma, options)
     value, grad = cbloss.class_balanced_loss_and_grad(
         asarray(logits),
         asarray(labels),
-        asarray(weights),
+        None if weights is None else asarray(weights),
         sample_weight=asarray(sample_weight),
         loss=loss,
         gamma=gamma,
