@@ -96,10 +96,13 @@ def test_values_and_gradients_equal_the_oracle(options, kind):
     np.testing.assert_allclose(_grad(loss, y_keras, z), expected_grad, rtol=2e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("options", [dict(loss="softmax"), dict(loss="softmax_focal"), dict(loss="focal")])
+@pytest.mark.parametrize(
+    "options", [dict(loss="softmax"), dict(loss="softmax_focal"), dict(loss="sigmoid"), dict(loss="focal")]
+)
 def test_probabilities_with_from_logits_false(options):
-    """from_logits=False reads the final softmax's (or sigmoid's) probabilities and equals the loss on logits."""
-    z, y, _ = _case("indices", seed=3)
+    """from_logits=False reads the final softmax's (or sigmoid's) probabilities and equals the loss on logits; its
+    gradient is the logits' gradient through z = log p (softmax: softmax(log p) = p), or z = log(p / (1 - p))."""
+    z, y, labels = _case("indices", seed=3)
     z = np.clip(z, -4.0, 4.0)  # far from the clip at keras.config.epsilon()
     if options["loss"].startswith("softmax"):
         p = np.exp(z - z.max(-1, keepdims=True))
@@ -109,7 +112,10 @@ def test_probabilities_with_from_logits_false(options):
     from_logits = ClassBalancedLoss(COUNTS, BETA, **options)
     from_probabilities = ClassBalancedLoss(COUNTS, BETA, from_logits=False, **options)
     np.testing.assert_allclose(float(from_probabilities(y, p)), float(from_logits(y, z)), rtol=1e-5)
-    assert np.all(np.isfinite(_grad(from_probabilities, y, p)))
+    ref = oracle.loss_and_grad(z, labels, class_balanced_weights(COUNTS, BETA), reduction="none", **options)
+    dz_dp = 1.0 / p if options["loss"].startswith("softmax") else 1.0 / (p * (1.0 - p))
+    expected = ref.grad / len(z) * dz_dp  # Keras: the mean over the batch
+    np.testing.assert_allclose(_grad(from_probabilities, y, p.astype(np.float32)), expected, rtol=1e-4, atol=1e-6)
     saturated = np.where(np.arange(C) == 0, 1.0, 0.0)[None].repeat(2, 0).astype(np.float32)  # p = 0 and 1
     assert np.isfinite(float(from_probabilities(np.array([0.0, 1.0], np.float32), saturated)))
 
