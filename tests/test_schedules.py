@@ -30,16 +30,17 @@ def test_deferred_reweighting_hands_out_copies():
     np.testing.assert_allclose(drw(1), oracle.class_weights(COUNTS, 0.9999), rtol=1e-14)
 
 
+@pytest.mark.parametrize("normalize", ["classes", "samples", None])
 @pytest.mark.parametrize("shape", ["linear", "cosine"])
-def test_beta_warmup_follows_its_shape(shape):
-    warm = BetaWarmup(COUNTS, 0.999, start=5, end=15, shape=shape)
+def test_beta_warmup_follows_its_shape(shape, normalize):
+    warm = BetaWarmup(COUNTS, 0.999, start=5, end=15, shape=shape, normalize=normalize)
     for epoch in (0, 5, 7.5, 10, 14, 15, 40):
         fraction = min(max((epoch - 5) / 10, 0.0), 1.0)
         if shape == "cosine":
             fraction = (1 - math.cos(math.pi * fraction)) / 2
         beta = 0.999 * fraction
         assert warm.beta_at(epoch) == pytest.approx(beta, rel=1e-15, abs=0)
-        np.testing.assert_allclose(warm(epoch), oracle.class_weights(COUNTS, beta), rtol=1e-13)
+        np.testing.assert_allclose(warm(epoch), oracle.class_weights(COUNTS, beta, normalize), rtol=1e-13)
     np.testing.assert_array_equal(warm(0), np.ones(10))
 
 
