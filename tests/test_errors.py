@@ -11,6 +11,7 @@ import pytest
 
 import cbloss
 from cbloss import validation
+from tests import oracle
 
 Z = np.zeros((3, 4))
 Y = np.array([0, 1, 2])
@@ -263,7 +264,7 @@ def test_soft_targets_must_sum_to_one(asarray, targets):
     assert "multi-hot targets need multi_label=" in str(info.value)
 
 
-@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8])
 def test_integer_multi_hot_targets_without_multi_label_say_how(dtype):
     """Integer 0/1 targets shaped like the logits are multi-hot, not class indices: the error says which option
     reads them."""
@@ -271,7 +272,22 @@ def test_integer_multi_hot_targets_without_multi_label_say_how(dtype):
     with pytest.raises(ValueError, match=names("labels")) as info:
         cbloss.class_balanced_loss(Z, targets, loss="sigmoid")
     assert "multi-hot targets need multi_label='class' or 'sample'" in str(info.value)
-    assert cbloss.class_balanced_loss(Z, targets, loss="sigmoid", multi_label="class") > 0
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.bool_])
+@pytest.mark.parametrize("multi_label", ["class", "sample"])
+@pytest.mark.parametrize("loss", ["sigmoid", "focal"])
+def test_integer_and_bool_multi_hot_targets_are_read_as_zeros_and_ones(asarray, dtype, multi_label, loss):
+    """Multi-hot targets given as integers or bools give the loss and gradient of the same 0/1 floats (§6.5)."""
+    logits = np.random.default_rng(5).normal(size=(3, 4)) * 2
+    targets = np.array([[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]])
+    weights = np.array([0.5, 1.0, 2.0, 4.0])
+    want = oracle.loss_and_grad(logits, targets.astype(float), weights, loss=loss, multi_label=multi_label)
+    got = cbloss.class_balanced_loss_and_grad(
+        asarray(logits), asarray(targets.astype(dtype)), asarray(weights), loss=loss, multi_label=multi_label
+    )
+    np.testing.assert_allclose(np.asarray(got[0]), want.value, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(got[1]), want.grad, rtol=1e-9, atol=1e-15)
 
 
 def test_soft_targets_negative():
@@ -410,10 +426,24 @@ def test_non_numeric_inputs_name_the_argument(argument, logits, labels):
         cbloss.class_balanced_loss(logits, labels)
 
 
-def test_ignore_index_beyond_the_label_dtype():
-    """An ignore_index no label can equal ignores nothing; one beyond int64 is an error naming it."""
-    labels = np.array([0, 1, 2], dtype=np.int8)
-    want = cbloss.class_balanced_loss(Z, labels.astype(np.int64))
-    assert cbloss.class_balanced_loss(Z, labels, ignore_index=10**6) == want
+@pytest.mark.parametrize(
+    "dtype, ignore_index",
+    [("uint8", 256), ("int8", 257), ("int8", -255), ("uint16", 65536), ("int16", 65538), ("int32", 2**32 + 1)],
+)
+@pytest.mark.parametrize("loss", ["softmax", "focal"])
+def test_ignore_index_beyond_the_label_dtype(asarray, dtype, ignore_index, loss):
+    """An ignore_index that the labels' dtype cannot hold ignores nothing: converted into that dtype it would wrap
+    onto a label that is present (256 onto 0 in uint8, 257 onto 1 in int8, ...) and drop it (§6.1, §6.4)."""
+    logits = np.random.default_rng(3).normal(size=(3, 4)) * 2
+    labels = np.array([0, 1, 2])
+    want = oracle.loss_and_grad(logits, labels, loss=loss, reduction="mean")
+    got = cbloss.class_balanced_loss_and_grad(
+        asarray(logits), asarray(labels.astype(dtype)), loss=loss, ignore_index=ignore_index
+    )
+    np.testing.assert_allclose(np.asarray(got[0]), want.value, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(got[1]), want.grad, rtol=1e-10, atol=1e-15)
+
+
+def test_ignore_index_beyond_int64_is_named():
     with pytest.raises(ValueError, match=names("ignore_index")):
-        cbloss.class_balanced_loss(Z, labels, ignore_index=2**70)
+        cbloss.class_balanced_loss(Z, np.array([0, 1, 2], dtype=np.int8), ignore_index=2**70)
