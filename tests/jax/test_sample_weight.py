@@ -134,16 +134,19 @@ def test_sample_weight_with_a_class_axis_and_multi_hot_targets():
     t = np.moveaxis(rng.dirichlet(np.ones(4), size=(2, 3)), -1, 1)
     s = rng.uniform(0.5, 2.0, (2, 3))
     w = rng.uniform(0.5, 2.0, 4)
-    want = cbloss.class_balanced_loss(z, t, w, sample_weight=s, axis=1, loss="softmax_focal")
+    per_position = oracle.loss_and_grad(
+        np.moveaxis(z, 1, -1), np.moveaxis(t, 1, -1), w, loss="softmax_focal", reduction="none"
+    ).value
     got = cj.class_balanced_loss(z, t, w, sample_weight=s, axis=1, loss="softmax_focal")
-    np.testing.assert_allclose(float(got), want, rtol=1e-12)
+    np.testing.assert_allclose(float(got), np.mean(per_position * s), rtol=1e-12)  # "mean": over the positions
     z, multi_hot = rng.normal(size=(5, 4)), rng.uniform(size=(5, 4)) < 0.5
+    multi_hot[0] = False  # a position without positives: weight 1 in "sample"
     s = rng.uniform(0.5, 2.0, 5)
     for mode in ("class", "sample"):
-        options = {"loss": "focal", "multi_label": mode, "reduction": "mean"}
-        want = cbloss.class_balanced_loss(z, multi_hot, w, sample_weight=s, **options)
+        options = {"loss": "focal", "multi_label": mode}
+        per_position = oracle.loss_and_grad(z, multi_hot.astype(float), w, reduction="none", **options).value
         got = jax.jit(lambda q, t, sw, options=options: cj.class_balanced_loss(q, t, w, sample_weight=sw, **options))
-        np.testing.assert_allclose(float(got(z, multi_hot, s)), want, rtol=1e-12)
+        np.testing.assert_allclose(float(got(z, multi_hot, s)), np.mean(per_position * s), rtol=1e-12)
 
 
 def test_bad_sample_weight_is_named():
