@@ -140,12 +140,12 @@ def test_weights_not_a_vector():
     ids=["too_large", "negative", "negative_not_ignored", "too_large_beside_ignored"],
 )
 def test_labels_out_of_range(asarray, labels, ignore_index):
-    with pytest.raises(ValueError, match=names("labels")):
+    with pytest.raises(ValueError, match=r"^labels: class indices must be in \[0, 4\)"):
         cbloss.class_balanced_loss(asarray(Z), asarray(np.array(labels)), ignore_index=ignore_index)
 
 
 def test_unbatched_label_out_of_range():
-    with pytest.raises(ValueError, match=names("labels")):
+    with pytest.raises(ValueError, match=r"^labels: class indices must be in \[0, 4\)"):
         cbloss.class_balanced_loss(np.zeros(4), np.array(4))
 
 
@@ -161,7 +161,7 @@ def test_logits_not_floating_point(asarray, dtype):
     ids=["fewer_positions", "extra_dim", "soft_wrong_classes", "soft_extra_dim"],
 )
 def test_labels_and_logits_shapes_do_not_match(asarray, labels):
-    with pytest.raises(ValueError, match=names("labels")):
+    with pytest.raises(ValueError, match=r"^labels: (class indices|soft targets) must have the logits' shape"):
         cbloss.class_balanced_loss(asarray(Z), asarray(labels))
 
 
