@@ -20,7 +20,7 @@ from ..reductions import hard_shares, reduction_factor, soft_shares
 from ..targets import label_weights
 from ..validation import compute_dtype
 
-__all__ = ["OPS", "TorchPrimitives", "binary_cross_entropy", "cast_weights", "constant", "cross_entropy"]
+__all__ = ["OPS", "TorchPrimitives", "binary_cross_entropy", "cast_weights", "constant", "cross_entropy", "ops_for"]
 
 # F.softplus returns x itself above `threshold`. log1p(exp(-x)) is below half an ulp of x once x > 37 in float64
 # (x > 17 in float32), so 40 keeps every float64 digit; PyTorch's default, 20, loses up to 2.7e5 ulps in float64
@@ -235,7 +235,41 @@ class TorchPrimitives(Primitives):
         return _gather_weights(weights, labels)
 
 
+class _SelectAtLabel(TorchPrimitives):
+    """:class:`TorchPrimitives` whose label writes, inside a compiled graph on the class-last view of a dense
+    ``(N, C, d1, ...)`` tensor, are a select along its class dim 1 (the generic :meth:`Primitives.put_at_label`,
+    in the tensor's memory order) instead of a scatter. A scatter is a mutation: Inductor writes every array it
+    touches (the elements, ``exp(-|z|)``, the gradient) as a full buffer and reads it back in further loops. The
+    select fuses, and the partitioner recomputes the gradient in the backward pass, from the logits, in one loop
+    that writes nothing but the gradient. Elsewhere (eager, ``(N, C)`` inputs) they are the scatter."""
+
+    def put_at_label(self, x: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
+        if torch.compiler.is_compiling() and _memory_layout(x)[1] == 1:
+            return _select_at_label(x, labels, values)
+        return super().put_at_label(x, labels, values)
+
+    def put_at_label_(self, fresh: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
+        if torch.compiler.is_compiling() and _memory_layout(fresh)[1] == 1:
+            return _select_at_label(fresh, labels, values)
+        return super().put_at_label_(fresh, labels, values)
+
+
+def _select_at_label(x: torch.Tensor, labels: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``put_at_label`` of the class-last view ``x`` of a dense tensor as a select on that tensor: the label mask
+    and the result in its memory order (a mask built class-last would lay the result out class-last)."""
+    view, _ = _memory_layout(x)
+    classes = torch.arange(x.shape[-1], device=x.device).view((-1,) + (1,) * (view.ndim - 2))
+    return torch.where(labels.unsqueeze(1) == classes, values.unsqueeze(1), view).movedim(1, -1)
+
+
 OPS = TorchPrimitives(xp)
+_SELECT_OPS = _SelectAtLabel(xp)
+
+
+def ops_for(kind: str) -> TorchPrimitives:
+    """The pieces for loss ``kind``. The focal loss keeps the scatter: its gradient's elementwise chain (two
+    transcendentals, powers) costs more to recompute in the backward than the buffers the scatter writes."""
+    return OPS if kind == "focal" else _SELECT_OPS
 
 
 def cross_entropy(

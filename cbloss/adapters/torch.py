@@ -27,7 +27,7 @@ from ..validation import (
     prepare_inputs,
 )
 from ..weights import class_balanced_weights, whole_counts
-from ._torch_kernels import OPS, TorchPrimitives, binary_cross_entropy, cast_weights, constant, cross_entropy
+from ._torch_kernels import TorchPrimitives, binary_cross_entropy, cast_weights, constant, cross_entropy, ops_for
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -51,7 +51,7 @@ class _CoreGradient(torch.autograd.Function):
         opts, soft, class_dim, global_sum = config
         z = input.to(compute_dtype(xp, input.dtype)).movedim(class_dim, -1)
         kwargs = dict(soft=soft, with_grad=True, sample_weight=sample_weight, global_sum=global_sum)
-        return evaluate(OPS, z, labels, weight, opts, **kwargs)
+        return evaluate(ops_for(opts.kind), z, labels, weight, opts, **kwargs)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -141,7 +141,8 @@ def _loss(input, target, weight, sample_weight, opts, validate, global_normalize
     if torch.is_grad_enabled() and input.requires_grad:
         return _CoreGradient.apply(input, labels, w, sw, (opts, soft, class_dim, global_sum))[0]
     z = input.to(dtype).movedim(class_dim, -1)  # no gradient wanted: the value alone
-    return evaluate(OPS, z, labels, w, opts, soft=soft, with_grad=False, sample_weight=sw, global_sum=global_sum)[0]
+    ops = ops_for(opts.kind)
+    return evaluate(ops, z, labels, w, opts, soft=soft, with_grad=False, sample_weight=sw, global_sum=global_sum)[0]
 
 
 @with_options_doc
