@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import cbloss
+from tests import oracle
 
 
 def check_validate_labels(
@@ -69,3 +70,21 @@ def check_weights_beyond_float32(loss: Callable[[Any, Any, Any], Any], convert: 
             loss(convert(np.zeros((2, 3), np.float32)), labels, weights)
         value = float(np.asarray(loss(convert(np.zeros((2, 3))), labels, weights)))
         assert value == pytest.approx((1.0 + 1e39) * math.log(3.0), rel=1e-12)
+
+
+def check_integer_and_bool_multi_hot(loss_and_grad: Callable[..., tuple[Any, Any]], dtypes: list) -> None:
+    """Multi-hot targets given as integers or bools give the oracle's loss and gradient of the same 0/1 floats
+    (docs/conventions.md §6.5), for both weightings and both losses. ``loss_and_grad(logits, targets, weights,
+    dtype, **options)`` runs the framework's loss on its own arrays (targets in ``dtype``) and returns NumPy
+    ``(value, grad)``."""
+    logits = np.random.default_rng(5).normal(size=(3, 4)) * 2
+    targets = np.array([[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]])  # a position without positives too
+    weights = np.array([0.5, 1.0, 2.0, 4.0])
+    for dtype in dtypes:
+        for loss in ("sigmoid", "focal"):
+            for multi_label in ("class", "sample"):
+                options = dict(loss=loss, multi_label=multi_label)
+                want = oracle.loss_and_grad(logits, targets.astype(float), weights, **options)
+                value, grad = loss_and_grad(logits, targets, weights, dtype, **options)
+                np.testing.assert_allclose(value, want.value, rtol=1e-12, err_msg=f"{dtype} {options}")
+                np.testing.assert_allclose(grad, want.grad, rtol=1e-9, atol=1e-15, err_msg=f"{dtype} {options}")
