@@ -147,19 +147,23 @@ def test_validate_labels_reads_any_layout(labels, kwargs, message):
 
 
 @pytest.mark.parametrize("given_dtype, passes", [(np.float32, True), (np.float64, False)])
-@pytest.mark.parametrize("sample_weight", [None, [1.0, 0.5], [1.0, np.nan], [-1.0, 2.0]])
-def test_traced_checks_read_the_given_dtype_and_the_sample_weights(given_dtype, passes, sample_weight):
+@pytest.mark.parametrize("values", [None, [1.0, 0.5], [1.0, np.nan], [-1.0, 2.0], [1.0, np.inf]])
+@pytest.mark.parametrize("which", ["weights", "sample_weight"])
+def test_traced_checks_read_the_given_dtype_and_the_weights(given_dtype, passes, values, which):
     """``traced_checks``: soft targets off by 1e-5 pass the sum rule to float32's tolerance (sqrt(eps), 3.5e-4) and
-    fail float64's (1.5e-8), whatever dtype they are read in; sample weights must be finite and >= 0."""
+    fail float64's (1.5e-8), whatever dtype they are read in; class and sample weights, as computed, must be
+    finite and >= 0."""
     from cbloss.options import loss_options
 
     targets = np.array([[0.5, 0.5 + 1e-5], [1.0, 0.0]])
-    weights = None if sample_weight is None else np.asarray(sample_weight)
-    rules = validation.traced_checks(np, targets, 2, True, loss_options(), given_dtype, weights)
+    weights = None if values is None else np.asarray(values)
+    rules = validation.traced_checks(np, targets, 2, True, loss_options(), given_dtype, **{which: weights})
     failures = [rule.message.split(",")[0] for rule in rules if not bool(rule.valid)]
     expected = [] if passes else ["labels: soft targets must sum to 1 along the class axis"]
     if weights is not None and not np.all(np.isfinite(weights) & (weights >= 0)):
-        expected.append("sample_weight: must be finite and >= 0")
+        expected.append(
+            f"{which}: must be finite and >= 0 in the compute dtype (where a weight beyond its range is inf)"
+        )
     assert failures == expected
     assert len(rules) == 2 + (weights is not None)
 
