@@ -31,7 +31,17 @@ def as_array(x: Any, name: str) -> Any:
         array = None
     if array is None or array.dtype.kind not in "biuf":
         raise TypeError(f"{name}: must be an array or a (nested) list of numbers, got {type(x).__name__}")
+    if array.dtype.kind != "b" and mixes_bools(x):
+        raise TypeError(f"{name}: a list that mixes bools with numbers (NumPy would read True as 1)")
     return array
+
+
+def mixes_bools(x: Any) -> bool:
+    """Whether a (nested) Python list or tuple holds a bool anywhere: made an integer or floating array, its bools
+    would become 1 and 0 unseen (the caller asks only when the array it made is not boolean)."""
+    if isinstance(x, (bool, np.bool_)):
+        return True
+    return isinstance(x, (list, tuple)) and any(mixes_bools(v) for v in x)
 
 
 def device_of(x: Any) -> Any:

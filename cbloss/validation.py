@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._namespace import as_array, is_array, namespace_of, real_to_numpy, to_numpy
+from ._namespace import as_array, is_array, mixes_bools, namespace_of, real_to_numpy, to_numpy
 
 __all__ = [
     "TracedCheck",
@@ -153,12 +153,14 @@ def real_on_host(name: str, values: Any) -> np.ndarray:
         numbers_only = host.dtype.kind != "O" or all(
             isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in host.flat
         )
-        if host.dtype.kind in "iufO" and numbers_only:  # not None, which an object array would make NaN
+        if host.dtype.kind in "iufO" and numbers_only and not mixes_bools(values):  # None would become NaN
             return host.astype(np.float64)
     except OverflowError:
         raise ValueError(f"{name}: must be finite, got a number beyond float64's range") from None
     except (TypeError, ValueError):
         raise TypeError(f"{name}: must be real numbers, got {values!r}") from None
+    if host.dtype.kind != "b" and mixes_bools(values):
+        raise TypeError(f"{name}: must be real numbers, got a bool among them")
     raise TypeError(f"{name}: must be real numbers, got dtype {host.dtype}")
 
 

@@ -420,6 +420,25 @@ def test_python_numbers_and_lists_are_arrays():
     assert cbloss.class_balanced_loss(z[0], 1) == unbatched
 
 
+@pytest.mark.parametrize(
+    "argument, call",
+    [
+        ("labels", lambda: cbloss.class_balanced_loss(Z, [True, 2, 0])),
+        ("labels", lambda: cbloss.class_balanced_loss(Z, [[0, 1, 0, 0], [1, 0, 0, 0], (0, 0, True, 0)])),
+        ("logits", lambda: cbloss.class_balanced_loss([[True, 0.5, 0.0, 0.0]] * 3, Y)),
+        ("weights", lambda: cbloss.class_balanced_loss(Z, Y, [True, 2.0, 1.0, 1.0])),
+        ("sample_weight", lambda: cbloss.class_balanced_loss(Z, Y, sample_weight=[1.0, False, 2.0])),
+        ("samples_per_class", lambda: cbloss.class_balanced_weights([True, 5, 7], 0.9)),
+        ("labels", lambda: cbloss.count_samples_per_class([0, True, 2], 3)),
+    ],
+)
+def test_lists_that_mix_bools_with_numbers_are_refused(argument, call):
+    """NumPy reads ``[True, 2]`` as ``[1, 2]``: a bool among numbers in a Python list is a TypeError naming the
+    argument, as a bool array is (docs/conventions.md §11.1), never a silent 1 or 0."""
+    with pytest.raises(TypeError, match=rf"^{argument}: .*bool"):
+        call()
+
+
 @pytest.mark.parametrize("argument, logits, labels", [("logits", "zz", Y), ("labels", Z, object()), ("labels", Z, "a")])
 def test_non_numeric_inputs_name_the_argument(argument, logits, labels):
     with pytest.raises(TypeError, match=names(argument)):
