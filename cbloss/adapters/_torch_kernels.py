@@ -236,17 +236,13 @@ class TorchPrimitives(Primitives):
 
 
 class _SelectAtLabel(TorchPrimitives):
-    """:class:`TorchPrimitives` whose label writes, inside a compiled graph on the class-last view of a dense
-    ``(N, C, d1, ...)`` tensor, are a select along its class dim 1 (the generic :meth:`Primitives.put_at_label`,
-    in the tensor's memory order) instead of a scatter. A scatter is a mutation: Inductor writes every array it
-    touches (the elements, ``exp(-|z|)``, the gradient) as a full buffer and reads it back in further loops. The
-    select fuses, and the partitioner recomputes the gradient in the backward pass, from the logits, in one loop
-    that writes nothing but the gradient. Elsewhere (eager, ``(N, C)`` inputs) they are the scatter."""
-
-    def put_at_label(self, x: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
-        if torch.compiler.is_compiling() and _memory_layout(x)[1] == 1:
-            return _select_at_label(x, labels, values)
-        return super().put_at_label(x, labels, values)
+    """:class:`TorchPrimitives` whose label writes (``put_at_label_``, the one the losses use), inside a compiled
+    graph on the class-last view of a dense ``(N, C, d1, ...)`` tensor, are a select along its class dim 1 (the
+    generic :meth:`Primitives.put_at_label`, in the tensor's memory order) instead of a scatter. A scatter is a
+    mutation: Inductor writes every array it touches (the elements, ``exp(-|z|)``, the gradient) as a full buffer
+    and reads it back in further loops. The select fuses, and the partitioner recomputes the gradient in the
+    backward pass, from the logits, in one loop that writes nothing but the gradient. Elsewhere (eager, ``(N, C)``
+    inputs) they are the scatter."""
 
     def put_at_label_(self, fresh: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
         if torch.compiler.is_compiling() and _memory_layout(fresh)[1] == 1:
