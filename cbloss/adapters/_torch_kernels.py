@@ -20,7 +20,16 @@ from ..reductions import hard_shares, reduction_factor, soft_shares
 from ..targets import label_weights
 from ..validation import compute_dtype
 
-__all__ = ["OPS", "TorchPrimitives", "binary_cross_entropy", "cast_weights", "constant", "cross_entropy", "ops_for"]
+__all__ = [
+    "OPS",
+    "TorchPrimitives",
+    "binary_cross_entropy",
+    "cast_weights",
+    "constant",
+    "cross_entropy",
+    "in_compute_dtype",
+    "ops_for",
+]
 
 # F.softplus returns x itself above `threshold`. log1p(exp(-x)) is below half an ulp of x once x > 37 in float64
 # (x > 17 in float32), so 40 keeps every float64 digit; PyTorch's default, 20, loses up to 2.7e5 ulps in float64
@@ -56,7 +65,16 @@ torch.library.register_fake(
 _take_weights = torch.ops.cbloss.take_weights.default
 
 
+def in_compute_dtype(input: torch.Tensor) -> torch.Tensor:
+    """``input`` in its compute dtype (docs/conventions.md §9): itself when it is in it already, as a cast to the
+    same dtype is still an operator call."""
+    dtype = compute_dtype(xp, input.dtype)
+    return input if input.dtype == dtype else input.to(dtype)
+
+
 def _gather_weights(weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if labels.ndim == 1:
+        return torch.index_select(weights, 0, labels)
     return torch.index_select(weights, 0, labels.reshape(-1)).view(labels.shape)
 
 
@@ -119,7 +137,7 @@ class TorchPrimitives(Primitives):
         # The fused softmax kernel keeps its normaliser S to itself, but its largest entry is exp(0) / S, so
         # logsumexp = max(x) + log(S) = max(x) - log(max(p)) without a second exponential pass.
         p = torch.softmax(view, dim=dim)
-        return p.movedim(dim, -1), torch.amax(view, dim=dim) - torch.log(torch.amax(p, dim=dim))
+        return (p if dim == -1 else p.movedim(dim, -1)), torch.amax(view, dim=dim) - torch.log(torch.amax(p, dim=dim))
 
     def softplus(self, x: torch.Tensor) -> torch.Tensor:
         return F.softplus(x, 1.0, _SOFTPLUS_THRESHOLD)
@@ -274,7 +292,7 @@ def cross_entropy(
     """CB softmax on PyTorch's fused kernels, differentiated by autograd: per position they compute exactly the
     core's ``sum_c a_c (-log p_c)`` (docs/conventions.md §7 parity); the position weights and the reduction are
     the core's."""
-    z = input.to(compute_dtype(xp, input.dtype))
+    z = in_compute_dtype(input)
     eps, reduction = opts.label_smoothing, opts.reduction
     # F.cross_entropy takes an ignore value: ignore_index's own, or, when no label is to be ignored, PyTorch's
     # default on labels checked to lie in [0, C), which therefore never equal it (docs/conventions.md §6.4).
@@ -319,7 +337,7 @@ def binary_cross_entropy(input, targets, w, opts: LossOptions, class_dim: int, s
     element it computes exactly the core's ``(1 - t) softplus(z) + t softplus(-z)`` (docs/conventions.md §6.5);
     the weights, the smoothed targets and the reduction's factor are the core's. The kernel runs in the input's
     own layout (class dim ``class_dim``), the class weights shaped to broadcast along it."""
-    z = input.to(compute_dtype(xp, input.dtype))
+    z = in_compute_dtype(input)
     weighted = multi_hot_weights(xp, z.movedim(class_dim, -1), targets, w, opts, sample_weight, global_sum)
     targets, class_weights, position_weights = weighted
     targets = targets.movedim(-1, class_dim)

@@ -27,7 +27,15 @@ from ..validation import (
     prepare_inputs,
 )
 from ..weights import class_balanced_weights, whole_counts
-from ._torch_kernels import TorchPrimitives, binary_cross_entropy, cast_weights, constant, cross_entropy, ops_for
+from ._torch_kernels import (
+    TorchPrimitives,
+    binary_cross_entropy,
+    cast_weights,
+    constant,
+    cross_entropy,
+    in_compute_dtype,
+    ops_for,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -49,7 +57,7 @@ class _CoreGradient(torch.autograd.Function):
     @staticmethod
     def forward(input, labels, weight, sample_weight, config):  # type: ignore[override]
         opts, soft, class_dim, global_sum = config
-        z = input.to(compute_dtype(xp, input.dtype)).movedim(class_dim, -1)
+        z = _compute_layout(input, class_dim)
         kwargs = dict(soft=soft, with_grad=True, sample_weight=sample_weight, global_sum=global_sum)
         return evaluate(ops_for(opts.kind), z, labels, weight, opts, **kwargs)
 
@@ -68,14 +76,24 @@ class _CoreGradient(torch.autograd.Function):
         if grad_output is None:
             return None, None, None, None, None
         # Back in the input's layout first (a view), so that the product runs along its memory, not across it.
-        grad = ctx.saved_tensors[0].movedim(-1, ctx.class_dim)
+        grad = ctx.saved_tensors[0]
+        if ctx.class_dim != grad.ndim - 1:
+            grad = grad.movedim(-1, ctx.class_dim)
+        if grad_output.dtype != grad.dtype:
+            grad_output = grad_output.to(grad.dtype)
         # A new tensor, never the saved one: the caller may change what it receives in place.
-        scaled = scaled_gradient(xp, grad, grad_output.to(grad.dtype), ctx.reduction, ctx.class_dim)
-        return scaled.to(ctx.dtype), None, None, None, None
+        scaled = scaled_gradient(xp, grad, grad_output, ctx.reduction, ctx.class_dim)
+        return (scaled if scaled.dtype == ctx.dtype else scaled.to(ctx.dtype)), None, None, None, None
 
 
 # Function.apply binds its arguments with inspect.signature(forward) at every call, reading __signature__ first.
 _CoreGradient.forward.__signature__ = inspect.signature(_CoreGradient.forward)  # type: ignore[attr-defined]
+
+
+def _compute_layout(input: torch.Tensor, class_dim: int) -> torch.Tensor:
+    """The core's layout: the compute dtype, class dim last (a view); no call where either is already so."""
+    z = in_compute_dtype(input)
+    return z if class_dim == input.ndim - 1 else z.movedim(class_dim, -1)
 
 
 def _in_torch_names(error: Exception) -> Exception:
@@ -140,7 +158,7 @@ def _loss(input, target, weight, sample_weight, opts, validate, global_normalize
         return binary_cross_entropy(input, labels, w, opts, class_dim, sw, global_sum)
     if torch.is_grad_enabled() and input.requires_grad:
         return _CoreGradient.apply(input, labels, w, sw, (opts, soft, class_dim, global_sum))[0]
-    z = input.to(dtype).movedim(class_dim, -1)  # no gradient wanted: the value alone
+    z = _compute_layout(input, class_dim)  # no gradient wanted: the value alone
     ops = ops_for(opts.kind)
     return evaluate(ops, z, labels, w, opts, soft=soft, with_grad=False, sample_weight=sw, global_sum=global_sum)[0]
 
