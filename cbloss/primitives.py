@@ -2,12 +2,12 @@
 
 The losses (``cbloss.losses``) call only these and standard functions. Every piece is functional: it never
 writes into its arguments and returns fresh arrays (or arrays the caller owns). The exceptions are named with a
-trailing underscore (:meth:`Primitives.put_at_label_`, :meth:`Primitives.softplus_and_sigmoids_`,
-:meth:`Primitives.lerp_`): they may write into an array their caller has just allocated and hands over, and their
-caller uses the results only. A backend may pass a subclass of :class:`Primitives` that replaces a piece with the
-framework's own kernel computing *exactly the same definition* under the same contract (for example
-``torch.softmax`` in :meth:`softmax_and_logsumexp`); the conformance suite checks every backend against the
-oracle, so a substitute that drifts is caught. No loss formula lives here.
+trailing underscore (:meth:`Primitives.put_at_label_`, :meth:`Primitives.subtract_at_label_`,
+:meth:`Primitives.softplus_and_sigmoids_`, :meth:`Primitives.lerp_`): they may write into an array their caller
+has just allocated and hands over, and their caller uses the results only. A backend may pass a subclass of
+:class:`Primitives` that replaces a piece with the framework's own kernel computing *exactly the same definition*
+under the same contract (for example ``torch.softmax`` in :meth:`softmax_and_logsumexp`); the conformance suite
+checks every backend against the oracle, so a substitute that drifts is caught. No loss formula lives here.
 
 Everything works along the last axis; the engine moves the class axis there first.
 """
@@ -194,6 +194,19 @@ class Primitives:
             [[0.0, 0.0, 5.0], [7.0, 0.0, 0.0]]
         """
         return self.put_at_label(fresh, labels, values)
+
+    def subtract_at_label_(self, fresh: Any, labels: Any, values: Any) -> Any:
+        """``fresh`` with ``values[...]`` subtracted from ``fresh[..., labels[...]]``, for an array ``fresh`` that the
+        caller has just allocated itself and hands over (:meth:`put_at_label_` of the label's entry less
+        ``values``). The caller reads only the returned array, never ``fresh`` again.
+
+        Example:
+            >>> import numpy as np
+            >>> from cbloss.primitives import Primitives
+            >>> Primitives(np).subtract_at_label_(np.ones((2, 3)), np.array([2, 0]), np.array([5.0, 7.0])).tolist()
+            [[1.0, 1.0, -4.0], [-6.0, 1.0, 1.0]]
+        """
+        return self.put_at_label_(fresh, labels, self.take_label(fresh, labels) - values)
 
     def take_weights(self, weights: Any, labels: Any) -> Any:
         """``weights[labels]`` for a (C,) weight vector and integer labels of any shape."""

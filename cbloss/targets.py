@@ -87,7 +87,7 @@ class Coefficients(NamedTuple):
                 g -= x
         if self.label_coef is not None:
             at_label = self.label_coef if x_at_label is None else self.label_coef * x_at_label
-            g = ops.put_at_label_(g, self.labels, ops.take_label(g, self.labels) - at_label)
+            g = ops.subtract_at_label_(g, self.labels, at_label)
         return g
 
 

@@ -23,6 +23,12 @@ class JaxPrimitives(SharedExpPrimitives):
     def logsumexp(self, x: Any) -> Any:
         return jax.nn.logsumexp(x, axis=-1)
 
+    def subtract_at_label_(self, fresh: Any, labels: Any, values: Any) -> Any:
+        # A select on fresh, not a gather from it and then a select: XLA reads fresh's expression in one fusion, not
+        # two, and so stores fewer of the (P..., C) arrays that it is formed from.
+        mask = self.label_mask(labels, fresh.shape[-1])
+        return jnp.where(mask, fresh - values[..., None], fresh)
+
     def take_label(self, x: Any, labels: Any) -> Any:
         index = _index(labels, x.shape[-1])[..., None]
         return jnp.take_along_axis(x, index, axis=-1, mode="fill", wrap_negative_indices=False)[..., 0]
