@@ -3,11 +3,12 @@
 The losses (``cbloss.losses``) call only these and standard functions. Every piece is functional: it never
 writes into its arguments and returns fresh arrays (or arrays the caller owns). The exceptions are named with a
 trailing underscore (:meth:`Primitives.put_at_label_`, :meth:`Primitives.subtract_at_label_`,
-:meth:`Primitives.softplus_and_sigmoids_`, :meth:`Primitives.lerp_`): they may write into an array their caller
-has just allocated and hands over, and their caller uses the results only. A backend may pass a subclass of
-:class:`Primitives` that replaces a piece with the framework's own kernel computing *exactly the same definition*
-under the same contract (for example ``torch.softmax`` in :meth:`softmax_and_logsumexp`); the conformance suite
-checks every backend against the oracle, so a substitute that drifts is caught. No loss formula lives here.
+:meth:`Primitives.softplus_and_sigmoids_`, :meth:`Primitives.lerp_`, :meth:`Primitives.rematerialize_exp_`): they
+may write into an array their caller has just allocated and hands over, and their caller uses the results only. A
+backend may pass a subclass of :class:`Primitives` that replaces a piece with the framework's own kernel computing
+*exactly the same definition* under the same contract (for example ``torch.softmax`` in
+:meth:`softmax_and_logsumexp`); the conformance suite checks every backend against the oracle, so a substitute
+that drifts is caught. No loss formula lives here.
 
 Everything works along the last axis; the engine moves the class axis there first.
 """
@@ -107,6 +108,21 @@ class Primitives:
         u, q, _ = self.softplus_and_sigmoids(x)
         u_minus, r, _ = self.softplus_and_sigmoids_of_negation(x)
         return u, u_minus, q, r
+
+    def rematerialize_exp_(self, fresh: Any, x: Any, shift: Any, top: Any) -> Any:
+        """``fresh``, an array the caller has formed itself as ``exp(x - shift)`` with exactly 1 at each position's
+        class ``top`` (``shift`` (P..., 1), ``top`` (P...) integer) and hands over to read it once more, after other
+        passes. Here it is returned as it is; a compiler backend may form it again from ``x`` where it is read, so
+        that it is not held in memory across those passes. The caller reads only the result, never ``fresh`` again.
+
+        Example:
+            >>> import numpy as np
+            >>> from cbloss.primitives import Primitives
+            >>> x, shift, top = np.array([[0.0, 1.0]]), np.array([[1.0]]), np.array([1])
+            >>> Primitives(np).rematerialize_exp_(np.array([[0.25, 1.0]]), x, shift, top).tolist()
+            [[0.25, 1.0]]
+        """
+        return fresh
 
     def lerp(self, x: Any, y: Any, weight: Any) -> Any:
         """``(1 - weight) * x + weight * y`` elementwise, a new array: exactly ``x`` at weight 0 and ``y`` at weight

@@ -23,6 +23,13 @@ class JaxPrimitives(SharedExpPrimitives):
     def logsumexp(self, x: Any) -> Any:
         return jax.nn.logsumexp(x, axis=-1)
 
+    def rematerialize_exp_(self, fresh: Any, x: Any, shift: Any, top: Any) -> Any:
+        # XLA keeps one buffer for each expensive value that more than one fusion reads; formed again here, fresh is
+        # read only by the passes before this one. x + (-shift) is x - shift bitwise, written differently so that
+        # the common-subexpression pass does not merge this exp with the one that formed fresh.
+        again = jnp.exp(x + (-shift))
+        return self.put_at_label_(again, top, jnp.ones_like(again[..., 0]))
+
     def subtract_at_label_(self, fresh: Any, labels: Any, values: Any) -> Any:
         # A select on fresh, not a gather from it and then a select: XLA reads fresh's expression in one fusion, not
         # two, and so stores fewer of the (P..., C) arrays that it is formed from.

@@ -77,7 +77,8 @@ def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: boo
     temporary, updated in place (rebound where arrays are immutable): at most four are alive at once."""
     xp = ops.xp
     top = xp.argmax(z, axis=-1)
-    shifted = z - xp.max(z, axis=-1, keepdims=True)
+    top_logit = xp.max(z, axis=-1, keepdims=True)
+    shifted = z - top_logit
     e = xp.exp(shifted)
     # log sum_{i != c} exp(z_i - max) for every c: for c below the top class T - e_c >= e_top = 1 >= e_c is well
     # conditioned; for the top class the others are summed directly, with its own term (exp(0) = 1) set aside.
@@ -97,6 +98,8 @@ def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: boo
     elements, slope = _value_and_slope_(xp, *ops.softplus_and_sigmoids_(y), gamma)
     value = a.dot(ops, elements)
     del elements
+    # e is read once more, after the passes above: a compiler backend forms it again here rather than hold it
+    e = ops.rematerialize_exp_(e, z, top_logit, top)
     e /= everything  # p, which becomes the gradient
     e *= a.dot(ops, slope)[..., None]
     return value, a.subtract_from_(ops, e, slope)
