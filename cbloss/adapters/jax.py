@@ -82,7 +82,24 @@ def _compiled(
         weights = jnp.ones((num_classes,), dtype)  # gathered, so an out-of-range label gives NaN for every loss
     # Constants (docs/conventions.md §10): their tangents are symbolic zeros, so the JVP rule perturbs z only.
     labels, weights, sample_weight = lax.stop_gradient((labels, weights, sample_weight))
-    return _loss(z, labels, weights, sample_weight, opts, soft, axis_name)
+    positions = z.shape[:-1]
+    # softmax_focal's dense evaluation (soft targets, label smoothing) on one axis of positions: XLA feeds its class
+    # sums' matmuls a (P, C) copy of an (N, ..., C) operand, which its gradient pass then cannot share: it forms the
+    # slope again from what that was formed of, and so keeps those alive (one more (N, ..., C) buffer at the peak).
+    # The other losses fuse better in the N-D form. Not under an explicit-sharding mesh, where merging a sharded
+    # axis with others is a resharding.
+    flatten = opts.kind == "softmax_focal" and (soft or bool(opts.label_smoothing)) and len(positions) != 1
+    if not flatten or jax.typeof(z).sharding.mesh.axis_names:
+        return _loss(z, labels, weights, sample_weight, opts, soft, axis_name)
+    count = int(np.prod(positions, dtype=np.int64))
+    flat = (
+        z.reshape(count, num_classes),
+        labels.reshape(count, num_classes) if soft else labels.reshape(count),
+        weights,
+        None if sample_weight is None else sample_weight.reshape(count),
+    )
+    loss = _loss(*flat, opts, soft, axis_name)
+    return loss.reshape(positions) if opts.reduction == "none" else loss
 
 
 def _is_traced(x: Any) -> bool:
