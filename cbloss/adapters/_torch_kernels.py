@@ -25,6 +25,7 @@ __all__ = [
     "TorchPrimitives",
     "binary_cross_entropy",
     "cast_weights",
+    "compute_layout",
     "constant",
     "cross_entropy",
     "in_compute_dtype",
@@ -70,6 +71,13 @@ def in_compute_dtype(input: torch.Tensor) -> torch.Tensor:
     same dtype is still an operator call."""
     dtype = compute_dtype(xp, input.dtype)
     return input if input.dtype == dtype else input.to(dtype)
+
+
+def compute_layout(input: torch.Tensor, class_dim: int) -> torch.Tensor:
+    """The core's layout of ``input``: the compute dtype, class dim last (a view); no call where either is already
+    so."""
+    z = in_compute_dtype(input)
+    return z if class_dim == input.ndim - 1 else z.movedim(class_dim, -1)
 
 
 def _gather_weights(weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

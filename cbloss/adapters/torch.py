@@ -31,9 +31,9 @@ from ._torch_kernels import (
     TorchPrimitives,
     binary_cross_entropy,
     cast_weights,
+    compute_layout,
     constant,
     cross_entropy,
-    in_compute_dtype,
     ops_for,
 )
 
@@ -57,7 +57,7 @@ class _CoreGradient(torch.autograd.Function):
     @staticmethod
     def forward(input, labels, weight, sample_weight, config):  # type: ignore[override]
         opts, soft, class_dim, global_sum = config
-        z = _compute_layout(input, class_dim)
+        z = compute_layout(input, class_dim)
         kwargs = dict(soft=soft, with_grad=True, sample_weight=sample_weight, global_sum=global_sum)
         return evaluate(ops_for(opts.kind), z, labels, weight, opts, **kwargs)
 
@@ -88,12 +88,6 @@ class _CoreGradient(torch.autograd.Function):
 
 # Function.apply binds its arguments with inspect.signature(forward) at every call, reading __signature__ first.
 _CoreGradient.forward.__signature__ = inspect.signature(_CoreGradient.forward)  # type: ignore[attr-defined]
-
-
-def _compute_layout(input: torch.Tensor, class_dim: int) -> torch.Tensor:
-    """The core's layout: the compute dtype, class dim last (a view); no call where either is already so."""
-    z = in_compute_dtype(input)
-    return z if class_dim == input.ndim - 1 else z.movedim(class_dim, -1)
 
 
 def _in_torch_names(error: Exception) -> Exception:
@@ -158,7 +152,7 @@ def _loss(input, target, weight, sample_weight, opts, validate, global_normalize
         return binary_cross_entropy(input, labels, w, opts, class_dim, sw, global_sum)
     if torch.is_grad_enabled() and input.requires_grad:
         return _CoreGradient.apply(input, labels, w, sw, (opts, soft, class_dim, global_sum))[0]
-    z = _compute_layout(input, class_dim)  # no gradient wanted: the value alone
+    z = compute_layout(input, class_dim)  # no gradient wanted: the value alone
     ops = ops_for(opts.kind)
     return evaluate(ops, z, labels, w, opts, soft=soft, with_grad=False, sample_weight=sw, global_sum=global_sum)[0]
 
