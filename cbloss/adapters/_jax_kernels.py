@@ -17,8 +17,9 @@ __all__ = ["OPS", "JaxPrimitives"]
 
 class JaxPrimitives(SharedExpPrimitives):
     """The core's definitions with one exponential shared by softplus and both sigmoids (everything here runs
-    under XLA, which fuses the selects), jax.nn's ``logsumexp``, and gathers that never wrap or clamp: an index
-    outside ``[0, C)`` gathers NaN."""
+    under XLA, which fuses the selects), jax.nn's ``logsumexp``, gathers that never wrap or clamp (an index
+    outside ``[0, C)`` gathers NaN), and the pieces whose XLA form keeps fewer arrays alive at the peak: the
+    subtraction at the label as one select, and an exponential formed again where it is read."""
 
     def logsumexp(self, x: Any) -> Any:
         return jax.nn.logsumexp(x, axis=-1)
