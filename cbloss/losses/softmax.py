@@ -31,7 +31,7 @@ def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_gra
         return coef * (ops.logsumexp(z) - ops.take_label(z, labels)), None
     p, lse = ops.softmax_and_logsumexp(z)
     p *= coef[..., None]  # our own temporary becomes the gradient
-    grad = ops.put_at_label_(p, labels, ops.take_label(p, labels) - coef)
+    grad = ops.subtract_at_label_(p, labels, coef)
     return coef * (lse - ops.take_label(z, labels)), grad
 
 
