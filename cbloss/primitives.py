@@ -234,8 +234,9 @@ class Primitives:
 class SharedExpPrimitives(Primitives):
     """The same definitions as :class:`Primitives` with each transcendental function computed once and
     shared, for a compiler that fuses elementwise passes (XLA): fewer ``exp``/``log``, more (fused, free)
-    selects and divisions. ``e = exp(-|x|)``, ``softplus(x) = max(x, 0) + log1p(e)``, ``sigmoid(x) = 1 / (1 + e)``
-    for ``x >= 0`` and ``e / (1 + e)`` below, ``sigmoid(-x)`` the other one."""
+    selects and divisions, and a label's entry changed by a select rather than a gather and a scatter.
+    ``e = exp(-|x|)``, ``softplus(x) = max(x, 0) + log1p(e)``, ``sigmoid(x) = 1 / (1 + e)`` for ``x >= 0`` and
+    ``e / (1 + e)`` below, ``sigmoid(-x)`` the other one."""
 
     def softplus_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any]:
         xp = self.xp
@@ -258,6 +259,12 @@ class SharedExpPrimitives(Primitives):
         u = xp.where(x > 0, x, zero) + log1p_e
         u_minus = xp.where(x < 0, -x, zero) + log1p_e
         return u, u_minus, xp.where(nonnegative, big, small), xp.where(nonnegative, small, big)
+
+    def subtract_at_label_(self, fresh: Any, labels: Any, values: Any) -> Any:
+        # One select on fresh, not a gather from it and a write back: XLA reads fresh's expression in one fusion,
+        # not two, so it neither stores what that expression is formed from nor runs a scatter.
+        xp = self.xp
+        return xp.where(self.label_mask(labels, fresh.shape[-1]), fresh - values[..., None], fresh)
 
     def _shared(self, x: Any) -> tuple[Any, Any, Any, Any]:
         """``(log1p(e), 1 / (1 + e), e / (1 + e), x >= 0)`` with ``e = exp(-|x|)``: ``sigmoid(|x|)`` and

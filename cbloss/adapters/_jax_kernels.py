@@ -18,8 +18,8 @@ __all__ = ["OPS", "JaxPrimitives"]
 class JaxPrimitives(SharedExpPrimitives):
     """The core's definitions with one exponential shared by softplus and both sigmoids (everything here runs
     under XLA, which fuses the selects), jax.nn's ``logsumexp``, gathers that never wrap or clamp (an index
-    outside ``[0, C)`` gathers NaN), and the pieces whose XLA form keeps fewer arrays alive at the peak: the
-    subtraction at the label as one select, and an exponential formed again where it is read."""
+    outside ``[0, C)`` gathers NaN), and an exponential formed again where it is read, which keeps one array
+    fewer alive at XLA's peak."""
 
     def logsumexp(self, x: Any) -> Any:
         return jax.nn.logsumexp(x, axis=-1)
@@ -30,12 +30,6 @@ class JaxPrimitives(SharedExpPrimitives):
         # the common-subexpression pass does not merge this exp with the one that formed fresh.
         again = jnp.exp(x + (-shift))
         return self.put_at_label_(again, top, jnp.ones_like(again[..., 0]))
-
-    def subtract_at_label_(self, fresh: Any, labels: Any, values: Any) -> Any:
-        # A select on fresh, not a gather from it and then a select: XLA reads fresh's expression in one fusion, not
-        # two, and so stores fewer of the (P..., C) arrays that it is formed from.
-        mask = self.label_mask(labels, fresh.shape[-1])
-        return jnp.where(mask, fresh - values[..., None], fresh)
 
     def take_label(self, x: Any, labels: Any) -> Any:
         index = _index(labels, x.shape[-1])[..., None]
