@@ -78,8 +78,12 @@ def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_gra
     value = coef * ops.xp.sum(ops.put_at_label_(neg, labels, pos), axis=-1)
     if not with_grad:
         return value, None
-    neg_slope *= coef[..., None]
-    return value, ops.put_at_label_(neg_slope, labels, -pos_slope * coef)
+    # Scaled once the label's column is in: the elementwise passes before that write depend on z alone, so that a
+    # compiler fuses them into one loop (the positions' coefficients broadcast along the class axis, which in a
+    # dense (N, C, d1, ...) tensor's memory order is a loop of another shape) and may defer the scaling.
+    grad = ops.put_at_label_(neg_slope, labels, -pos_slope)
+    grad *= coef[..., None]
+    return value, grad
 
 
 def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: bool) -> tuple[Any, Any]:
