@@ -79,8 +79,8 @@ def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_gra
     if not with_grad:
         return value, None
     # Scaled once the label's column is in: the elementwise passes before that write depend on z alone, so that a
-    # compiler fuses them into one loop (the positions' coefficients broadcast along the class axis, which in a
-    # dense (N, C, d1, ...) tensor's memory order is a loop of another shape) and may defer the scaling.
+    # compiler fuses them into one loop (a product with the positions' coefficients, broadcast along the class
+    # axis, is a loop of another shape) and may defer the scaling to the backward pass.
     grad = ops.put_at_label_(neg_slope, labels, -pos_slope)
     grad *= coef[..., None]
     return value, grad
