@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._namespace import as_array, is_array, mixes_bools, namespace_of, real_to_numpy, to_numpy
+from ._namespace import as_array, device_of, is_array, mixes_bools, namespace_of, real_to_numpy, to_numpy
 
 __all__ = [
     "TracedCheck",
@@ -249,8 +249,23 @@ def ignored_labels(xp: Any, labels: Any, ignore_index: int | None) -> Any:
 def wide_class_indices(xp: Any, labels: Any, widest: Any) -> Any:
     """Integer class indices in ``widest``, the namespace's widest integer dtype (int64; int32 for JAX without
     x64), so that their comparisons with the class count and ``ignore_index`` never wrap (docs/conventions.md
-    §6.1). ``labels`` itself when already in it (read only, never written)."""
-    return labels if labels.dtype == widest else xp.astype(labels, widest)
+    §6.1): an unsigned label beyond ``widest``'s largest value becomes that value, out of range like it. ``labels``
+    itself when already in it (read only, never written).
+
+    Example:
+        >>> wide_class_indices(np, np.array([2, 2**64 - 1], np.uint64), np.int64).tolist()
+        [2, 9223372036854775807]
+    """
+    if labels.dtype == widest:
+        return labels
+    cast = xp.astype(labels, widest)
+    if not xp.isdtype(labels.dtype, "unsigned integer") or xp.iinfo(labels.dtype).max <= xp.iinfo(widest).max:
+        return cast
+    # The cast wraps what it cannot hold to negative values (-1 could then match ignore_index); an unsigned label
+    # is never negative, so those are exactly the ones beyond. Compared after the cast: PyTorch has no
+    # comparisons for uint64.
+    largest = xp.asarray(xp.iinfo(widest).max, dtype=widest, device=device_of(cast))
+    return xp.where(cast < 0, largest, cast)
 
 
 def holds(xp: Any, dtype: Any, value: int) -> bool:

@@ -463,6 +463,21 @@ def test_ignore_index_beyond_the_label_dtype(asarray, dtype, ignore_index, loss)
     np.testing.assert_allclose(np.asarray(got[1]), want.grad, rtol=1e-10, atol=1e-15)
 
 
+@pytest.mark.parametrize("loss", ["softmax", "focal"])
+@pytest.mark.parametrize("label", [2**63, 2**64 - 1])
+def test_uint64_labels_beyond_int64_are_out_of_range(asarray, label, loss):
+    """A uint64 label that int64 cannot hold is out of range, never wrapped to a negative index that could equal
+    ignore_index (2**64 - 1 is -1 in int64) and be dropped (§6.1)."""
+    labels = asarray(np.array([0, label, 2], np.uint64))
+    message = r"^labels: class indices must be in \[0, 4\), got \[9223372036854775807\]"
+    for ignore_index in (None, -1, -(2**63)):
+        with pytest.raises(ValueError, match=message):
+            cbloss.class_balanced_loss(asarray(np.zeros((3, 4))), labels, loss=loss, ignore_index=ignore_index)
+    narrowed = validation.wide_class_indices(np, np.array([0, label, 2**63 - 1, 3], np.uint64), np.int64)
+    assert narrowed.dtype == np.int64 and narrowed.tolist() == [0, 2**63 - 1, 2**63 - 1, 3]
+    assert validation.wide_class_indices(np, np.array([7, 2**32 - 1], np.uint32), np.int32).tolist() == [7, 2**31 - 1]
+
+
 def test_ignore_index_beyond_int64_is_named():
     with pytest.raises(ValueError, match=names("ignore_index")):
         cbloss.class_balanced_loss(Z, np.array([0, 1, 2], dtype=np.int8), ignore_index=2**70)

@@ -285,6 +285,17 @@ def test_traced_validation_checks_weights_in_the_compute_dtype(bad):
     assert float(checked(z, y)) == pytest.approx(float(class_balanced_loss(z, y, weights.numpy(), loss="focal")))
 
 
+@pytest.mark.parametrize("traced", [False, True])
+def test_uint64_labels_beyond_int64_are_out_of_range(traced):
+    """2**64 - 1 in uint64 is -1 in int64: read as int64's largest value instead, an out-of-range label, never one
+    equal to ignore_index=-1 (docs/conventions.md §6.1), eagerly and in the graph's assertions."""
+    labels = tf.constant(np.array([0, 2**64 - 1, 2], np.uint64))
+    call = lambda z, y: class_balanced_loss(z, y, ignore_index=-1, validate=True)  # noqa: E731
+    error = tf.errors.InvalidArgumentError if traced else ValueError
+    with pytest.raises(error, match=r"labels: class indices must be in \[0, 4\), got\]? \[?9223372036854775807"):
+        (tf.function(call) if traced else call)(tf.zeros((3, 4)), labels)
+
+
 @pytest.mark.parametrize("where", [0, 1, 2])
 @pytest.mark.parametrize("multi_label", [None, "class"])
 def test_traced_validation_finds_nan_targets(where, multi_label):

@@ -195,6 +195,16 @@ def test_out_of_range_labels_raise_the_core_error(loss, options, bad, shape, req
         class_balanced_loss(x, target, loss=loss, **options)
 
 
+@pytest.mark.parametrize("loss", ["softmax", "focal", "softmax_focal"])
+@pytest.mark.parametrize("ignore_index", [None, -1])
+def test_uint64_labels_beyond_int64_are_out_of_range(loss, ignore_index):
+    """2**64 - 1 in uint64 is -1 in int64: read as int64's largest value instead, an out-of-range label, never an
+    ignored one (docs/conventions.md §6.1)."""
+    target = torch.tensor([0, 2**64 - 1, 3], dtype=torch.uint64)
+    with pytest.raises(ValueError, match=r"^target: class indices must be in \[0, 4\), got \[9223372036854775807\]"):
+        class_balanced_loss(torch.randn(3, 4), target, loss=loss, ignore_index=ignore_index)
+
+
 @pytest.mark.parametrize(
     "options",
     [
