@@ -125,6 +125,9 @@ def test_non_integral_labels_and_set_weights_are_checked():
     loss = ClassBalancedLoss(COUNTS, BETA)
     with pytest.raises(ValueError, match=r"^labels: class indices must be integers"):
         loss(y + 0.5, z)
+    # beyond int64, where a cast has no defined value (it may give int64's smallest, equal to this ignore_index)
+    with pytest.raises(ValueError, match=r"^labels: class indices must be in \[0, 4\), got \[1\.0\d*e\+30\]"):
+        ClassBalancedLoss(COUNTS, BETA, ignore_index=-(2**63))(np.array([0.0, 1e30], np.float32), z[:2])
     with pytest.raises(ValueError, match=r"^weights: "):
         loss.set_weights([1.0, 2.0])
     with pytest.raises(ValueError, match=r"^weights: "):
