@@ -32,8 +32,12 @@ def evaluate_arrays(
 ) -> tuple[Any, Any]:
     """Check, convert to the compute layout (class axis last, compute dtype), evaluate, convert back."""
     check_choice("validate", validate, (True, False))
+    labels_type = type(labels).__name__
     logits, labels = as_array(logits, "logits"), as_array(labels, "labels")
-    xp = namespace_of(logits, labels)
+    xp = namespace_of(logits)
+    if namespace_of(labels) is not xp:  # numbers and lists are NumPy arrays by now
+        framework = type(logits).__name__
+        raise TypeError(f"labels: must be an array of the logits' framework ({framework}), got {labels_type}")
     given = prepare_inputs(xp, logits, labels, weights, sample_weight, opts, axis, device_of(logits), validate)
     last = logits.ndim - 1
     z = xp.astype(logits, given.dtype)
