@@ -25,6 +25,7 @@ __all__ = [
     "check_class_axis",
     "check_counts_match",
     "check_gamma",
+    "check_gamma_within",
     "check_ignore_index",
     "check_ignore_index_kept",
     "check_label_smoothing",
@@ -572,6 +573,15 @@ def check_within(name: str, host: np.ndarray, dtype: Any) -> np.ndarray:
     return host
 
 
+def check_gamma_within(xp: Any, gamma: float, dtype: Any) -> None:
+    """``gamma`` within the range of the compute ``dtype`` of ``xp``, else a ``ValueError`` naming it, as for a
+    weight (:func:`check_within`): beyond it, the focal gradient's ``gamma * r * u`` is inf where ``r * u`` is 0,
+    and NaN after that product (docs/conventions.md §9)."""
+    host = _host_dtype(xp, dtype)
+    if gamma > float(np.finfo(host).max):
+        check_within("gamma", np.array([gamma]), host)
+
+
 def _host_dtype(xp: Any, dtype: Any) -> Any:
     """The NumPy dtype of a compute dtype of ``xp`` (float32 or float64, :func:`compute_dtype`)."""
     return np.float64 if dtype == xp.float64 else np.float32
@@ -684,6 +694,7 @@ def prepare_inputs(
     axis, soft = check_class_axis(xp, logits, labels, axis, multi_label=multi_label)
     num_classes = logits.shape[axis]
     dtype = compute_dtype(xp, logits.dtype)
+    check_gamma_within(xp, opts.gamma, dtype)
     w = prepare_weights(xp, weights, num_classes, dtype, device, check_values, like=logits)
     positions = tuple(labels.shape[:axis]) + tuple(labels.shape[axis + 1 :]) if soft else tuple(labels.shape)
     sw = prepare_sample_weight(xp, sample_weight, positions, dtype, device, check_values, like=logits)

@@ -478,6 +478,19 @@ def test_uint64_labels_beyond_int64_are_out_of_range(asarray, label, loss):
     assert validation.wide_class_indices(np, np.array([7, 2**32 - 1], np.uint32), np.int32).tolist() == [7, 2**31 - 1]
 
 
+@pytest.mark.parametrize("loss", ["focal", "softmax_focal"])
+def test_gamma_beyond_the_compute_dtype_is_named(asarray, loss):
+    """gamma above float32's largest value with float32 logits is named, as such a weight is: the gradient's
+    gamma * r * u would be inf where it is 0, NaN after the product (§9). float64 logits hold it."""
+    logits, labels = np.array([[3.0, -2.0, 0.5]]), asarray(np.array([0]))
+    with pytest.raises(ValueError, match=r"^gamma: must be at most 3.402823e\+38 \(float32's largest"):
+        cbloss.class_balanced_loss_and_grad(asarray(logits.astype(np.float32)), labels, loss=loss, gamma=1e39)
+    value, grad = cbloss.class_balanced_loss_and_grad(asarray(logits), labels, loss=loss, gamma=1e39)
+    assert float(value) == 0.0 and np.all(np.isfinite(np.asarray(grad)))
+    value, grad = cbloss.class_balanced_loss_and_grad(asarray(logits.astype(np.float32)), labels, loss=loss, gamma=3e38)
+    assert np.all(np.isfinite(np.asarray(grad)))
+
+
 def test_ignore_index_beyond_int64_is_named():
     with pytest.raises(ValueError, match=names("ignore_index")):
         cbloss.class_balanced_loss(Z, np.array([0, 1, 2], dtype=np.int8), ignore_index=2**70)

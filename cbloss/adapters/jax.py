@@ -140,6 +140,7 @@ def _call(
             given, num_classes, ignore_index=opts.ignore_index, soft=soft, axis=axis, multi_label=multi_label
         )
     dtype = validation.compute_dtype(jnp, logits.dtype)
+    validation.check_gamma_within(jnp, opts.gamma, dtype)
     if weights is not None:
         # a jax.Array is read on the host (inside a trace jnp operations would be staged); prepare_weights checks
         # host weights itself

@@ -71,6 +71,11 @@ def test_forward_only_does_not_compute_the_gradient(monkeypatch):
     assert True in calls
 
 
+def test_gamma_beyond_the_compute_dtype_is_named():
+    with pytest.raises(ValueError, match=r"^gamma: must be at most 3.402823e\+38"):
+        cj.class_balanced_loss(jnp.zeros((2, 3), jnp.float32), jnp.array([0, 2]), loss="focal", gamma=1e39)
+
+
 def test_public_functions_leave_numpy_inputs_unchanged():
     """Bitwise, dtype and writability: the adapter never writes into (or freezes) what it is given."""
     rng = np.random.default_rng(5)

@@ -285,6 +285,11 @@ def test_traced_validation_checks_weights_in_the_compute_dtype(bad):
     assert float(checked(z, y)) == pytest.approx(float(class_balanced_loss(z, y, weights.numpy(), loss="focal")))
 
 
+def test_gamma_beyond_the_compute_dtype_is_named():
+    with pytest.raises(ValueError, match=r"^gamma: must be at most 3.402823e\+38"):
+        class_balanced_loss(tf.zeros((2, 3)), tf.constant([0, 2]), loss="softmax_focal", gamma=1e39)
+
+
 @pytest.mark.parametrize("traced", [False, True])
 def test_uint64_labels_beyond_int64_are_out_of_range(traced):
     """2**64 - 1 in uint64 is -1 in int64: read as int64's largest value instead, an out-of-range label, never one

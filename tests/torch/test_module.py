@@ -195,6 +195,12 @@ def test_out_of_range_labels_raise_the_core_error(loss, options, bad, shape, req
         class_balanced_loss(x, target, loss=loss, **options)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_gamma_beyond_the_compute_dtype_is_named(dtype):
+    with pytest.raises(ValueError, match=r"^gamma: must be at most 3.402823e\+38"):
+        class_balanced_loss(torch.randn(2, 3, dtype=dtype), torch.tensor([0, 2]), loss="focal", gamma=1e39)
+
+
 @pytest.mark.parametrize("loss", ["softmax", "focal", "softmax_focal"])
 @pytest.mark.parametrize("ignore_index", [None, -1])
 def test_uint64_labels_beyond_int64_are_out_of_range(loss, ignore_index):
