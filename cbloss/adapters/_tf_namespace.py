@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["namespace"]
+from .._namespace import as_array
+
+__all__ = ["as_tensor", "namespace"]
 
 
 def _axis(axis: int, ndim: int) -> int:
@@ -276,3 +278,18 @@ class TensorFlowNamespace:
 
 
 namespace = TensorFlowNamespace()
+
+
+def as_tensor(x: Any, name: str) -> tf.Tensor:
+    """``x`` as a dense ``tf.Tensor`` by ``tf.convert_to_tensor`` (its dtypes for Python numbers): a tensor as it
+    is; numbers, lists of numbers and other frameworks' arrays under the core's rules (docs/conventions.md §6.1);
+    anything else (None, a ragged or sparse tensor) a ``TypeError`` naming ``name``, where TensorFlow's own error
+    would not say which argument."""
+    if isinstance(x, tf.Tensor):
+        return x
+    if not tf.is_tensor(x):
+        as_array(x, name)  # named errors: not numbers, or a list that mixes bools with numbers
+    try:
+        return tf.convert_to_tensor(x)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: must be a dense tensor or array of numbers, got {type(x).__name__}") from None

@@ -19,6 +19,7 @@ from ..options import LossOptions, loss_options, with_options_doc
 from ..primitives import Primitives, SharedExpPrimitives
 from ..reductions import scaled_gradient
 from ..weights import whole_counts
+from ._tf_namespace import as_tensor
 from ._tf_namespace import namespace as xp
 from .keras import ClassBalancedLoss  # the Keras 3 loss of every backend; this import path stays
 
@@ -130,7 +131,7 @@ def _evaluate(
 ) -> tf.Tensor:
     validation.check_choice("validate", validate, (None, True, False))
     validation.check_choice("cross_replica", cross_replica, (True, False))
-    logits, given, axis = tf.convert_to_tensor(logits), tf.convert_to_tensor(labels), validation.check_axis(axis)
+    logits, given, axis = as_tensor(logits, "logits"), as_tensor(labels, "labels"), validation.check_axis(axis)
     for name, rank in (("logits", logits.shape.rank), ("labels", given.shape.rank)):
         if rank is None:
             raise ValueError(f"{name}: the rank must be known (give the tf.function an input_signature with a rank)")

@@ -285,6 +285,24 @@ def test_traced_validation_checks_weights_in_the_compute_dtype(bad):
     assert float(checked(z, y)) == pytest.approx(float(class_balanced_loss(z, y, weights.numpy(), loss="focal")))
 
 
+@pytest.mark.parametrize(
+    "argument, logits, labels, message",
+    [
+        ("labels", [[0.0] * 4] * 3, [True, 1, 2], "a list that mixes bools with numbers"),
+        ("logits", [[True, 0.5, 0.0, 0.0]] * 3, [0, 1, 2], "a list that mixes bools with numbers"),
+        ("labels", [[0.0] * 4] * 3, None, "must be an array or a .nested. list of numbers, got NoneType"),
+        ("logits", None, [0, 1, 2], "must be an array or a .nested. list of numbers, got NoneType"),
+        ("labels", [[0.0] * 4] * 3, "ragged", "must be a dense tensor or array of numbers, got RaggedTensor"),
+    ],
+)
+def test_inputs_that_are_no_dense_tensors_are_named(argument, logits, labels, message):
+    """TensorFlow's conversion errors do not say which argument; the core's rules do (docs/conventions.md §6.1)."""
+    labels = tf.ragged.constant([[0], [1, 2], [2]]) if labels == "ragged" else labels
+    with pytest.raises(TypeError, match=rf"^{argument}: {message}"):
+        class_balanced_loss(logits, labels)
+    assert class_balanced_loss([[0.0] * 4] * 3, [0, 1, 2]).dtype == tf.float32  # lists convert as TensorFlow does
+
+
 def test_gamma_beyond_the_compute_dtype_is_named():
     with pytest.raises(ValueError, match=r"^gamma: must be at most 3.402823e\+38"):
         class_balanced_loss(tf.zeros((2, 3)), tf.constant([0, 2]), loss="softmax_focal", gamma=1e39)
