@@ -58,14 +58,14 @@ def _class_indices(labels: Any, num_classes: int, ignore_index: int | None, vali
     error where values are concrete (unless ``validate`` is False), a graph assertion in TensorFlow with
     ``validate=True``, and otherwise an index outside ``[0, C)``, which the adapters treat as such (§11.2)."""
     ops, backend = keras.ops, keras.backend.backend()
-    # Integral and within the integer dtype's range (int64 where the backend has it: an ignore_index beyond int32
-    # must not wrap, docs/conventions.md §6.1); a float beyond it has no defined cast, which may give the most
-    # negative integer, and so equal an ignore_index.
+    # Integral and within the integer dtype (int64 where the backend has it, docs/conventions.md §6.1): beyond it a
+    # float has no defined cast (the most negative integer, maybe ignore_index). NaN and inf fail both tests.
     bound = 2.0**63 if _x64() else 2.0**31
     within = ops.logical_and(ops.greater_equal(labels, -bound), ops.less(labels, bound))
-    integral = ops.logical_and(ops.equal(labels, ops.floor(labels)), within)  # NaN and inf fail both
+    integral = ops.logical_and(ops.equal(labels, ops.floor(labels)), within)
     if validate is not False and _concrete(labels):
-        validation.validate_labels(labels, num_classes, ignore_index=ignore_index, soft=False)  # the core's rules
+        if not bool(ops.all(integral)):  # the core's rules name what is wrong, with the values as given
+            validation.validate_labels(labels, num_classes, ignore_index=ignore_index, soft=False)
     elif validate and backend == "tensorflow":  # an assertion in the graph (XLA drops it)
         import tensorflow as tf
 
