@@ -93,7 +93,9 @@ def check_real(name: str, value: Any, low: float, high: float) -> float:
         raise ValueError(f"{name}: must be in [{low}, {high}], got an integer beyond float64's range") from None
     except (TypeError, ValueError):
         raise TypeError(f"{name}: must be a real number (a scalar), got {value!r}") from None
-    if math.isnan(value) or not low <= value <= high:
+    # NaN fails both comparisons. No math.isnan: under torch.compile(dynamic=True) an option's float is symbolic,
+    # and Dynamo cannot trace math.isnan of it, where a comparison is a guard.
+    if not low <= value <= high:
         raise ValueError(f"{name}: must be in [{low}, {high}], got {value!r}")
     return value
 
@@ -112,7 +114,7 @@ def check_beta(beta: Any) -> float:
 def check_gamma(gamma: Any) -> float:
     """A finite ``gamma >= 0`` (the pairing with the loss is checked by :mod:`cbloss.options`)."""
     gamma = check_real("gamma", gamma, 0.0, math.inf)
-    if math.isinf(gamma):
+    if gamma == math.inf:  # gamma >= 0 here; a comparison, as in check_real
         raise ValueError(f"gamma: must be finite, got {gamma!r}")
     return gamma
 

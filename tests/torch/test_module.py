@@ -356,6 +356,43 @@ def test_compiled_functional_form_reads_host_weights_outside_the_graph(loss, giv
     assert torch.isfinite(compiled(x.detach(), y, beyond))
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"loss": "focal", "gamma": 0.5, "label_smoothing": 0.1},
+        {"loss": "softmax_focal", "gamma": 2.0, "reduction": "sum"},
+        {"loss": "sigmoid", "multi_label": "class"},
+    ],
+    ids=["defaults", "focal-smoothed", "softmax_focal-sum", "sigmoid-multi-hot"],
+)
+def test_compiled_functional_form_with_tensor_weights_is_one_dynamic_graph(options):
+    """The functional form with a tensor weight, compiled with dynamic=True: one graph across batch sizes with eager's
+    values. Its options are checked at every call, and Dynamo makes their Python floats symbolic under dynamic=True:
+    the checks must trace (comparisons, no math.isnan) rather than break the graph."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    weights = torch.tensor([0.5, 1.0, 2.0, 0.25, 1.5])
+    compiled = torch.compile(
+        lambda a, b: class_balanced_loss(a, b, weights, **options), fullgraph=True, dynamic=True, backend="aot_eager"
+    )
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for n in (3, 8, 13):
+            x = torch.randn(n, 5, requires_grad=True)
+            y = (torch.rand(n, 5) < 0.4).float() if "multi_label" in options else torch.randint(0, 5, (n,))
+            value = compiled(x, y)
+            (grad,) = torch.autograd.grad(value, x)
+            reference = x.detach().clone().requires_grad_()
+            expected = class_balanced_loss(reference, y, weights, **options)
+            torch.testing.assert_close(value, expected)
+            torch.testing.assert_close(grad, torch.autograd.grad(expected, reference)[0])
+    assert counters["stats"]["unique_graphs"] == 1
+    assert not counters["graph_break"]
+
+
 @pytest.mark.parametrize("multi_label", ["class", "sample"])
 @pytest.mark.parametrize("gamma", [0.0, 2.0])
 def test_compiled_dense_multi_hot_targets_match_eager(multi_label, gamma):
