@@ -92,7 +92,8 @@ _CoreGradient.forward.__signature__ = inspect.signature(_CoreGradient.forward)  
 
 def _in_torch_names(error: Exception) -> Exception:
     """The core names its arguments logits/labels; PyTorch's are input/target."""
-    message = str(error).replace("logits'", "input's").replace("logits", "input").replace("labels:", "target:")
+    message = str(error).replace("logits'", "input's").replace("logits", "input")
+    message = message.replace("labels:", "target:").replace("labels'", "target's")
     return type(error)(message)
 
 

@@ -118,6 +118,13 @@ def test_errors_name_the_argument(call, error, name):
         call()
 
 
+def test_messages_name_other_arguments_as_pytorch_does():
+    """A message about one argument that mentions another names that one as PyTorch does (input, target)."""
+    with pytest.raises(ValueError, match=r"^sample_weight: must have the target's shape \(2,\)") as info:
+        class_balanced_loss(torch.zeros(2, 3), torch.tensor([0, 1]), sample_weight=torch.ones(3))
+    assert "labels" not in str(info.value)
+
+
 def test_ignore_index_is_not_range_checked_and_validate_false_skips_checks():
     x = torch.randn(3, 4)
     class_balanced_loss(x, torch.tensor([0, -100, 3]), ignore_index=-100)
