@@ -64,6 +64,49 @@ def test_torch_func_grad_vmap_jacrev_match_autograd(loss, shape):
         torch.testing.assert_close(rows[p], row, rtol=1e-14, atol=1e-16)
 
 
+@pytest.mark.parametrize("mapped", ["target", "weights", "sample_weight", "all"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_vmap_over_the_logits_with_the_target_and_the_weights(loss, mapped):
+    """vmap over the logits together with the target, the class weights or the sample weights (validate=False, as
+    the eager checks read values; docs/torch.md): each mapped loss and its gradient are the loop's. Over shared
+    logits, the losses with the core's gradient refuse to map the others (vmap cannot write a mapped value into
+    the core's unmapped temporaries) where they would write one: an error, never a wrong number; CB softmax maps
+    them."""
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, 6, 5, 3, generator=g, dtype=torch.float64)
+    given = {
+        "target": torch.randint(0, 5, (4, 6, 3), generator=g),
+        "weights": torch.rand(4, 5, generator=g, dtype=torch.float64) + 0.25,
+        "sample_weight": torch.rand(4, 6, 3, generator=g, dtype=torch.float64),
+    }
+    names = list(given) if mapped == "all" else [mapped]
+    shared = {"target": given["target"][0], "weights": given["weights"][0], "sample_weight": None}
+
+    def loss_of(x, *values):
+        arguments = {**shared, **dict(zip(names, values, strict=True))}
+        target, weights, sample_weight = arguments.values()
+        options = dict(sample_weight=sample_weight, loss=loss, validate=False, reduction="weighted_mean")
+        return class_balanced_loss(x, target, weights, **options)
+
+    def grad_of(x, *values):
+        return torch.func.grad(loss_of)(x, *values)
+
+    batches = [[values[i] for values in [logits, *(given[name] for name in names)]] for i in range(4)]
+    for function in (loss_of, grad_of):
+        mapped_values = torch.func.vmap(function)(logits, *(given[name] for name in names))
+        expected = torch.stack([function(*batch) for batch in batches])
+        torch.testing.assert_close(mapped_values, expected, rtol=1e-14, atol=1e-16)
+    for function in (loss_of, grad_of):
+        over_shared_logits = torch.func.vmap(function, in_dims=(None, *[0] * len(names)))
+        try:
+            mapped_values = over_shared_logits(logits[0], *(given[name] for name in names))
+        except RuntimeError as error:
+            assert loss != "softmax" and "vmap" in str(error)
+            continue
+        expected = torch.stack([function(logits[0], *batch[1:]) for batch in batches])
+        torch.testing.assert_close(mapped_values, expected, rtol=1e-14, atol=1e-16)
+
+
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 @pytest.mark.parametrize("loss", LOSSES)
 def test_the_returned_gradient_belongs_to_the_caller(loss, reduction):
