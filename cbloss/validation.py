@@ -42,6 +42,7 @@ __all__ = [
     "labels_out_of_range",
     "multi_hot_counting",
     "multi_hot_invalid",
+    "narrow_class_indices",
     "prepare_inputs",
     "prepare_sample_weight",
     "prepare_weights",
@@ -276,6 +277,24 @@ def holds(xp: Any, dtype: Any, value: int) -> bool:
     would be converted into it and wrap around)."""
     limits = xp.iinfo(dtype)
     return bool(limits.min <= value <= limits.max)
+
+
+def narrow_class_indices(host: np.ndarray, dtype: Any, ignore_index: int | None) -> np.ndarray:
+    """Integer class indices given on the host in a dtype wider than ``dtype`` (JAX without x64 narrows int64 to
+    int32), narrowed without wrapping (docs/conventions.md §6.1): a label beyond ``dtype`` becomes its largest value
+    (its smallest where the largest is ``ignore_index``), out of range like it, never another class or the ignored
+    value.
+
+    Example:
+        >>> narrow_class_indices(np.array([1, 2**32 + 1, -(2**40)]), np.int32, None).tolist()
+        [1, 2147483647, 2147483647]
+    """
+    limits = np.iinfo(dtype)
+    beyond = (host < limits.min) | (host > limits.max)
+    if not beyond.any():
+        return host.astype(dtype)
+    stand_in = limits.min if ignore_index == limits.max else limits.max
+    return np.where(beyond, stand_in, host).astype(dtype)
 
 
 def check_ignore_index_kept(ignore_index: int | None, given_dtype: Any, used_dtype: Any) -> None:

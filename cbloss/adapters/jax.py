@@ -17,7 +17,7 @@ from jax import lax
 from jax.experimental import checkify, multihost_utils
 
 from .. import validation
-from .._namespace import as_array
+from .._namespace import as_array, real_to_numpy
 from ..counts import sum_over_replicas
 from ..engine import evaluate
 from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
@@ -106,6 +106,18 @@ def _is_traced(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
+def _narrowed(labels: Any, ignore_index: int | None) -> Any:
+    """Concrete integer labels wider than JAX's integers (int64 without x64), narrowed on the host without wrapping
+    (:func:`cbloss.validation.narrow_class_indices`); any other labels as they are."""
+    if isinstance(labels, jax.Array):
+        return labels
+    host = real_to_numpy(labels)
+    narrow = jax.dtypes.canonicalize_dtype(host.dtype)
+    if host.dtype.kind not in "iu" or narrow == host.dtype:
+        return labels
+    return validation.narrow_class_indices(host, narrow, ignore_index)
+
+
 def _call(
     logits,
     labels,
@@ -123,10 +135,10 @@ def _call(
             "validate: True needs concrete labels, weights and sample_weight, got traced ones (use 'checkify')"
         )
     # The labels' values are checked as given: jnp.asarray narrows int64 and float64 without x64 (wrapping 2**32 + k
-    # to k), and makes a tracer of a NumPy array inside jit.
+    # to k), and makes a tracer of a NumPy array inside jit. Class indices are narrowed here without wrapping.
     given = labels if _is_traced(labels) else as_array(labels, "labels")
     logits = logits if _is_traced(logits) else jnp.asarray(as_array(logits, "logits"))
-    labels = given if _is_traced(given) else jnp.asarray(given)
+    labels = given if _is_traced(given) else jnp.asarray(_narrowed(given, opts.ignore_index))
     multi_label = opts.multi_label is not None
     axis, soft = validation.check_class_axis(jnp, logits, labels, axis, multi_label=multi_label)
     num_classes = logits.shape[axis]

@@ -285,6 +285,28 @@ def test_labels_are_checked_as_given_without_x64():
         np.testing.assert_allclose(unsigned, cj.class_balanced_loss(z, np.array([0, 2]), w, reduction="none"))
 
 
+@pytest.mark.parametrize("loss", LABEL_LOSSES)
+@pytest.mark.parametrize("given", ["numpy", "list"])
+def test_unchecked_labels_beyond_int32_are_out_of_range_without_x64(loss, given):
+    """Without x64 JAX narrows int64 to int32, wrapping 2**32 + 1 to class 1 and 2**32 - 1 to -1: unchecked
+    (validate=False, eagerly or closed over by a jitted function), a label beyond int32 is out of range instead, its
+    loss NaN (docs/jax.md), and equals no ignore_index, int32's largest included."""
+    z, _, w = data(n=5, c=3)
+    labels = [0, 2**32 + 1, 2**32 - 1, -(2**40), 2]
+    labels = np.array(labels, np.int64) if given == "numpy" else labels
+    with jax.enable_x64(False):
+        for ignore_index in (None, -1, 2**31 - 1):
+            options = dict(loss=loss, reduction="none", ignore_index=ignore_index, validate=False)
+            expected = cj.class_balanced_loss(z, np.array([0, 1, 1, 1, 2]), w, **options)
+            for value in (
+                cj.class_balanced_loss(z, labels, w, **options),
+                jax.jit(lambda q, options=options: cj.class_balanced_loss(q, labels, w, **options))(z),
+            ):
+                value, kept = np.asarray(value), [0, 4]
+                assert np.isnan(value[1:4]).all()
+                np.testing.assert_array_equal(value[kept], np.asarray(expected)[kept])
+
+
 def test_numpy_labels_inside_jit_are_concrete():
     """NumPy labels closed over by a jitted function are concrete: checked with validate=None and accepted by
     validate=True (docs/jax.md), although JAX would make a tracer of them."""
