@@ -96,13 +96,14 @@ def _concrete(x: Any) -> bool:
 def _current(variable: keras.Variable, like: Any) -> Any:
     """The variable's value when the step runs. A compiled JAX step takes only the model's own variables as
     inputs and would keep any other variable's value from the time it was traced: read this one through a host
-    callback instead, so that a change (ReweightingCallback, set_weights) reaches the next step without a retrace."""
+    callback instead, so that a change (ReweightingCallback, set_weights) reaches the next step without a retrace.
+    A pure one: reading the same weights again or not at all is harmless, and jax.checkpoint refuses io_callback."""
     if keras.backend.backend() != "jax" or _concrete(like):
         return variable.value
     import jax
 
     shape = jax.ShapeDtypeStruct(tuple(variable.shape), variable.dtype)
-    return jax.experimental.io_callback(lambda: np.asarray(variable.numpy()), shape, ordered=False)
+    return jax.pure_callback(lambda: np.asarray(variable.numpy()), shape)
 
 
 # One function per backend: (logits, labels, weights, options, axis, validate) -> per-position losses.
