@@ -280,10 +280,10 @@ def holds(xp: Any, dtype: Any, value: int) -> bool:
 
 
 def narrow_class_indices(host: np.ndarray, dtype: Any, ignore_index: int | None) -> np.ndarray:
-    """Integer class indices given on the host in a dtype wider than ``dtype`` (JAX without x64 narrows int64 to
-    int32), narrowed without wrapping (docs/conventions.md §6.1): a label beyond ``dtype`` becomes its largest value
-    (its smallest where the largest is ``ignore_index``), out of range like it, never another class or the ignored
-    value.
+    """Integer class indices given on the host in a dtype wider than the signed integer ``dtype`` (JAX without x64
+    narrows int64 to int32), narrowed without wrapping (docs/conventions.md §6.1): a label beyond ``dtype`` becomes
+    its largest value (its smallest, negative, where the largest is ``ignore_index``), out of range like it, never
+    another class or the ignored value.
 
     Example:
         >>> narrow_class_indices(np.array([1, 2**32 + 1, -(2**40)]), np.int32, None).tolist()

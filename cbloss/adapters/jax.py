@@ -112,10 +112,10 @@ def _narrowed(labels: Any, ignore_index: int | None) -> Any:
     if isinstance(labels, jax.Array):
         return labels
     host = real_to_numpy(labels)
-    narrow = jax.dtypes.canonicalize_dtype(host.dtype)
-    if host.dtype.kind not in "iu" or narrow == host.dtype:
+    if host.dtype.kind not in "iu" or jax.dtypes.canonicalize_dtype(host.dtype) == host.dtype:
         return labels
-    return validation.narrow_class_indices(host, narrow, ignore_index)
+    # to JAX's signed integers: the stand-in for a label beyond them is then never a class
+    return validation.narrow_class_indices(host, jax.dtypes.canonicalize_dtype(np.int64), ignore_index)
 
 
 def _call(

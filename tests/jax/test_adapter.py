@@ -286,16 +286,19 @@ def test_labels_are_checked_as_given_without_x64():
 
 
 @pytest.mark.parametrize("loss", LABEL_LOSSES)
-@pytest.mark.parametrize("given", ["numpy", "list"])
+@pytest.mark.parametrize("given", ["numpy", "list", "uint64"])
 def test_unchecked_labels_beyond_int32_are_out_of_range_without_x64(loss, given):
     """Without x64 JAX narrows int64 to int32, wrapping 2**32 + 1 to class 1 and 2**32 - 1 to -1: unchecked
     (validate=False, eagerly or closed over by a jitted function), a label beyond int32 is out of range instead, its
     loss NaN (docs/jax.md), and equals no ignore_index, int32's largest included."""
     z, _, w = data(n=5, c=3)
     labels = [0, 2**32 + 1, 2**32 - 1, -(2**40), 2]
+    ignore_indices = (None, -1, 2**31 - 1)
+    if given == "uint64":  # narrowed to int32 too (not uint32, whose stand-in could be 0)
+        labels, ignore_indices = np.array([0, 2**32 + 1, 2**32 - 1, 2**63, 2], np.uint64), (None, 2**31 - 1)
     labels = np.array(labels, np.int64) if given == "numpy" else labels
     with jax.enable_x64(False):
-        for ignore_index in (None, -1, 2**31 - 1):
+        for ignore_index in ignore_indices:
             options = dict(loss=loss, reduction="none", ignore_index=ignore_index, validate=False)
             expected = cj.class_balanced_loss(z, np.array([0, 1, 1, 1, 2]), w, **options)
             for value in (
@@ -305,6 +308,9 @@ def test_unchecked_labels_beyond_int32_are_out_of_range_without_x64(loss, given)
                 value, kept = np.asarray(value), [0, 4]
                 assert np.isnan(value[1:4]).all()
                 np.testing.assert_array_equal(value[kept], np.asarray(expected)[kept])
+        if given == "uint64":  # an ignore_index beyond int32 could match no narrowed label: named
+            with pytest.raises(ValueError, match=r"^ignore_index: 4294967295 is beyond int32"):
+                cj.class_balanced_loss(z, labels, w, loss=loss, ignore_index=2**32 - 1, validate=False)
 
 
 def test_numpy_labels_inside_jit_are_concrete():
