@@ -95,6 +95,8 @@ class BetaWarmup:
         self.end = _check_epoch(end, "end")
         if not self.end > self.start:
             raise ValueError(f"end: must be after start={self.start}, got {self.end}")
+        if self.end == math.inf:  # the warm-up would never move: beta(e) = 0 * inf / inf
+            raise ValueError(f"end: must be finite, got {self.end}")
         self.shape = check_choice("shape", shape, ("linear", "cosine"))
         self.options = weight_options(**options)
 

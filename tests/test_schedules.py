@@ -51,6 +51,7 @@ def test_beta_warmup_follows_its_shape(shape, normalize):
         (lambda: DeferredReweighting(COUNTS, start=-1), "start"),
         (lambda: DeferredReweighting(COUNTS, start=1)(-1), "epoch"),
         (lambda: BetaWarmup(COUNTS, 0.9, start=0, end=math.nan), "end"),
+        (lambda: BetaWarmup(COUNTS, 0.9, start=0, end=math.inf), "end"),
         (lambda: DeferredReweighting([1, -2], start=1), "samples_per_class"),
         (lambda: BetaWarmup(COUNTS, 0.9, start=3, end=3), "end"),
         (lambda: BetaWarmup(COUNTS, 0.9, start=0, end=3, shape="step"), "shape"),
