@@ -154,8 +154,10 @@ def _labels_of(batch: Any) -> Any:
             if key in batch:
                 return batch[key]
         raise TypeError(f"labels: a dict batch needs a 'labels' or 'label' entry, got keys {sorted(batch)}")
-    if isinstance(batch, (list, tuple)) and len(batch) >= 2 and all(hasattr(part, "shape") for part in batch):
-        return batch[-1]
+    if isinstance(batch, (list, tuple)) and len(batch) >= 2:
+        # arrays only, or inputs that are no numbers (an array, a dict) before the labels (a number or an array)
+        if all(hasattr(part, "shape") for part in batch) or not _numbers_only(batch[:-1]):
+            return batch[-1]
     return batch
 
 
@@ -167,10 +169,17 @@ def _dataset_targets(dataset: Any) -> np.ndarray | None:
         selected = np.asarray(dataset.indices)
         indices = selected if indices is None else selected[indices]
         dataset = dataset.dataset
+    if getattr(dataset, "target_transform", None) is not None:
+        return None  # a pass yields the transformed labels, not these
     for name in ("targets", "labels"):
         targets = getattr(dataset, name, None)
         if targets is not None and not callable(targets):
-            host = _host_batch(targets)
+            try:
+                host = _host_batch(targets)
+            except TypeError:  # no label array (class names, say): the dataset is iterated
+                return None
+            if host.ndim == 0 or (hasattr(dataset, "__len__") and len(host) != len(dataset)):
+                return None
             return host if indices is None else host[indices]
     return None
 
@@ -211,12 +220,24 @@ def _loader_indices(loader: Any) -> np.ndarray | None:
     return None if sampler is None else _as_indices(list(sampler))
 
 
+def _collates_as_given(loader: Any) -> bool:
+    """Whether a ``DataLoader`` hands the dataset's labels over as they are: PyTorch's default collation (or none);
+    a ``collate_fn`` of the user's may change them."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    collate = getattr(loader, "collate_fn", None)
+    return torch is None or collate in (None, torch.utils.data.default_collate, torch.utils.data.default_convert)
+
+
 def _pipeline_targets(labels: Any) -> np.ndarray | None:
     """The labels one pass over ``labels`` yields, read from its dataset's label array without loading inputs:
     for a dataset its whole array, for a ``DataLoader`` the array at the indices its sampler yields. None when
     they cannot be read that way (then the pipeline is iterated)."""
     if not hasattr(labels, "batch_size"):
         return _dataset_targets(labels)
+    if not _collates_as_given(labels):
+        return None
     targets = _dataset_targets(getattr(labels, "dataset", None))
     if targets is None:
         return None
@@ -254,13 +275,15 @@ def count_samples_per_class(
     Args:
         labels: integer class indices of any supported framework (any shape), or, with ``multi_label``, 0/1
             multi-hot targets with the classes on the last axis (each positive counts); or a data pipeline: a
-            PyTorch ``DataLoader`` or dataset, a ``tf.data.Dataset``, or any iterable of batches. A batch is the
-            labels themselves, an ``(inputs, ..., labels)`` tuple or list of arrays (its last entry), or a dict
-            with a ``"labels"``/``"label"`` entry. What one pass over the pipeline yields is counted. When the
-            dataset has ``targets``/``labels`` (also through nested ``Subset``), they are read without loading
-            inputs: a ``DataLoader``'s at the indices its sampler or batch sampler yields (a ``DistributedSampler``
-            gives this rank's shard, ``drop_last`` drops the last partial batch); an ``IterableDataset`` or a
-            sampler whose items are not indices is iterated instead.
+            PyTorch ``DataLoader`` or dataset, a ``tf.data.Dataset``, or any iterable of batches (a list or
+            tuple of arrays too). A batch is the labels themselves, an ``(inputs, ..., labels)`` tuple or list
+            (its last entry: arrays only, or inputs that are no numbers, such as an array or a dict, before
+            labels that may be a number), or a dict with a ``"labels"``/``"label"`` entry. What one pass over the
+            pipeline yields is counted. When the dataset has per-sample ``targets``/``labels`` (also through
+            nested ``Subset``) and no ``target_transform``, they are read without loading inputs: a
+            ``DataLoader``'s (with PyTorch's default collation) at the indices its sampler or batch sampler yields
+            (a ``DistributedSampler`` gives this rank's shard, ``drop_last`` drops the last partial batch); an
+            ``IterableDataset`` or a sampler whose items are not indices is iterated instead.
         num_classes: ``C``.
         multi_label: count the positives of multi-hot targets instead of class indices (True, or the loss
             option's "class" or "sample"; False or None: class indices).

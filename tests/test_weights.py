@@ -176,6 +176,15 @@ def test_count_pipeline_items_of_inputs_and_labels():
         cbloss.count_samples_per_class(iter([{"image": inputs}]), 5)
 
 
+def test_count_samples_whose_labels_are_numbers_and_inputs_dicts():
+    """Items whose labels are Python numbers (a list of samples) or whose inputs are dicts: the labels are counted."""
+    samples = [(np.zeros(2), int(label)) for label in LABELS.reshape(-1)]
+    _check_counts(cbloss.count_samples_per_class(samples, 5))
+    _check_counts(cbloss.count_samples_per_class([({"image": np.zeros((3, 2))}, labels) for labels in LABELS], 5))
+    _check_counts(cbloss.count_samples_per_class([[np.zeros(2), int(label)] for label in LABELS.reshape(-1)], 5))
+    _check_counts(cbloss.count_samples_per_class([labels.tolist() for labels in LABELS], 5))  # lists of labels
+
+
 def test_count_progress_on_request(capsys):
     cbloss.count_samples_per_class(iter(list(LABELS)), 5, progress=True)
     assert "counting labels: 2 batches, done" in capsys.readouterr().err

@@ -56,6 +56,60 @@ def test_count_iterates_a_map_style_dataset_without_targets():
     _check_counts(cbloss.count_samples_per_class(dataset, 5))
 
 
+def _yielded(loader):
+    """What one pass over ``loader`` yields, counted by hand."""
+    import torch
+
+    return torch.bincount(torch.cat([torch.as_tensor(y).reshape(-1) for _, y in loader]), minlength=5).tolist()
+
+
+def test_labels_a_pass_yields_are_counted_where_the_stored_ones_differ():
+    """The stored ``targets`` are read only where a pass yields them unchanged: a ``target_transform`` (torchvision's)
+    or a DataLoader's own ``collate_fn`` may change them, and a ``labels`` attribute may hold class names; then the
+    pipeline is iterated. Items of a dataset without ``targets`` may be ``(tensor, int)`` pairs."""
+    torch = pytest.importorskip("torch")
+    stored = LABELS.reshape(-1).tolist()
+
+    class Remapped(torch.utils.data.Dataset):
+        targets = stored
+        labels = ("cat", "dog", "fox", "owl", "yak")  # class names, not per-sample labels
+
+        def __init__(self, target_transform=None):
+            self.target_transform = target_transform
+
+        def __len__(self):
+            return len(stored)
+
+        def __getitem__(self, index):
+            label = stored[index] if self.target_transform is None else self.target_transform(stored[index])
+            return torch.zeros(2), label
+
+    def reversed_labels(batch):
+        inputs, labels = torch.utils.data.default_collate(batch)
+        return inputs, 4 - labels
+
+    shifted = Remapped(target_transform=lambda y: (y + 1) % 5)
+    for loader in (
+        torch.utils.data.DataLoader(shifted, batch_size=4),
+        torch.utils.data.DataLoader(Remapped(), batch_size=4, collate_fn=reversed_labels),
+        torch.utils.data.DataLoader(torch.utils.data.Subset(shifted, [5, 0, 3]), batch_size=2),
+    ):
+        assert cbloss.count_samples_per_class(loader, 5).tolist() == _yielded(loader)
+    assert cbloss.count_samples_per_class(shifted, 5).tolist() == _yielded(shifted)
+
+    class NamedClasses(torch.utils.data.Dataset):  # labels: class names; items: (tensor, int)
+        labels = ("cat", "dog")
+
+        def __len__(self):
+            return len(stored)
+
+        def __getitem__(self, index):
+            return torch.zeros(2), stored[index]
+
+    _check_counts(cbloss.count_samples_per_class(NamedClasses(), 5))
+    _check_counts(cbloss.count_samples_per_class(torch.utils.data.DataLoader(NamedClasses(), batch_size=4), 5))
+
+
 # A DataLoader's sampler decides what one pass yields: the fast path (the dataset's ``targets`` at the sampler's
 # indices) must count exactly what iterating the same loader counts.
 
