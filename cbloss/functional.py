@@ -88,7 +88,8 @@ def class_balanced_loss(
             number of counted positions, ``"weighted_mean"`` by the sum of ``sample_weight * w_y``
             (docs/conventions.md §7).
         axis: the class axis.
-        validate: check label values (range, soft targets summing to 1); False skips the pass over them.
+        validate: check label values (range, soft targets summing to 1); False skips the pass over them (an
+            out-of-range label then reads what the namespace's gather reads, docs/conventions.md §11.2).
         **options: the loss options below.
 
     Options:
