@@ -342,7 +342,8 @@ def cross_entropy(
 
 def binary_cross_entropy(input, targets, w, opts: LossOptions, class_dim: int, sample_weight, global_sum):
     """CB sigmoid on multi-hot targets with PyTorch's fused binary cross-entropy, differentiated by autograd: per
-    element it computes exactly the core's ``(1 - t) softplus(z) + t softplus(-z)`` (docs/conventions.md §6.5);
+    element it computes the core's ``(1 - t) softplus(z) + t softplus(-z)`` (docs/conventions.md §6.5), to within
+    the cancellation its own formula has at confident elements (docs/torch.md);
     the weights, the smoothed targets and the reduction's factor are the core's. The kernel runs in the input's
     own layout (class dim ``class_dim``), the class weights shaped to broadcast along it."""
     z = in_compute_dtype(input)

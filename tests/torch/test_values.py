@@ -437,3 +437,29 @@ def test_wide_unsigned_weights_and_multi_hot_targets_are_read_as_numbers(dtype, 
         class_balanced_loss(z, torch.tensor(2 * t).to(dtype), **options)
     single = class_balanced_loss(z, torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor(w).to(dtype), loss=loss)
     torch.testing.assert_close(single, class_balanced_loss(z, torch.tensor([0, 1, 2, 3, 0, 1]), w.tolist(), loss=loss))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("multi_label", ["class", "sample"])
+def test_multi_hot_sigmoid_rounds_like_pytorchs_fused_kernel(dtype, multi_label):
+    """CB sigmoid on multi-hot targets runs on F.binary_cross_entropy_with_logits (docs/torch.md). At confident,
+    correct elements its ``(1 - t) z - log sigmoid(z)`` and ``sigmoid(z) - t`` cancel: an element's value is within
+    an ulp of ``max(1, |z|)`` and its gradient within an ulp of 1 of the exact ones (the conformance suite's slack,
+    docs/conventions.md §15), where the core keeps their relative digits."""
+    from tests import oracle
+
+    logits = np.array([[16.0, -17.0, 12.5, -9.0], [-25.0, 18.0, -11.0, 10.0]])
+    targets = np.array([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]])
+    options = dict(loss="sigmoid", multi_label=multi_label, reduction="none")
+    want = oracle.loss_and_grad(logits, targets, **options, cotangent=np.ones(2))
+    assert np.max(want.value) < 1e-3  # the regime this test is about
+    x = torch.tensor(logits, dtype=dtype, requires_grad=True)
+    value = class_balanced_loss(x, torch.tensor(targets, dtype=dtype), **options)
+    value.sum().backward()
+    eps = torch.finfo(dtype).eps
+    elements = logits.shape[1]
+    np.testing.assert_allclose(value.detach().double().numpy(), want.value, rtol=0, atol=eps * 25.0 * elements)
+    np.testing.assert_allclose(x.grad.double().numpy(), want.grad, rtol=0, atol=eps)
+    core_value, core_grad = cbloss.class_balanced_loss_and_grad(logits, targets, **options)
+    np.testing.assert_allclose(core_value, want.value, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(core_grad, want.grad, rtol=1e-12, atol=0)
