@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from ._namespace import as_array, is_array, real_to_numpy
 from .effective_number import effective_number
 from .options import weight_options, with_options_doc
 from .validation import (
+    check_axis,
     check_beta,
     check_choice,
     check_num_classes,
@@ -121,12 +123,13 @@ def _count_indices(batch: Any, num_classes: int) -> np.ndarray:
     return np.bincount(labels.astype(np.int64, copy=False), minlength=num_classes)
 
 
-def _count_multi_hot(batch: Any, num_classes: int) -> np.ndarray:
+def _count_multi_hot(batch: Any, num_classes: int, axis: int = -1) -> np.ndarray:
     targets = _host_batch(batch)
-    if targets.ndim == 0 or targets.shape[-1] != num_classes:
+    if not (targets.ndim and -targets.ndim <= axis < targets.ndim and targets.shape[axis] == num_classes):
         raise ValueError(
-            f"labels: multi-hot targets must have {num_classes} classes on the last axis, got {targets.shape}"
+            f"labels: multi-hot targets must have {num_classes} classes along axis {axis}, got {targets.shape}"
         )
+    targets = np.moveaxis(targets, axis, -1)
     if targets.dtype.kind not in "biuf" or not np.isin(targets, (0, 1)).all():
         raise ValueError("labels: multi-hot targets to count must be 0/1 (bool, integer or floating)")
     return targets.reshape(-1, num_classes).sum(axis=0, dtype=np.int64)
@@ -268,13 +271,18 @@ class _Progress:
 
 
 def count_samples_per_class(
-    labels: Any, num_classes: int, *, multi_label: bool | str | None = False, progress: bool | None = None
+    labels: Any,
+    num_classes: int,
+    *,
+    multi_label: bool | str | None = False,
+    axis: int = -1,
+    progress: bool | None = None,
 ) -> np.ndarray:
     """Number of samples of each class, as an int64 NumPy array of length ``num_classes``.
 
     Args:
         labels: integer class indices of any supported framework (any shape), or, with ``multi_label``, 0/1
-            multi-hot targets with the classes on the last axis (each positive counts); or a data pipeline: a
+            multi-hot targets with the classes along ``axis`` (each positive counts); or a data pipeline: a
             PyTorch ``DataLoader`` or dataset, a ``tf.data.Dataset``, or any iterable of batches (a list or
             tuple of arrays too). A batch is the labels themselves, an ``(inputs, ..., labels)`` tuple or list
             (its last entry: arrays only, or inputs that are no numbers, such as an array or a dict, before
@@ -287,6 +295,8 @@ def count_samples_per_class(
         num_classes: ``C``.
         multi_label: count the positives of multi-hot targets instead of class indices (True, or the loss
             option's "class" or "sample"; False or None: class indices).
+        axis: the class axis of multi-hot targets: the last (-1, JAX's and TensorFlow's default), or 1 for
+            PyTorch's ``(N, C, d1, ...)`` targets; a ``ValueError`` where it does not hold ``num_classes``.
         progress: show a count of batches on stderr while iterating a pipeline; None (default) shows it only
             when stderr is a terminal.
 
@@ -305,7 +315,11 @@ def count_samples_per_class(
     """
     num_classes = check_num_classes(num_classes)
     check_choice("progress", progress, (None, True, False))
-    count = _count_multi_hot if multi_hot_counting(multi_label) else _count_indices
+    axis = check_axis(axis)
+    multi_hot = multi_hot_counting(multi_label)
+    if axis != -1 and not multi_hot:
+        raise ValueError(f"axis: applies to multi-hot targets (multi_label=True), got {axis} for class indices")
+    count = functools.partial(_count_multi_hot, axis=axis) if multi_hot else _count_indices
     if _is_batch(labels):
         return count(labels, num_classes)
     targets = _pipeline_targets(labels)

@@ -221,6 +221,24 @@ def test_count_multi_hot_positives(dtype):
     np.testing.assert_array_equal(cbloss.count_samples_per_class(batches, 6, multi_label=True), want)
 
 
+def test_count_multi_hot_positives_along_a_class_axis():
+    """PyTorch's dense targets carry the classes in dim 1: counted with axis=1. Left at the last axis, a trailing
+    dim of C entries would be counted as classes (no error can tell them apart), so the axis is named."""
+    rng = np.random.default_rng(6)
+    class_last = rng.uniform(size=(2, 4, 3, 3)) < 0.3  # (N, H, W, C) with W == C
+    want = class_last.reshape(-1, 3).sum(axis=0)
+    channels_first = np.moveaxis(class_last, -1, 1)  # (N, C, H, W)
+    np.testing.assert_array_equal(cbloss.count_samples_per_class(channels_first, 3, multi_label=True, axis=1), want)
+    batches = iter([channels_first[:1], channels_first[1:]])
+    np.testing.assert_array_equal(cbloss.count_samples_per_class(batches, 3, multi_label=True, axis=1), want)
+    with pytest.raises(ValueError, match=r"^labels: multi-hot targets must have 3 classes along axis 2"):
+        cbloss.count_samples_per_class(channels_first, 3, multi_label=True, axis=2)
+    with pytest.raises(ValueError, match=r"^axis: applies to multi-hot targets"):
+        cbloss.count_samples_per_class([0, 2, 1], 3, axis=1)
+    with pytest.raises(TypeError, match=r"^axis: must be an integer"):
+        cbloss.count_samples_per_class(channels_first, 3, multi_label=True, axis=1.0)
+
+
 @pytest.mark.parametrize("bad", [np.full((2, 3), 0.5), np.full((2, 4), 1.0), np.full((2, 3), 2)])
 def test_count_multi_hot_rejects_non_binary_or_wrong_classes(bad):
     with pytest.raises(ValueError, match=r"^labels: multi-hot"):
