@@ -661,8 +661,8 @@ def prepare_sample_weight(
         sample_weight = host_sample_weight(sample_weight, _host_dtype(xp, dtype))
     if tuple(sample_weight.shape) != tuple(positions):
         raise ValueError(
-            f"sample_weight: must have the labels' shape {tuple(positions)} (one weight per position), "
-            f"got {tuple(sample_weight.shape)}"
+            f"sample_weight: must have one weight per position, shape {tuple(positions)} (the labels' shape, "
+            f"without the class axis for targets), got {tuple(sample_weight.shape)}"
         )
     if on_host:
         return xp.asarray(sample_weight, dtype=dtype, device=device)

@@ -118,11 +118,15 @@ def test_errors_name_the_argument(call, error, name):
         call()
 
 
-def test_messages_name_other_arguments_as_pytorch_does():
-    """A message about one argument that mentions another names that one as PyTorch does (input, target)."""
-    with pytest.raises(ValueError, match=r"^sample_weight: must have the target's shape \(2,\)") as info:
-        class_balanced_loss(torch.zeros(2, 3), torch.tensor([0, 1]), sample_weight=torch.ones(3))
-    assert "labels" not in str(info.value)
+@pytest.mark.parametrize("multi_label", [None, "class"])
+def test_messages_name_other_arguments_as_pytorch_does(multi_label):
+    """A message about one argument that mentions another names that one as PyTorch does (input, target), and
+    gives the shape wanted: one weight per position, also for targets shaped like the input."""
+    target = torch.tensor([0, 1]) if multi_label is None else torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    options = dict(loss="sigmoid", multi_label=multi_label, sample_weight=torch.ones(3))
+    with pytest.raises(ValueError, match=r"^sample_weight: must have one weight per position, shape \(2,\)") as info:
+        class_balanced_loss(torch.zeros(2, 3), target, **options)
+    assert "labels" not in str(info.value) and "target's shape" in str(info.value)
 
 
 def test_ignore_index_is_not_range_checked_and_validate_false_skips_checks():
