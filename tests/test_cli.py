@@ -269,6 +269,23 @@ def test_plot_effective_number(tmp_path, capsys):
     assert out_file.read_bytes()[:8] == PNG_MAGIC
 
 
+def test_plot_effective_number_draws_each_beta_once(tmp_path, monkeypatch):
+    """beta = 1 given among the betas is drawn once in each panel (E_n = n, inverse frequency), and fractional
+    counts are labelled as given."""
+    from matplotlib.figure import Figure
+
+    from cbloss.demo.plots import plot_effective_number
+
+    drawn = []
+    monkeypatch.setattr(Figure, "savefig", lambda figure, *args, **kwargs: drawn.append(figure))
+    plot_effective_number([0.9, 1.0], tmp_path / "fig.png", counts=[30, 7, 0.5])
+    left, right = drawn[0].axes
+    for axes in (left, right):
+        labels = [text.get_text() for text in axes.get_legend().get_texts()]
+        assert len(labels) == len(set(labels)) == 2, labels
+    assert [tick.get_text() for tick in right.get_xticklabels()] == ["30", "7", "0.5"]
+
+
 def test_importing_cbloss_and_the_cli_stays_light():
     code = (
         "import sys, cbloss, cbloss.cli; "

@@ -34,12 +34,14 @@ def plot_effective_number(
     ax = axes[0]
     ax.plot(n, n, color="black", lw=1, ls="--", label="beta = 1 (E_n = n)")
     for beta in betas:
-        (line,) = ax.plot(n, cbloss.effective_number(n, beta), label=f"beta = {beta:g}")
+        color = "black"  # beta = 1: the line above
         if beta < 1:
-            ax.axhline(1 / (1 - beta), color=line.get_color(), lw=0.6, ls=":")
+            (line,) = ax.plot(n, cbloss.effective_number(n, beta), label=f"beta = {beta:g}")
+            color = line.get_color()
+            ax.axhline(1 / (1 - beta), color=color, lw=0.6, ls=":")
         if counts is not None:
             c = np.asarray(counts, dtype=np.float64)
-            ax.plot(c, cbloss.effective_number(c, beta), "o", ms=4, color=line.get_color())
+            ax.plot(c, cbloss.effective_number(c, beta), "o", ms=4, color=color)
     ax.set(xscale="log", yscale="log", xlabel="number of samples n", ylabel="effective number E_n")
     ax.set_title("E_n = (1 - beta^n) / (1 - beta): ~n as beta -> 1, saturates at 1/(1 - beta)", fontsize=9)
     ax.legend(fontsize=8)
@@ -48,10 +50,10 @@ def plot_effective_number(
         order = np.argsort(-c, kind="stable")
         ax = axes[1]
         rank = np.arange(len(c))
-        for beta in [*betas, 1.0]:
+        for beta in [b for b in betas if b < 1] + [1.0]:  # inverse frequency once, last
             w = cbloss.class_balanced_weights(c, beta, normalize=normalize)[order]
             ax.plot(rank, w, "o-", ms=4, label=f"beta = {beta:g}" + (" (inverse frequency)" if beta == 1 else ""))
-        ax.set_xticks(rank, [f"{int(v)}" for v in c[order]], fontsize=8)
+        ax.set_xticks(rank, [f"{v:g}" for v in c[order]], fontsize=8)
         ax.set(yscale="log", xlabel="class, by training count n_i (markers on the left: these n_i)", ylabel="weight")
         ax.set_title(f"class weights of this split (normalize={normalize!r})", fontsize=9)
         ax.legend(fontsize=8)
