@@ -269,6 +269,18 @@ def test_plot_effective_number(tmp_path, capsys):
     assert out_file.read_bytes()[:8] == PNG_MAGIC
 
 
+def test_output_into_a_closed_pipe_stops_quietly():
+    """A reader that goes away (``cbloss weights ... | head -1``) ends the command without an error message."""
+    counts = ",".join(str(1 + i % 97) for i in range(5000))  # a table far larger than a pipe's buffer
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    command = [sys.executable, "-m", "cbloss", "weights", "--counts", counts, "--beta", "0.99"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    assert process.stdout.read(16)
+    process.stdout.close()
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 1 and err.decode() == ""
+
+
 def test_plot_effective_number_draws_each_beta_once(tmp_path, monkeypatch):
     """beta = 1 given among the betas is drawn once in each panel (E_n = n, inverse frequency), and fractional
     counts are labelled as given."""
