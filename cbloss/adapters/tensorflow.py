@@ -142,6 +142,9 @@ def _evaluate(
     check = eager if validate is None else bool(validate)
     inputs = validation.prepare_inputs(xp, logits, given, weights, None, opts, axis, xp.device(logits), check and eager)
     labels, w, soft, axis, dtype = inputs.labels, inputs.weights, inputs.soft, inputs.axis, inputs.dtype
+    # Constants (docs/conventions.md §10): a tape that watches a weights variable or soft targets but not the logits
+    # would otherwise differentiate the loss's own operations with respect to them.
+    labels, w = tf.stop_gradient(labels), None if w is None else tf.stop_gradient(w)
     num_classes, last = int(logits.shape[axis]), rank - 1
     if check and not eager:  # soft targets as given: their sums are checked to the tolerance of their own dtype
         as_given = xp.moveaxis(given, axis, last) if soft and given.dtype.is_floating else labels

@@ -503,3 +503,27 @@ def test_integer_and_bool_multi_hot_targets():
         return float(value), tape.gradient(value, z).numpy()
 
     check_integer_and_bool_multi_hot(loss_and_grad, [tf.int32, tf.uint8, tf.bool])
+
+
+@pytest.mark.parametrize("loss", ["softmax", "sigmoid", "focal", "softmax_focal"])
+@pytest.mark.parametrize("watch_logits", [False, True], ids=["constant logits", "watched logits"])
+def test_labels_and_weights_are_constants_under_a_tape(loss, watch_logits):
+    """Class weights and soft targets are constants (docs/conventions.md §10): a tape that watches them (variables
+    are watched by themselves) gets no gradient for them, whether or not it watches the logits, and the logits'
+    gradient is the core's."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(4, 3)).astype(np.float32)
+    targets = rng.dirichlet(np.ones(3), size=4).astype(np.float32)
+    weights = tf.Variable(np.array([0.5, 1.0, 2.0], np.float32))
+    soft = tf.Variable(targets)
+    z = tf.constant(logits)
+    for labels in (tf.constant([0, 2, 1, 2]), soft):
+        with tf.GradientTape(persistent=True) as tape:
+            if watch_logits:
+                tape.watch(z)
+            value = class_balanced_loss(z, labels, weights, loss=loss)
+        assert tape.gradient(value, weights) is None
+        assert tape.gradient(value, soft) is None
+        if watch_logits:
+            _, expected = cbloss.class_balanced_loss_and_grad(logits, np.asarray(labels), weights.numpy(), loss=loss)
+            np.testing.assert_allclose(tape.gradient(value, z).numpy(), expected, rtol=2e-5, atol=1e-7)
