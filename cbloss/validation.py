@@ -19,6 +19,7 @@ from ._namespace import as_array, device_of, is_array, mixes_bools, namespace_of
 
 __all__ = [
     "TracedCheck",
+    "beyond_stand_in",
     "check_axis",
     "check_beta",
     "check_choice",
@@ -250,11 +251,11 @@ def ignored_labels(xp: Any, labels: Any, ignore_index: int | None) -> Any:
     return labels == ignore_index if holds(xp, labels.dtype, ignore_index) else None
 
 
-def wide_class_indices(xp: Any, labels: Any, widest: Any) -> Any:
+def wide_class_indices(xp: Any, labels: Any, widest: Any, ignore_index: int | None = None) -> Any:
     """Integer class indices in ``widest``, the namespace's widest integer dtype (int64; int32 for JAX without
     x64), so that their comparisons with the class count and ``ignore_index`` never wrap (docs/conventions.md
-    §6.1): an unsigned label beyond ``widest``'s largest value becomes that value, out of range like it. ``labels``
-    itself when already in it (read only, never written).
+    §6.1): an unsigned label beyond ``widest``'s largest value becomes :func:`beyond_stand_in`, out of range and
+    never ``ignore_index``. ``labels`` itself when already in it (read only, never written).
 
     Example:
         >>> wide_class_indices(np, np.array([2, 2**64 - 1], np.uint64), np.int64).tolist()
@@ -268,8 +269,15 @@ def wide_class_indices(xp: Any, labels: Any, widest: Any) -> Any:
     # The cast wraps what it cannot hold to negative values (-1 could then match ignore_index); an unsigned label
     # is never negative, so those are exactly the ones beyond. Compared after the cast: PyTorch has no
     # comparisons for uint64.
-    largest = xp.asarray(xp.iinfo(widest).max, dtype=widest, device=device_of(cast))
-    return xp.where(cast < 0, largest, cast)
+    stand_in = xp.asarray(beyond_stand_in(xp.iinfo(widest), ignore_index), dtype=widest, device=device_of(cast))
+    return xp.where(cast < 0, stand_in, cast)
+
+
+def beyond_stand_in(limits: Any, ignore_index: int | None) -> int:
+    """What a class index beyond a signed integer dtype (its ``iinfo`` ``limits``) is read as: the dtype's largest
+    value, or its smallest (negative) where the largest is ``ignore_index``; out of range either way, never a class
+    nor the ignored value."""
+    return int(limits.min) if ignore_index == limits.max else int(limits.max)
 
 
 def holds(xp: Any, dtype: Any, value: int) -> bool:
@@ -282,8 +290,7 @@ def holds(xp: Any, dtype: Any, value: int) -> bool:
 def narrow_class_indices(host: np.ndarray, dtype: Any, ignore_index: int | None) -> np.ndarray:
     """Integer class indices given on the host in a dtype wider than the signed integer ``dtype`` (JAX without x64
     narrows int64 to int32), narrowed without wrapping (docs/conventions.md §6.1): a label beyond ``dtype`` becomes
-    its largest value (its smallest, negative, where the largest is ``ignore_index``), out of range like it, never
-    another class or the ignored value.
+    :func:`beyond_stand_in`, out of range like it, never another class or the ignored value.
 
     Example:
         >>> narrow_class_indices(np.array([1, 2**32 + 1, -(2**40)]), np.int32, None).tolist()
@@ -293,8 +300,7 @@ def narrow_class_indices(host: np.ndarray, dtype: Any, ignore_index: int | None)
     beyond = (host < limits.min) | (host > limits.max)
     if not beyond.any():
         return host.astype(dtype)
-    stand_in = limits.min if ignore_index == limits.max else limits.max
-    return np.where(beyond, stand_in, host).astype(dtype)
+    return np.where(beyond, beyond_stand_in(limits, ignore_index), host).astype(dtype)
 
 
 def check_ignore_index_kept(ignore_index: int | None, given_dtype: Any, used_dtype: Any) -> None:
@@ -725,7 +731,7 @@ def prepare_inputs(
     if soft and axis != logits.ndim - 1:
         labels = xp.moveaxis(labels, axis, -1)
     elif not soft:
-        labels = wide_class_indices(xp, labels, xp.int64)  # any integer dtype gives the int64 result
+        labels = wide_class_indices(xp, labels, xp.int64, opts.ignore_index)  # any integer dtype: int64
     if check_values and not multi_label:  # targets in the dtype given: their sums are checked to its tolerance
         check_label_values(xp, labels, num_classes, soft, opts.ignore_index)
     if soft:

@@ -473,9 +473,14 @@ def test_uint64_labels_beyond_int64_are_out_of_range(asarray, label, loss):
     for ignore_index in (None, -1, -(2**63)):
         with pytest.raises(ValueError, match=message):
             cbloss.class_balanced_loss(asarray(np.zeros((3, 4))), labels, loss=loss, ignore_index=ignore_index)
+    # with ignore_index at int64's largest value, the stand-in is int64's smallest: reported, never ignored
+    with pytest.raises(ValueError, match=r"^labels: class indices must be in \[0, 4\), got \[-9223372036854775808\]"):
+        cbloss.class_balanced_loss(asarray(np.zeros((3, 4))), labels, loss=loss, ignore_index=2**63 - 1)
     narrowed = validation.wide_class_indices(np, np.array([0, label, 2**63 - 1, 3], np.uint64), np.int64)
     assert narrowed.dtype == np.int64 and narrowed.tolist() == [0, 2**63 - 1, 2**63 - 1, 3]
     assert validation.wide_class_indices(np, np.array([7, 2**32 - 1], np.uint32), np.int32).tolist() == [7, 2**31 - 1]
+    kept = validation.wide_class_indices(np, np.array([0, label], np.uint64), np.int64, ignore_index=2**63 - 1)
+    assert kept.tolist() == [0, -(2**63)]
 
 
 @pytest.mark.parametrize("loss", ["focal", "softmax_focal"])

@@ -71,7 +71,8 @@ def _compiled(
     if soft:
         labels = jnp.moveaxis(labels.astype(dtype), axis, -1)
     else:
-        labels = validation.wide_class_indices(jnp, labels, jax.dtypes.canonicalize_dtype(jnp.int64))
+        widest = jax.dtypes.canonicalize_dtype(jnp.int64)
+        labels = validation.wide_class_indices(jnp, labels, widest, opts.ignore_index)
     weights = None if weights is None else weights.astype(dtype)
     sample_weight = None if sample_weight is None else sample_weight.astype(dtype)
     if check:

@@ -257,6 +257,18 @@ def test_an_ignore_index_the_label_dtype_cannot_hold_ignores_nothing(loss, dtype
 
 
 @pytest.mark.parametrize("loss", LABEL_LOSSES)
+@pytest.mark.parametrize("ignore_index", [None, -1, 2**63 - 1])
+def test_uint64_labels_beyond_int64_give_nan_under_jit(loss, ignore_index):
+    """With x64, a uint64 label beyond int64 is read as int64's largest value (its smallest where that is
+    ignore_index): unchecked under jit its loss is NaN, never a class's loss nor an ignored position's 0."""
+    z, _, w = data(n=3, c=3)
+    labels = jnp.asarray(np.array([0, 2**64 - 1, 2**63], np.uint64))
+    options = dict(loss=loss, reduction="none", ignore_index=ignore_index, validate=False)
+    value = jax.jit(lambda q, t: cj.class_balanced_loss(q, t, w, **options))(z, labels)
+    assert np.isfinite(value[0]) and np.isnan(value[1:]).all()
+
+
+@pytest.mark.parametrize("loss", LABEL_LOSSES)
 def test_int64_labels_outside_int32_give_nan_under_jit(loss):
     """Unchecked, an out-of-range label gives NaN (docs/jax.md): JAX's gathers take int64 indices modulo 2**32,
     which would read 2**32 + 1 as class 1."""

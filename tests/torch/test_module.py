@@ -213,13 +213,16 @@ def test_gamma_beyond_the_compute_dtype_is_named(dtype):
 
 
 @pytest.mark.parametrize("loss", ["softmax", "focal", "softmax_focal"])
-@pytest.mark.parametrize("ignore_index", [None, -1])
+@pytest.mark.parametrize("ignore_index", [None, -1, 2**63 - 1])
 def test_uint64_labels_beyond_int64_are_out_of_range(loss, ignore_index):
-    """2**64 - 1 in uint64 is -1 in int64: read as int64's largest value instead, an out-of-range label, never an
-    ignored one (docs/conventions.md §6.1)."""
+    """2**64 - 1 in uint64 is -1 in int64: read as int64's largest value instead (its smallest where that is
+    ignore_index), an out-of-range label, never an ignored one (docs/conventions.md §6.1), checked or not."""
     target = torch.tensor([0, 2**64 - 1, 3], dtype=torch.uint64)
-    with pytest.raises(ValueError, match=r"^target: class indices must be in \[0, 4\), got \[9223372036854775807\]"):
+    stand_in = -(2**63) if ignore_index == 2**63 - 1 else 2**63 - 1
+    with pytest.raises(ValueError, match=rf"^target: class indices must be in \[0, 4\), got \[{stand_in}\]"):
         class_balanced_loss(torch.randn(3, 4), target, loss=loss, ignore_index=ignore_index)
+    with pytest.raises((RuntimeError, IndexError)):  # unchecked: the gather's own error, never a dropped position
+        class_balanced_loss(torch.randn(3, 4), target, loss=loss, ignore_index=ignore_index, validate=False)
 
 
 @pytest.mark.parametrize(
