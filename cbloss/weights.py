@@ -114,8 +114,8 @@ def _host_batch(batch: Any) -> np.ndarray:
 
 def _count_indices(batch: Any, num_classes: int) -> np.ndarray:
     labels = _host_batch(batch)
-    if labels.size and labels.dtype.kind not in "iu":
-        raise TypeError(f"labels: must be integer class indices, got dtype {labels.dtype}")
+    if labels.size and labels.dtype.kind not in "iu":  # named as given (bfloat16 is read through float32)
+        raise TypeError(f"labels: must be integer class indices, got dtype {getattr(batch, 'dtype', labels.dtype)}")
     labels = labels.ravel()
     out_of_range = labels_out_of_range(np, labels, num_classes, None)  # in their own dtype: uint64 never wraps
     if out_of_range.any():

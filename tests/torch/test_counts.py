@@ -375,6 +375,15 @@ def test_count_multi_hot_bfloat16_tensors():
     check_count_multi_hot_bfloat16(lambda t: torch.as_tensor(t).to(torch.bfloat16))
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_count_names_the_floating_dtype_given(dtype):
+    """Floating class indices are refused with the dtype the caller passed, not the one they are read through."""
+    torch = pytest.importorskip("torch")
+    labels = torch.tensor([0.0, 1.0], dtype=getattr(torch, dtype))
+    with pytest.raises(TypeError, match=rf"^labels: must be integer class indices, got dtype torch.{dtype}$"):
+        cbloss.count_samples_per_class(labels, 3)
+
+
 def test_validate_labels_reads_tensors():
     torch = pytest.importorskip("torch")
     check_validate_labels(torch.as_tensor, lambda t: torch.as_tensor(t).to(torch.bfloat16))
