@@ -318,13 +318,21 @@ def peak_bytes(fn, x: torch.Tensor) -> int:
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
     from torch.profiler import ProfilerActivity, profile
-    from torch.profiler._memory_profiler import MemoryProfileTimeline
+    from torch.profiler._memory_profiler import Action, MemoryProfileTimeline
 
     activities = [ProfilerActivity.CPU]
     with _quiet_stderr(), profile(activities=activities, profile_memory=True, record_shapes=True, with_stack=True) as p:
         fn()
-    _, sizes = MemoryProfileTimeline(p._memory_profile())._coalesce_timeline("cpu")
-    return int(np.asarray(sizes).sum(axis=1).max()) if len(sizes) else 0
+    timeline = MemoryProfileTimeline(p._memory_profile())
+    _, sizes = timeline._coalesce_timeline("cpu")
+    # The timeline also holds every tensor the call reads that existed before it (the inputs, the weights): left
+    # out, as the CUDA branch and JAX's compiled_bytes leave them out.
+    before = sum(
+        size
+        for _, action, (key, _), size in timeline.timeline
+        if action == Action.PREEXISTING and key.device.type == "cpu"
+    )
+    return int(np.asarray(sizes).sum(axis=1).max()) - before if len(sizes) else 0
 
 
 def _method(dev: torch.device) -> str:

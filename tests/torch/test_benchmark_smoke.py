@@ -47,6 +47,25 @@ def test_multi_hot_targets_are_seeded_long_tailed_multi_hot(shape):
     assert np.mean(targets.reshape(-1, shape[-1]).sum(axis=1) > 1) > 0.1  # several positives at many positions
 
 
+def test_cpu_peak_bytes_counts_what_the_call_allocates_not_what_it_reads():
+    """The peak of one call leaves out the tensors that existed before it (the inputs), as the CUDA branch and
+    JAX's compiled_bytes do: reading a large tensor costs nothing, the gradient and the temporaries count."""
+    import torch
+
+    x = torch.zeros(1000, 100, requires_grad=True)
+    large = torch.ones(10, 1000, 100)
+
+    def read_only():
+        return float((large[0, 0, :1] + 1.0).sum())
+
+    def backward():
+        torch.exp(x).sum().backward()  # exp's result, saved for the backward, and x.grad: both at the peak
+
+    size = x.numel() * x.element_size()
+    assert bench_torch.peak_bytes(read_only, x) < size / 100
+    assert 2 * size <= bench_torch.peak_bytes(backward, x) < 3 * size
+
+
 def test_check_same_compares_values_and_gradients():
     gradient = np.array([[0.5, -1.0], [2.0, 0.0]])
     check_same("CB x", (3.0, gradient), (3.0 * (1 + 1e-7), gradient + 1e-8))
