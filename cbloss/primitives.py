@@ -15,6 +15,7 @@ Everything works along the last axis; the engine moves the class axis there firs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
@@ -142,10 +143,21 @@ class Primitives:
         """
         return self.lerp(fresh, y, weight)
 
-    def lerp_class_sum(self, x: Any, y: Any, weight: Any, class_weights: Any | None = None) -> Any:
-        """``class_sum(lerp(x, y, weight), class_weights)``: the class sum of the interpolation, without the class
-        axis. A backend may form the interpolation a few positions at a time, never the whole array at once."""
-        return self.class_sum(self.lerp(x, y, weight), class_weights)
+    def in_position_blocks(self, evaluate: Callable[[Any, Any], tuple[Any, Any]], z: Any, per_element: Any) -> Any:
+        """``evaluate(z, per_element)``, which maps (P..., C) logits and an array of their shape (the targets) to
+        ``(value, gradient)``: per-position values (P...) and a (P..., C) gradient or None, each position's from its
+        own entries alone. A backend may evaluate it a block of positions at a time into one result, so that the
+        temporaries ``evaluate`` forms are alive for a block only; here it is one evaluation.
+
+        Example:
+            >>> import numpy as np
+            >>> from cbloss.primitives import Primitives
+            >>> z, t = np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[0.0, 1.0], [1.0, 0.0]])
+            >>> value, gradient = Primitives(np).in_position_blocks(lambda z, t: (np.sum(z * t, axis=-1), t), z, t)
+            >>> value.tolist()
+            [2.0, 3.0]
+        """
+        return evaluate(z, per_element)
 
     def softplus_and_sigmoid(self, x: Any) -> tuple[Any, Any]:
         """``(softplus(x), sigmoid(x))``: the first two of :meth:`softplus_and_sigmoids`, for a caller that does

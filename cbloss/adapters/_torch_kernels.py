@@ -36,7 +36,7 @@ __all__ = [
 # (x > 17 in float32), so 40 keeps every float64 digit; PyTorch's default, 20, loses up to 2.7e5 ulps in float64
 # between 20 and 37 (checked against mpmath).
 _SOFTPLUS_THRESHOLD = 40.0
-# Elements per block where an elementwise result is only summed (TorchPrimitives.lerp_class_sum). On the CPU 256 KiB
+# Elements per block of positions (TorchPrimitives.in_position_blocks). On the CPU 256 KiB
 # of float32, a few blocks of which stay in a core's L2 cache; elsewhere each block is a kernel launch, so blocks
 # only bound the memory of very large arrays.
 _BLOCK = {"cpu": 1 << 16}
@@ -117,6 +117,7 @@ _SHARED_EXP = SharedExpPrimitives(xp)
 
 
 _Results = TypeVar("_Results", bound=tuple[torch.Tensor, ...])
+_Pair = tuple[torch.Tensor, "torch.Tensor | None"]  # a value and its gradient, or None
 
 
 def _in_memory_order(piece: Callable[[torch.Tensor], _Results], x: torch.Tensor) -> _Results:
@@ -188,22 +189,27 @@ class TorchPrimitives(Primitives):
         # The caller allocated `fresh` and hands it over: the result is written into it.
         return fresh.lerp_(y, weight)
 
-    def lerp_class_sum(
-        self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, class_weights: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        block = _BLOCK.get(x.device.type, _DEVICE_BLOCK)
-        if torch.compiler.is_compiling() or x.ndim < 2 or x.numel() <= block:
-            return super().lerp_class_sum(x, y, weight, class_weights)
-        # A block of leading rows at a time (a row too large: one at a time, split further): each block of
-        # elements is summed while it is still in the cache, and no (P..., C) array is added to the caller's.
-        rows = block // x[0].numel()
-        if not rows:
-            return torch.stack([self.lerp_class_sum(x[i], y[i], weight[i], class_weights) for i in range(len(x))])
-        parts = [
-            self.class_sum(torch.lerp(x[i : i + rows], y[i : i + rows], weight[i : i + rows]), class_weights)
-            for i in range(0, len(x), rows)
-        ]
-        return torch.cat(parts)
+    def in_position_blocks(
+        self, evaluate: Callable[[torch.Tensor, torch.Tensor], _Pair], z: torch.Tensor, per_element: torch.Tensor
+    ) -> _Pair:
+        block = _BLOCK.get(z.device.type, _DEVICE_BLOCK)
+        if torch.compiler.is_compiling() or z.ndim < 2 or z.numel() <= block:
+            return evaluate(z, per_element)
+        # A block of leading rows at a time (a row too large: one at a time, split further), each block's gradient
+        # written into the one result as soon as it is formed, so that only a block's temporaries are ever alive.
+        rows = block // z[0].numel()
+        parts: list[Any] = [slice(i, i + rows) for i in range(0, len(z), rows)] if rows else list(range(len(z)))
+        values, grad = [], None
+        for part in parts:
+            if rows:
+                value, part_grad = evaluate(z[part], per_element[part])
+            else:
+                value, part_grad = self.in_position_blocks(evaluate, z[part], per_element[part])
+            values.append(value)
+            if part_grad is not None:
+                grad = torch.empty_like(z) if grad is None else grad  # z's layout, a class-last view included
+                grad[part] = part_grad
+        return (torch.cat(values) if rows else torch.stack(values)), grad
 
     def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():

@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ..primitives import Primitives
@@ -137,7 +138,8 @@ def multi_hot(
         value = ops.class_sum(elements, class_weights)
         del elements
     else:
-        value, grad = _focal(ops, z, targets, class_weights, gamma, with_grad)
+        focal = functools.partial(_focal, ops, class_weights=class_weights, gamma=gamma, with_grad=with_grad)
+        value, grad = ops.in_position_blocks(focal, z, targets)
     if position_weights is not None:
         value = value * position_weights
     if not with_grad:
@@ -166,7 +168,8 @@ def _focal(
     xp = ops.xp
     neg, pos, q, r = ops.softplus_pair_and_sigmoids(z)
     # Our own temporaries, updated in place (rebound where arrays are immutable): no more than these four are
-    # ever alive besides a part of the elements (Primitives.lerp_class_sum).
+    # ever alive besides the elements (for a block of positions where a backend evaluates it in blocks,
+    # Primitives.in_position_blocks).
     if gamma == 2.0:
         neg *= q
         neg *= q
@@ -175,7 +178,7 @@ def _focal(
     else:
         neg *= power(xp, q, gamma)
         pos *= power(xp, r, gamma)
-    value = ops.lerp_class_sum(neg, pos, targets, class_weights)
+    value = ops.class_sum(ops.lerp(neg, pos, targets), class_weights)
     if not with_grad:
         return value, None
     neg *= r

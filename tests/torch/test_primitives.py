@@ -5,11 +5,14 @@ and the out-of-range labels that gather/scatter reject where the generic mask wo
 
 from __future__ import annotations
 
+import functools
+
 import array_api_compat.torch as xp
 import pytest
 import torch
 
 from cbloss.adapters.torch import TorchPrimitives
+from cbloss.losses import sigmoid
 from cbloss.primitives import Primitives
 
 GENERIC, FUSED = Primitives(xp), TorchPrimitives(xp)
@@ -43,7 +46,6 @@ def _pieces(ops, x, labels, values, weights):
     other, weight = _interpolation(x)
     out += [ops.lerp(x, other, weight), ops.lerp_(x.clone(), other, weight)]
     out += [ops.class_sum(x), ops.class_sum(x, weights)]
-    out += [ops.lerp_class_sum(x, other, weight), ops.lerp_class_sum(x, other, weight, weights)]
     out += [ops.take_label(x, labels), ops.put_at_label(x, labels, values)]
     out += [ops.put_at_label_(x.clone(), labels, values), ops.take_weights(weights, labels)]  # a fresh array
     return [*out, ops.label_mask(labels, x.shape[-1])]
@@ -63,23 +65,27 @@ def test_fused_pieces_match_the_generic_definitions(layout):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("with_grad", [True, False])
 @pytest.mark.parametrize("shape", [(300, 1000), (3, 70000), (2, 6, 150, 160), (1, 3, 40000)], ids=str)
-def test_lerp_class_sum_in_blocks_matches_the_generic_definition(shape):
-    """Arrays beyond one block (TorchPrimitives.lerp_class_sum): rows in blocks, rows too large one at a time and
-    split further, in both layouts; each position's sum to rounding, the lerp exact at weights 0 and 1."""
+def test_position_blocks_give_the_evaluation_of_the_whole(shape, with_grad):
+    """Arrays beyond one block (TorchPrimitives.in_position_blocks): rows in blocks, rows too large one at a time
+    and split further, in both layouts. The multi-hot focal evaluation in blocks gives what it gives on the whole
+    array: each position's value, and the gradient in the logits' layout, to rounding."""
     g = torch.Generator().manual_seed(1)
     x = torch.randn(shape, generator=g, dtype=torch.float64) * 30
     x = x.movedim(1, -1) if len(shape) > 2 else x
-    other, weight = _interpolation(x)
+    _, targets = _interpolation(x)
     weights = torch.rand(x.shape[-1], generator=g, dtype=torch.float64)
     for w in (weights, None):
-        got, want = FUSED.lerp_class_sum(x, other, weight, w), GENERIC.lerp_class_sum(x, other, weight, w)
+        evaluate = functools.partial(sigmoid._focal, FUSED, class_weights=w, gamma=2.0, with_grad=with_grad)
+        (got, got_grad), (want, want_grad) = FUSED.in_position_blocks(evaluate, x, targets), evaluate(x, targets)
         assert got.shape == want.shape == x.shape[:-1]
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12 * float(want.abs().max()))
-    exact = weight.clone()
-    exact[...] = 1.0
-    torch.testing.assert_close(FUSED.lerp(x, other, exact), other, rtol=0, atol=0)
-    torch.testing.assert_close(FUSED.lerp(x, other, exact * 0.0), x, rtol=0, atol=0)
+        if not with_grad:
+            assert got_grad is None and want_grad is None
+            continue
+        assert got_grad.shape == x.shape and got_grad.stride() == x.stride()
+        torch.testing.assert_close(got_grad, want_grad, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
