@@ -77,11 +77,16 @@ def _device(settings: Settings) -> str:
 
     if not settings.gpu:
         return "/CPU:0"
-    if not tf.config.list_physical_devices("GPU"):
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
         raise DeviceUnavailable(
             f"--device cuda/gpu: TensorFlow sees no GPU (tensorflow {tf.__version__}, built with CUDA: "
             f"{tf.test.is_built_with_cuda()}; tf.config.list_physical_devices('GPU') is empty)"
         )
+    try:  # the GPU is shared with the other frameworks in this process: take memory as needed, not all of it
+        tf.config.experimental.set_memory_growth(gpus[0], True)
+    except RuntimeError:  # already initialised (an earlier call): growth is set, or was not ours to set
+        pass
     return "/GPU:0"
 
 

@@ -496,6 +496,10 @@ def run(
         sections=tuple(sections),
         rows=tuple(rows),
     )
+    if settings.gpu:
+        # Three frameworks share one GPU in this process: JAX would otherwise take 75% of its memory when its
+        # client starts (TensorFlow grows its own on demand, bench_tensorflow._device).
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     devices = check_devices(frameworks, settings)  # fails before any measurement
     shapes = QUICK_SHAPES if quick else SHAPES
     compile_shapes = QUICK_COMPILE_SHAPES if quick else COMPILE_SHAPES
