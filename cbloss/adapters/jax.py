@@ -154,14 +154,10 @@ def _call(
         )
     dtype = validation.compute_dtype(jnp, logits.dtype)
     validation.check_gamma_within(jnp, opts.gamma, dtype)
-    if weights is not None:
-        # a jax.Array is read on the host (inside a trace jnp operations would be staged); prepare_weights checks
-        # host weights itself
-        if eager and isinstance(weights, jax.Array) and not _is_traced(weights):
-            validation.host_class_weights(weights, num_classes, dtype)
-        weights = validation.prepare_weights(jnp, weights, num_classes, dtype, None, False)
-    if sample_weight is not None:
-        positions = labels.shape[:axis] + labels.shape[axis + 1 :] if soft else labels.shape
+    positions = labels.shape[:axis] + labels.shape[axis + 1 :] if soft else labels.shape
+    # concrete values closed over by a jitted function are read now, where their checks can raise
+    with jax.ensure_compile_time_eval():
+        weights = validation.prepare_weights(jnp, weights, num_classes, dtype, None, eager and not _is_traced(weights))
         check = eager and not _is_traced(sample_weight)
         sample_weight = validation.prepare_sample_weight(jnp, sample_weight, positions, dtype, None, check)
     return _compiled(logits, labels, weights, sample_weight, opts, axis, soft, axis_name, validate == "checkify")

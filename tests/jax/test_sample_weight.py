@@ -170,3 +170,20 @@ def test_bad_sample_weight_is_named():
     err.throw()
     want = cbloss.class_balanced_loss(logits, labels, weights, sample_weight=sample_weight)
     np.testing.assert_allclose(float(value), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("validate", [None, True])
+def test_closed_over_weights_are_read_and_checked_inside_jit(validate):
+    """Concrete jax.Arrays closed over by a jitted function are constants with values (docs/jax.md): checked
+    like the labels, and a step with valid ones gives the eager value."""
+    logits, labels, weights, sample_weight, _ = case("hard")
+    z, y = jnp.asarray(logits), jnp.asarray(labels)
+    w, s = jnp.asarray(weights), jnp.asarray(sample_weight)
+    want = cbloss.class_balanced_loss(logits, labels, weights, sample_weight=sample_weight)
+    step = jax.jit(lambda z: cj.class_balanced_loss(z, y, w, sample_weight=s, validate=validate))
+    np.testing.assert_allclose(float(step(z)), want, rtol=1e-6)
+    bad_s, bad_w = -s, -w  # concrete: formed outside the traced function
+    with pytest.raises(ValueError, match=r"^sample_weight: must be finite and >= 0"):
+        jax.jit(lambda z: cj.class_balanced_loss(z, y, w, sample_weight=bad_s, validate=validate))(z)
+    with pytest.raises(ValueError, match=r"^weights: must be finite and >= 0"):
+        jax.jit(lambda z: cj.class_balanced_loss(z, y, bad_w, sample_weight=s, validate=validate))(z)
