@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
+from keras.src.backend import set_keras_mask as _set_keras_mask  # private (keras>=3.15); Loss.__call__ reads it
 
 from .. import validation
 from ..losses import LOSSES
@@ -28,13 +29,6 @@ if TYPE_CHECKING:
 
 
 __all__ = ["ClassBalancedLoss", "ReweightingCallback"]
-
-try:  # private; Keras' Loss.__call__ reads the mask it sets
-    from keras.src.backend import set_keras_mask as _set_keras_mask
-except ImportError:  # pragma: no cover - another Keras 3 layout
-
-    def _set_keras_mask(x: Any, mask: Any) -> None:
-        x._keras_mask = mask
 
 
 def _weights_variable(weights: np.ndarray) -> keras.Variable:
