@@ -119,17 +119,7 @@ def _narrowed(labels: Any, ignore_index: int | None) -> Any:
     return validation.narrow_class_indices(host, jax.dtypes.canonicalize_dtype(np.int64), ignore_index)
 
 
-def _call(
-    logits,
-    labels,
-    weights,
-    sample_weight,
-    opts: LossOptions,
-    axis: int,
-    axis_name: Any,
-    validate: Any,
-    from_counts=False,
-) -> jax.Array:
+def _call(logits, labels, weights, sample_weight, opts, axis, axis_name, validate, from_counts=False) -> jax.Array:
     validation.check_choice("validate", validate, (None, True, False, "checkify"))
     if validate is True and any(_is_traced(a) for a in (labels, weights, sample_weight)):
         raise TypeError(
