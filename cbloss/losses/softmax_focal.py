@@ -20,38 +20,11 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..primitives import Primitives
 from ..targets import Coefficients
 from ._common import power
-
-
-class _Margin(NamedTuple):
-    value: Any  # q**gamma * u
-    u: Any
-    q: Any
-    r: Any
-    modulation: Any  # q**gamma
-
-
-def _margin(ops: Primitives, y: Any, gamma: float) -> _Margin:
-    u, q, r = ops.softplus_and_sigmoids(y)
-    modulation = power(ops.xp, q, gamma)
-    return _Margin(modulation * u, u, q, r, modulation)
-
-
-def _slope(ops: Primitives, m: _Margin, gamma: float) -> Any:
-    """``k = q**gamma * (1 + gamma * r * u / q)``. For gamma >= 1 as ``q**gamma + gamma * r * u * q**(gamma - 1)``
-    (no division); below 1 ``q**(gamma - 1)`` is infinite at ``q = 0``, where ``u / q`` is taken as its limit 1."""
-    xp = ops.xp
-    if gamma == 1.0:
-        return m.modulation + m.r * m.u
-    if gamma > 1.0:
-        return m.modulation + gamma * m.r * m.u * power(xp, m.q, gamma - 1.0)
-    positive = m.q > 0
-    ratio = xp.where(positive, m.u / xp.where(positive, m.q, xp.ones_like(m.q)), xp.ones_like(m.q))
-    return m.modulation * (1.0 + gamma * m.r * ratio)
 
 
 def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
@@ -62,14 +35,15 @@ def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_gra
     # p is our own temporary: the label's column is zeroed in it, and it becomes the gradient below.
     others = ops.put_at_label_(p, labels, xp.zeros_like(lse))
     rest = xp.sum(others, axis=-1)
-    margin = _margin(ops, xp.log(rest) - (ops.take_label(z, labels) - lse), gamma)
-    value = coef * margin.value
+    y = xp.log(rest) - (ops.take_label(z, labels) - lse)
     if not with_grad:
-        return value, None
-    slope = coef * _slope(ops, margin, gamma)
+        u, q, _ = ops.softplus_and_sigmoids(y)
+        return coef * (power(xp, q, gamma) * u), None
+    value, slope = _value_and_slope_(xp, *ops.softplus_and_sigmoids_(y), gamma)
+    slope = coef * slope
     # k * (p_j - [j == y]): k * p_j off the label, and -k * rest at it (exact where p_y is close to 1).
     others *= slope[..., None]
-    return value, ops.put_at_label_(others, labels, -slope * rest)
+    return coef * value, ops.put_at_label_(others, labels, -slope * rest)
 
 
 def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: bool) -> tuple[Any, Any]:
@@ -106,7 +80,9 @@ def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: boo
 
 
 def _value_and_slope_(xp: Any, u: Any, q: Any, r: Any, gamma: float) -> tuple[Any, Any]:
-    """``(q**gamma * u, k)`` with the slope ``k`` of :func:`_slope`, computed in place of ``u``, ``q`` and ``r``,
+    """``(q**gamma * u, k)`` with the slope ``k = q**gamma * (1 + gamma * r * u / q)``: for gamma >= 1 as
+    ``q**gamma + gamma * r * u * q**(gamma - 1)`` (no division); below 1 ``q**(gamma - 1)`` is infinite at ``q = 0``,
+    where ``u / q`` is taken as its limit 1. Computed in place of ``u``, ``q`` and ``r``,
     temporaries that the caller hands over and reads no more (rebound where arrays are immutable)."""
     if gamma < 1.0:
         positive = q > 0
