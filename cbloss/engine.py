@@ -52,11 +52,10 @@ def evaluate(
     if opts.multi_label is not None:
         value, grad = _multi_hot(ops, z, labels, weights, opts, with_grad, sample_weight, global_sum)
     elif soft:
-        shares = soft_shares(xp, opts.reduction, labels, weights)
+        shares = soft_shares(xp, opts.reduction, labels, weights, sample_weight)
         target = labels if weights is None else labels * weights
         if sample_weight is not None:
             target = target * sample_weight[..., None]
-            shares = shares * sample_weight if opts.reduction == "weighted_mean" else shares  # "mean": a count
         factor = reduction_factor(xp, opts.reduction, shares, global_sum, like=z)
         scale = _times(factor, sample_weight)  # of the smoothing part, per position
         coefficients = Coefficients(dense=_times(target, factor))

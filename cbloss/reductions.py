@@ -44,11 +44,15 @@ def hard_shares(xp: Any, reduction: str, label_weight: Any, valid: Any | None, d
     return None
 
 
-def soft_shares(xp: Any, reduction: str, targets: Any, weights: Any | None) -> Any | None:
-    """Denominator shares for soft targets (last axis: classes): ``sum_c t_c w_c`` for ``"weighted_mean"``, 1
-    for ``"mean"``, None otherwise."""
+def soft_shares(
+    xp: Any, reduction: str, targets: Any, weights: Any | None, sample_weight: Any | None = None
+) -> Any | None:
+    """Denominator shares for soft targets (last axis: classes): ``s_p * sum_c t_c w_c`` for ``"weighted_mean"``
+    (``sample_weight`` ``s``, None for all ones), 1 for ``"mean"`` (a count: sample weights do not change it), None
+    otherwise."""
     if reduction == "weighted_mean":
-        return xp.sum(targets, axis=-1) if weights is None else xp.matmul(targets, weights)
+        shares = xp.sum(targets, axis=-1) if weights is None else xp.matmul(targets, weights)
+        return shares if sample_weight is None else shares * sample_weight
     if reduction == "mean":
         return every_position(xp, targets[..., 0])
     return None

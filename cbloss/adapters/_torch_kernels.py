@@ -313,9 +313,7 @@ def cross_entropy(
     ignore_index = -100 if opts.ignore_index is None or soft else opts.ignore_index
     unchecked = not soft and opts.ignore_index is None and not checked
     if soft:  # ignore_index has no effect on probabilities (docs/conventions.md §6.4)
-        shares = soft_shares(xp, reduction, labels, w)
-        if sample_weight is not None and reduction == "weighted_mean":
-            shares = shares * sample_weight
+        shares = soft_shares(xp, reduction, labels, w, sample_weight)
         labels = labels.movedim(-1, class_dim)
     elif reduction == "weighted_mean" or sample_weight is not None or unchecked:
         _, valid, _, label_weight = label_weights(OPS, labels, w, opts.ignore_index, sample_weight, z)
