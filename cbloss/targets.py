@@ -34,14 +34,6 @@ class Coefficients(NamedTuple):
     smooth: Any = None
     weights: Any = None
 
-    def scaled(self, factor: Any) -> Coefficients:
-        """Every part times ``factor`` (a scalar)."""
-        return self._replace(
-            dense=None if self.dense is None else self.dense * factor,
-            label_coef=None if self.label_coef is None else self.label_coef * factor,
-            smooth=None if self.smooth is None else self.smooth * factor,
-        )
-
     def total(self, ops: Primitives, num_classes: int) -> Any:
         """``A = sum_c a_c`` per position."""
         xp = ops.xp

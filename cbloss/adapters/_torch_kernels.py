@@ -248,10 +248,6 @@ class TorchPrimitives(Primitives):
         view, dim = _memory_layout(x)
         return torch.gather(view, dim, labels.unsqueeze(dim)).squeeze(dim)
 
-    def put_at_label(self, x: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
-        view, dim = _memory_layout(x)
-        return view.scatter(dim, labels.unsqueeze(dim), values.unsqueeze(dim)).movedim(dim, -1)
-
     def put_at_label_(self, fresh: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
         # The caller allocated `fresh` and hands it over: scatter into it rather than into a copy of it.
         view, dim = _memory_layout(fresh)

@@ -160,14 +160,14 @@ def test_compiled_graphs_shared_exponential_matches_mpmath(dtype, negated):
 @pytest.mark.parametrize("bad", [-1, -100, 6, -(2**63)])
 @pytest.mark.parametrize("layout", ["NxC", "NCHW-view"])
 def test_label_indexing_rejects_every_out_of_range_label(bad, layout):
-    """The generic put_at_label compares with arange(C) and would leave a row with a label outside [0, C)
+    """The generic put_at_label_ compares with arange(C) and would leave a row with a label outside [0, C)
     unchanged; PyTorch's gather and scatter raise instead, so no unchecked label is ever skipped silently."""
     x, labels, values, _ = _case(layout)
     labels.view(-1)[1] = bad
     with pytest.raises((RuntimeError, IndexError)):
         FUSED.take_label(x, labels)
     with pytest.raises((RuntimeError, IndexError)):
-        FUSED.put_at_label(x, labels, values)
+        FUSED.put_at_label_(x.clone(), labels, values)
 
 
 def test_softplus_keeps_float64_digits_above_pytorchs_default_threshold():
