@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import backends
-from .data import long_tailed_counts
+from .data import head_tail_classes, long_tailed_counts
 from .experiment import Method, Progress, single_threaded_blas
 from .models import forward, init_params
 from .report import _key, _pm, _stats, _stats_columns
@@ -115,12 +115,6 @@ def long_tailed_multilabel_split(
     train = candidates[taken]
     class_order = np.lexsort((-targets, -counts))  # by realised count, ties by target
     return MultiLabelSplit(x[train], y[train], x[test], y[test], counts, targets, class_order, train, test)
-
-
-def head_tail_classes(class_order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Head = the most frequent third of the classes, tail = the least frequent third (``C // 3`` each)."""
-    k = max(1, math.floor(len(class_order) / 3))
-    return class_order[:k], class_order[-k:]
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -61,10 +61,6 @@ def missing(name: str) -> str | None:
     return None
 
 
-def available() -> list[str]:
-    return [name for name in BACKENDS if missing(name) is None]
-
-
 def default_backend() -> str:
     return next(name for name in DEFAULT_ORDER if missing(name) is None)
 
