@@ -49,11 +49,11 @@ def effective_number(n: Any, beta: float) -> Any:
     list or a scalar); the result is a float64 array of ``n``'s namespace (NumPy for lists and scalars).
 
     Stability: ``1 - beta**n`` is evaluated as ``-expm1(n * log(beta))`` with ``log(beta) = log1p(-(1 - beta))``
-    for ``beta >= 1/2``, where ``1 - beta`` is exact (Sterbenz); the naive formula loses every digit near
-    ``beta = 1``. NumPy inputs are evaluated in ``np.longdouble`` where it is wider than float64 (x86-64 and
-    aarch64 Linux) and rounded once: within 1 ulp of the exact value of the float64 inputs for every beta in
-    [0, 1] and n up to 1e12. Other namespaces (and NumPy where long double is float64) evaluate in float64,
-    within 2.5 ulps (four roundings).
+    for ``beta >= 1/2``, where ``1 - beta`` is exact (Sterbenz); the naive formula loses up to half the digits
+    near ``beta = 1`` for whole counts, and all of them for fractional ones. NumPy inputs are evaluated in
+    ``np.longdouble`` where it is wider than float64 (x86-64 and aarch64 Linux) and rounded once: within 1 ulp
+    of the exact value of the float64 inputs for every beta in [0, 1] and n up to 1e12. Other namespaces (and
+    NumPy where long double is float64) evaluate in float64, within 2.5 ulps (four roundings).
     """
     beta = check_beta(beta)
     xp, n = _as_float64(n, "n")

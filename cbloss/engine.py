@@ -1,12 +1,14 @@
 """The engine: from logits, labels, weights and options to the reduced loss and its analytic gradient.
 
-Everything an adapter needs between its conversions and the math is this one function, :func:`evaluate`. It
-works on the compute layout (class axis last, compute dtype) and checks no values (it is the traced path):
+Between its conversions and the math an adapter calls this one function, :func:`evaluate` (PyTorch's fused
+paths, which replace whole losses, take its pieces: :func:`multi_hot_weights`, the targets' and reductions'
+functions). It works on the compute layout (class axis last, compute dtype) and checks no values (it is the
+traced path):
 
 1. the target coefficients ``a_c = t_c w_c`` (:mod:`cbloss.targets`) and each position's share of the means'
    denominator (:mod:`cbloss.reductions`);
 2. the reduction's factor, folded into the coefficients (every loss is linear in them);
-3. the loss's ``hard`` or ``dense`` evaluation (:mod:`cbloss.losses`), then the sum over positions.
+3. the loss's ``hard``, ``dense`` or ``multi_hot`` evaluation (:mod:`cbloss.losses`), then the sum over positions.
 """
 
 from __future__ import annotations

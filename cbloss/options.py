@@ -5,7 +5,7 @@
 :class:`Option` (default, check, doc); the core's functions, the neutral :class:`cbloss.ClassBalancedLoss` and
 every adapter take these options as ``**options`` typed with the same ``TypedDict`` (so type checkers see the
 names and ``Literal`` values), validate them with :func:`loss_options`/:func:`weight_options`, and append
-:func:`options_doc` to their docstrings. Adding an option is one field here, plus its use in the engine.
+:func:`options_doc` to their docstrings. Adding an option is one field here, plus its use (docs/architecture.md).
 """
 
 from __future__ import annotations

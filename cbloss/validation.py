@@ -1,4 +1,4 @@
-"""Every input check, written once: the core, the neutral module and the three adapters call these.
+"""The input checks: the core, the neutral module and the four adapters call these.
 
 Each check raises ``ValueError``/``TypeError`` whose message starts with the argument's name
 (docs/conventions.md §11). Checks of option values and shapes are static and always run; checks that read

@@ -150,13 +150,14 @@ def _numbers_only(values: list | tuple) -> bool:
 
 def _labels_of(batch: Any) -> Any:
     """The labels of one item of a data pipeline: a batch of labels itself, the last array of an ``(inputs, ...,
-    labels)`` pair (a PyTorch DataLoader's or a ``tf.data`` pipeline's), or the ``"label"``/``"labels"`` entry of a
-    dict."""
+    labels)`` pair (a PyTorch DataLoader's or a ``tf.data`` pipeline's), or the first of the ``"labels"``,
+    ``"label"``, ``"targets"``, ``"target"`` and ``"y"`` entries of a dict."""
     if isinstance(batch, dict):
         for key in ("labels", "label", "targets", "target", "y"):
             if key in batch:
                 return batch[key]
-        raise TypeError(f"labels: a dict batch needs a 'labels' or 'label' entry, got keys {sorted(batch)}")
+        keys = "'labels', 'label', 'targets', 'target' or 'y'"
+        raise TypeError(f"labels: a dict batch needs a {keys} entry, got keys {sorted(batch)}")
     if isinstance(batch, (list, tuple)) and len(batch) >= 2:
         # arrays only, or inputs that are no numbers (an array, a dict) before the labels (a number or an array)
         if all(hasattr(part, "shape") for part in batch) or not _numbers_only(batch[:-1]):
@@ -286,7 +287,8 @@ def count_samples_per_class(
             PyTorch ``DataLoader`` or dataset, a ``tf.data.Dataset``, or any iterable of batches (a list or
             tuple of arrays too). A batch is the labels themselves, an ``(inputs, ..., labels)`` tuple or list
             (its last entry: arrays only, or inputs that are no numbers, such as an array or a dict, before
-            labels that may be a number), or a dict with a ``"labels"``/``"label"`` entry. What one pass over the
+            labels that may be a number), or a dict with a ``"labels"``, ``"label"``, ``"targets"``, ``"target"`` or
+            ``"y"`` entry. What one pass over the
             pipeline yields is counted. When the dataset has per-sample ``targets``/``labels`` (also through
             nested ``Subset``) and no ``target_transform``, they are read without loading inputs: a
             ``DataLoader``'s (with PyTorch's default collation) at the indices its sampler or batch sampler yields

@@ -170,9 +170,11 @@ def test_count_pipeline_items_of_inputs_and_labels():
     inputs = np.zeros((3, 2))
     pairs = [(inputs, LABELS[0]), (inputs, LABELS[1])]
     _check_counts(cbloss.count_samples_per_class(iter(pairs), 5))
-    dicts = [{"image": inputs, "label": LABELS[0]}, {"image": inputs, "label": LABELS[1]}]
-    _check_counts(cbloss.count_samples_per_class(iter(dicts), 5))
-    with pytest.raises(TypeError, match=r"^labels: a dict batch"):
+    for key in ("labels", "label", "targets", "target", "y"):
+        dicts = [{"image": inputs, key: LABELS[0]}, {"image": inputs, key: LABELS[1]}]
+        _check_counts(cbloss.count_samples_per_class(iter(dicts), 5))
+    keys = "'labels', 'label', 'targets', 'target' or 'y'"
+    with pytest.raises(TypeError, match=rf"^labels: a dict batch needs a {keys} entry, got keys \['image'\]$"):
         cbloss.count_samples_per_class(iter([{"image": inputs}]), 5)
 
 

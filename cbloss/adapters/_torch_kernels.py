@@ -1,7 +1,8 @@
 """PyTorch's kernels for the core's named pieces and for whole losses where a fused kernel computes exactly the
 core's definition (docs/conventions.md §13): :class:`TorchPrimitives`, the softmax cross-entropy for CB softmax and
 the binary cross-entropy for CB sigmoid on multi-hot targets. :mod:`cbloss.adapters.torch` binds them; the formulas
-live in :mod:`cbloss.losses`, once."""
+live in :mod:`cbloss.losses`, except the cross-entropy's composition of ``log_softmax`` and a gather for unchecked
+labels (PyTorch's own definition, written out where its fused call would need an ignore value)."""
 
 from __future__ import annotations
 
@@ -132,8 +133,9 @@ def _in_memory_order(piece: Callable[[torch.Tensor], _Results], x: torch.Tensor)
 
 class TorchPrimitives(Primitives):
     """PyTorch's kernels for the core's named pieces, each the generic definition along the last axis under
-    the same contract: arguments are never written, results are new tensors (``put_at_label_`` writes into the
-    fresh tensor its caller hands over, as its contract allows)."""
+    the same contract: arguments are never written, results are new tensors (the pieces named with a trailing
+    underscore, ``put_at_label_``, ``softplus_and_sigmoids_`` and ``lerp_``, write into the fresh tensor their
+    caller hands over, as their contract allows)."""
 
     def logsumexp(self, x: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(x, dim=-1)

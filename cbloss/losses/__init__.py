@@ -10,7 +10,7 @@ Each module holds its math (docstring), its value and its analytic gradient, as 
 
 Both return ``(value, grad)``: the per-position values and ``d value / d z`` (None without ``with_grad``).
 :data:`LOSSES` is the one list of losses: the options' choices, the focal losses and the docs' table derive from
-it. Adding a loss is one module, one entry here and its definition in the test oracle.
+it. Adding a loss: docs/architecture.md (one module, one entry here, its definition in the test oracle).
 """
 
 from __future__ import annotations
