@@ -96,10 +96,10 @@ def effective_number_recursive(n: Any, beta: float) -> np.ndarray:
     non-negative integers (at most 10**7). Returns a float64 NumPy array shaped like ``n``.
     """
     beta = check_beta(beta)
-    counts = np.asarray(to_numpy(n) if is_array(n) else n)
-    if counts.dtype.kind not in "iuf" or not np.all(np.isfinite(counts)):
-        raise TypeError(f"n: must be non-negative integers, got {counts!r}")
-    if np.any(counts < 0) or np.any(counts != np.floor(counts)):
+    xp, counts = _as_float64(n, "n")  # real numbers (TypeError), finite and >= 0 (ValueError), as effective_number
+    _check_counts(xp, counts, "n")
+    counts = to_numpy(counts)
+    if np.any(counts != np.floor(counts)):
         raise ValueError(f"n: must be non-negative integers, got {counts.tolist()}")
     steps = int(counts.max(initial=0))
     if steps > 10**7:

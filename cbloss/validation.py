@@ -85,10 +85,23 @@ def check_num_classes(num_classes: Any) -> int:
     return int(num_classes)
 
 
+def _bool_or_complex(value: Any) -> bool:
+    """Whether a scalar is a bool or complex number of Python, NumPy or (0-d) any framework: ``float`` and ``int``
+    would read it as a number (True as 1, ``0.5+0.5j`` as 0.5) without a word."""
+    if isinstance(value, (bool, np.bool_, complex, np.complexfloating)):
+        return True
+    # 0-d arrays of any framework (NumPy's, PyTorch's, JAX's and TensorFlow's dtype names). Looked up on the type:
+    # torch.compile cannot trace hasattr/getattr on the symbolic float an option becomes under dynamic shapes.
+    dtype = value.dtype if hasattr(type(value), "dtype") else None
+    return dtype is not None and any(kind in str(dtype) for kind in ("bool", "complex"))
+
+
 def check_real(name: str, value: Any, low: float, high: float) -> float:
-    """A Python real in [low, high]; NaN and bools are rejected."""
-    if isinstance(value, bool) or (not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
-        raise TypeError(f"{name}: must be a real number, got {type(value).__name__}")
+    """A Python real in [low, high]; NaN, bools and complex numbers are rejected."""
+    if _bool_or_complex(value) or (not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
+        array_dtype = value.dtype if hasattr(type(value), "dtype") and not isinstance(value, np.generic) else None
+        got = type(value).__name__ if array_dtype is None else f"an array of dtype {array_dtype}"
+        raise TypeError(f"{name}: must be a real number, got {got}")
     try:
         value = float(value)
     except OverflowError:
@@ -128,7 +141,7 @@ def check_label_smoothing(eps: Any) -> float:
 def check_ignore_index(ignore_index: Any) -> int | None:
     if ignore_index is None:
         return None
-    if isinstance(ignore_index, bool):
+    if _bool_or_complex(ignore_index):
         raise TypeError(f"ignore_index: must be an integer or None, got {ignore_index!r}")
     try:
         as_int = int(ignore_index)

@@ -55,6 +55,29 @@ def test_beta_not_a_number():
         cbloss.class_balanced_weights([1, 2, 3], "0.9")
 
 
+NOT_REAL = {
+    "numpy bool": np.True_,
+    "numpy complex": np.complex128(0.5 + 0.5j),
+    "numpy complex64": np.complex64(0.1 + 0.5j),
+    "0-d bool array": np.array(True),
+    "0-d complex array": np.array(0.5 + 0.5j),
+}
+
+
+@pytest.mark.parametrize("value", NOT_REAL.values(), ids=NOT_REAL.keys())
+def test_bools_and_complex_numbers_are_no_real_options(value):
+    """A bool or complex scalar of NumPy (or a 0-d array) is no real number: float() would read True as 1 and
+    0.5+0.5j as 0.5 without a word, as Python's own bool and complex are refused (docs/conventions.md §11.1)."""
+    with pytest.raises(TypeError, match=names("beta") + ": must be a real number, got"):
+        cbloss.class_balanced_weights([1, 2, 3], value)
+    with pytest.raises(TypeError, match=names("gamma") + ": must be a real number, got"):
+        cbloss.class_balanced_loss(Z, Y, loss="focal", gamma=value)
+    with pytest.raises(TypeError, match=names("label_smoothing") + ": must be a real number, got"):
+        cbloss.class_balanced_loss(Z, Y, label_smoothing=value)
+    with pytest.raises(TypeError, match=names("ignore_index") + ": must be an integer or None"):
+        cbloss.class_balanced_loss(Z, Y, ignore_index=value)
+
+
 # ---------------------------------------------------------------------------------------------------- counts
 
 
@@ -96,6 +119,18 @@ def test_recursion_needs_integers():
         cbloss.effective_number_recursive([1.5], 0.5)
     with pytest.raises(ValueError, match=names("n")):
         cbloss.effective_number_recursive([-1], 0.5)
+
+
+@pytest.mark.parametrize(
+    "n, error",
+    [([math.nan], ValueError), ([math.inf], ValueError), ([True, 3], TypeError), ([[1, 2], [3]], TypeError)],
+    ids=["nan", "inf", "bool", "ragged"],
+)
+def test_recursion_refuses_what_the_closed_form_refuses(n, error):
+    """The recursion checks its counts as effective_number does: the same error type, naming n."""
+    for effective in (cbloss.effective_number, cbloss.effective_number_recursive):
+        with pytest.raises(error, match=names("n")):
+            effective(n, 0.5)
 
 
 def test_volume_below_one():
