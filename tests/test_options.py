@@ -74,6 +74,34 @@ def test_options_are_hashable_and_equal_by_value():
     assert a == b and hash(a) == hash(b) and a != options.loss_options(loss="focal")
 
 
+def test_options_are_immutable_and_survive_pickling_and_copying():
+    """Options are a jit/compile cache key and a part of saved losses: immutable, and equal (with the derived
+    ``kind``) after a pickle or a deep copy."""
+    import copy
+    import pickle
+
+    opts = options.loss_options(loss="focal", gamma=0.0, label_smoothing=0.1)
+    with pytest.raises(AttributeError, match="immutable"):
+        opts.gamma = 2.0
+    for again in (pickle.loads(pickle.dumps(opts)), copy.deepcopy(opts)):
+        assert again == opts and hash(again) == hash(opts) and again.kind == opts.kind == "sigmoid"
+        assert len(again) == len(opts) == len(options.LOSS_OPTIONS)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(loss="softmax", multi_label="class"), "multi_label"),
+        (dict(loss="softmax_focal", multi_label="sample"), "multi_label"),
+        (dict(loss="sigmoid", multi_label="class", ignore_index=-1), "ignore_index"),
+        (dict(loss="focal", multi_label="class", reduction="weighted_mean"), "reduction"),
+    ],
+)
+def test_multi_label_pairs_are_checked_naming_the_option_at_fault(kwargs, name):
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        options.loss_options(**kwargs)
+
+
 @pytest.mark.parametrize("name", list(options.LOSS_OPTIONS))
 def test_every_loss_option_is_in_the_public_docstrings(name):
     for func in (cbloss.class_balanced_loss, cbloss.class_balanced_loss_and_grad, cbloss.ClassBalancedLoss):

@@ -200,6 +200,8 @@ def test_class_balanced_loss_holds_core_weights_and_is_a_pytree():
     assert again.options == module.options and again.axis == module.axis and again.beta is None
     with pytest.raises(AttributeError, match="immutable"):
         module.weights = None
+    with pytest.raises(AttributeError, match="immutable"):
+        del module.axis
     z, y, _ = data(c=5)
     want, want_grad = core(z, y, cbloss.class_balanced_weights(counts, 0.99), loss="focal", gamma=1.5,
                            reduction="weighted_mean")  # fmt: skip

@@ -370,6 +370,30 @@ def test_callback_finds_the_loss_or_asks_for_it():
         ReweightingCallback(DeferredReweighting(COUNTS, start=1), loss="sparse_categorical_crossentropy")
 
 
+def test_callback_updates_the_loss_it_is_given_not_the_models():
+    """With ``loss=``, the callback sets that loss's weights (a model may hold several, or a loss used in a
+    custom step); the model's own loss keeps its weights."""
+    schedule = DeferredReweighting(COUNTS, beta=0.9999, start=0)
+    own, given = ClassBalancedLoss(weights=np.ones(len(COUNTS))), ClassBalancedLoss(weights=np.ones(len(COUNTS)))
+    model = _model()
+    model.compile(optimizer="sgd", loss=own)
+    callback = ReweightingCallback(schedule, loss=given)
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_epoch_begin(0)
+    np.testing.assert_allclose(given.class_weights, schedule(0), rtol=1e-6)
+    np.testing.assert_array_equal(own.class_weights, np.ones(len(COUNTS)))
+
+
+def test_a_config_without_weights_rebuilds_them_from_the_counts():
+    """A config written by hand (or by an older version) with counts and beta but no ``weights`` entry: the
+    weights are the counts' class-balanced weights, as at construction."""
+    loss = ClassBalancedLoss(COUNTS, 0.999, loss="focal", gamma=1.0)
+    config = {key: value for key, value in loss.get_config().items() if key != "weights"}
+    restored = ClassBalancedLoss.from_config(config)
+    np.testing.assert_allclose(restored.class_weights, class_balanced_weights(COUNTS, 0.999), rtol=1e-6)
+
+
 _LOAD = """
 import json, sys
 import numpy as np

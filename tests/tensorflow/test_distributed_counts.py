@@ -250,3 +250,12 @@ def test_docstring_example_runs_with_the_default_strategy():
     for test in tests:
         runner.run(test)
     assert runner.summarize(verbose=False).attempted >= 8 and runner.failures == 0
+
+
+def test_counts_are_summed_eagerly_not_inside_a_tf_function():
+    """all_reduce_counts returns NumPy: inside a tf.function it would have no values to return, so it says where
+    to call it instead (AutoGraph puts the place in the graph before the message)."""
+    from cbloss.adapters.tensorflow import all_reduce_counts
+
+    with pytest.raises(RuntimeError, match=r"all_reduce_counts: it returns NumPy, so it runs eagerly; call it outside"):
+        tf.function(lambda counts: all_reduce_counts(counts))(tf.constant([1, 2, 3], dtype=tf.int64))

@@ -122,6 +122,24 @@ def test_the_returned_gradient_belongs_to_the_caller(loss, reduction):
     torch.testing.assert_close(second, expected, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("loss", ["sigmoid", "focal", "softmax_focal"])
+def test_a_cotangent_in_another_dtype_scales_the_gradient_in_the_inputs_dtype(loss, reduction):
+    """A loss cast before its backward (``loss.double().backward()``, a float16 input's float32 loss summed in
+    float64) hands the analytic gradient a cotangent of another dtype: the gradient is the same numbers in the
+    input's dtype."""
+    x, y, w = _data((6, 5))
+    x32 = x.float().requires_grad_()
+    options = dict(loss=loss, reduction=reduction, gamma=2.0 if "focal" in loss else 0.0)
+    (plain,) = torch.autograd.grad(class_balanced_loss(x32, y, w, **options).sum(), x32)
+    (cast,) = torch.autograd.grad(class_balanced_loss(x32, y, w, **options).double().sum(), x32)
+    assert cast.dtype == torch.float32 and torch.equal(cast, plain)
+    x16 = x.half().requires_grad_()
+    (half,) = torch.autograd.grad(class_balanced_loss(x16, y, w, **options).double().sum(), x16)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), plain, rtol=2e-2, atol=1e-3)
+
+
 @pytest.mark.parametrize("loss", ["sigmoid", "focal", "softmax_focal"])
 def test_double_backward_raises(loss):
     """The first derivative is available with create_graph=True (torch.func.grad always asks for it); any

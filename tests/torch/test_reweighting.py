@@ -29,6 +29,8 @@ def test_set_weights_shows_in_the_next_call_and_rejects_bad_weights(loss):
         crit.set_weights(np.ones(4))
     with pytest.raises(ValueError, match=r"^weights"):
         crit.set_weights([1.0, -1.0, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match=r"^weight: this loss is unweighted"):  # nothing to re-weight
+        ClassBalancedLoss.from_weights(None, loss=loss).set_weights(schedule(0))
 
 
 @pytest.mark.parametrize("loss", ["softmax", "focal"])
