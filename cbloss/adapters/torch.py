@@ -6,6 +6,7 @@ picks PyTorch's kernels where they compute the core's definition (§13, :mod:`cb
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -78,9 +79,15 @@ class _CoreGradient(torch.autograd.Function):
         grad = ctx.saved_tensors[0]
         if ctx.class_dim != grad.ndim - 1:
             grad = grad.movedim(-1, ctx.class_dim)
+        if grad_output.dtype != grad.dtype:
+            grad_output = grad_output.to(grad.dtype)
         # A new tensor, never the saved one: the caller may change what it receives in place.
-        scaled = scaled_gradient(xp, grad, grad_output.to(grad.dtype), ctx.reduction, ctx.class_dim)
-        return scaled.to(ctx.dtype), None, None, None, None
+        scaled = scaled_gradient(xp, grad, grad_output, ctx.reduction, ctx.class_dim)
+        return (scaled if scaled.dtype == ctx.dtype else scaled.to(ctx.dtype)), None, None, None, None
+
+
+# Function.apply binds its arguments with inspect.signature(forward) at every call, reading __signature__ first.
+_CoreGradient.forward.__signature__ = inspect.signature(_CoreGradient.forward)  # type: ignore[attr-defined]
 
 
 def _in_torch_names(error: Exception) -> Exception:
