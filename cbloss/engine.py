@@ -20,7 +20,7 @@ from ._namespace import device_of
 from .losses import LOSSES
 from .options import LossOptions
 from .primitives import Primitives
-from .reductions import every_position, hard_shares, reduction_factor, soft_shares
+from .reductions import hard_shares, multi_hot_shares, reduction_factor, soft_shares
 from .targets import Coefficients, label_weights
 
 __all__ = ["MultiHotWeights", "evaluate", "multi_hot_weights"]
@@ -133,10 +133,7 @@ def multi_hot_weights(
         mean_weight = weighted / xp.where(has_positives, positives, xp.ones_like(positives))
         class_weights = None
         position_weights = _times(xp.where(has_positives, mean_weight, xp.ones_like(mean_weight)), sample_weight)
-    if opts.reduction == "weighted_mean":
-        shares = position_weights
-    else:
-        shares = every_position(xp, targets[..., 0]) if opts.reduction == "mean" else None
+    shares = multi_hot_shares(xp, opts.reduction, position_weights, targets)
     factor = reduction_factor(xp, opts.reduction, shares, global_sum, like=z)
     if factor is not None and not (isinstance(factor, float) and factor == 1.0):
         if position_weights is not None:

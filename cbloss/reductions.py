@@ -19,7 +19,15 @@ from typing import Any
 
 from ._namespace import device_of
 
-__all__ = ["MEANS", "every_position", "hard_shares", "reduction_factor", "scaled_gradient", "soft_shares"]
+__all__ = [
+    "MEANS",
+    "every_position",
+    "hard_shares",
+    "multi_hot_shares",
+    "reduction_factor",
+    "scaled_gradient",
+    "soft_shares",
+]
 
 MEANS = ("mean", "weighted_mean")
 
@@ -53,6 +61,16 @@ def soft_shares(
     if reduction == "weighted_mean":
         shares = xp.sum(targets, axis=-1) if weights is None else xp.matmul(targets, weights)
         return shares if sample_weight is None else shares * sample_weight
+    if reduction == "mean":
+        return every_position(xp, targets[..., 0])
+    return None
+
+
+def multi_hot_shares(xp: Any, reduction: str, position_weights: Any | None, targets: Any) -> Any | None:
+    """Denominator shares for multi-hot targets (last axis: classes, docs/conventions.md §6.5): each position's
+    weight ``position_weights`` for ``"weighted_mean"``, 1 per position for ``"mean"``, None otherwise."""
+    if reduction == "weighted_mean":
+        return position_weights
     if reduction == "mean":
         return every_position(xp, targets[..., 0])
     return None
