@@ -10,3 +10,13 @@ def power(xp: Any, q: Any, gamma: float) -> Any:
     if gamma == 1.0:
         return q
     return q * q if gamma == 2.0 else xp.pow(q, gamma)
+
+
+def power_(q: Any, gamma: float) -> Any:
+    """:func:`power` in place of ``q``, an array the caller allocated and hands over (rebound where arrays are
+    immutable): the same operations, so the same numbers."""
+    if gamma == 2.0:
+        q *= q
+    elif gamma != 1.0:
+        q **= gamma
+    return q

@@ -39,7 +39,7 @@ from typing import Any
 
 from ..primitives import Primitives
 from ..targets import Coefficients
-from ._common import power
+from ._common import power, power_
 
 
 def element(ops: Primitives, y: Any, gamma: float, with_grad: bool, negated: bool = False) -> tuple[Any, Any]:
@@ -62,11 +62,8 @@ def element(ops: Primitives, y: Any, gamma: float, with_grad: bool, negated: boo
     if gamma != 1.0:
         r *= gamma
     r += q
-    if gamma == 2.0:
-        q *= q
-    elif gamma != 1.0:
-        q **= gamma
-    u *= q  # the modulation q**gamma, as power() forms it
+    q = power_(q, gamma)  # the modulation q**gamma
+    u *= q
     r *= q
     return u, r
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..primitives import Primitives
 from ..targets import Coefficients
-from ._common import power
+from ._common import power, power_
 
 
 def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_grad: bool) -> tuple[Any, Any]:
@@ -100,10 +100,7 @@ def _value_and_slope_(xp: Any, u: Any, q: Any, r: Any, gamma: float) -> tuple[An
     if gamma != 1.0:
         r *= gamma
         r *= q if gamma == 2.0 else power(xp, q, gamma - 1.0)
-    if gamma == 2.0:
-        q *= q
-    elif gamma != 1.0:
-        q **= gamma
-    r += q  # the modulation q**gamma, as power() forms it
+    q = power_(q, gamma)  # the modulation q**gamma
+    r += q
     u *= q
     return u, r
