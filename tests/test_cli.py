@@ -91,6 +91,7 @@ BAD_ARGUMENTS = [
     (("plot", "effective-number", "--beta", "0.9,1.2"), "beta"),
     (("plot", "effective-number", "-o", "/no/such/dir/fig.png"), "no such folder"),
     (("plot", "effective-number", "-o", "fig.jpg"), ".png"),
+    (("plot", "effective-number", "--counts", "10,0"), "every count must be > 0"),
     ((), "required"),
     (("frobnicate",), "frobnicate"),
 ]
@@ -136,6 +137,41 @@ def test_bad_label_files(tmp_path, capsys, content, suffix, fragment):
     path.write_bytes(content)
     code, _, err = call(capsys, "weights", "--labels", str(path), "--beta", "0.9")
     assert_one_line_error(err, code, fragment)
+
+
+@pytest.mark.parametrize("labels", [np.array([True, False]), np.array(["0", "1"])], ids=["bool", "str"])
+def test_label_arrays_of_no_integers_are_a_usage_error(tmp_path, capsys, labels):
+    path = tmp_path / "y.npy"
+    np.save(path, labels)
+    code, _, err = call(capsys, "weights", "--labels", str(path), "--beta", "0.9")
+    assert code == 2
+    assert_one_line_error(err, code, "must hold integer class labels, got dtype")
+
+
+def test_demo_output_that_is_a_file_is_a_usage_error(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    code, _, err = call(capsys, "demo", "--quick", "--out", str(afile))
+    assert code == 2
+    assert_one_line_error(err, code, "exists and is not a folder")
+
+
+@pytest.mark.parametrize(
+    "raised, code, fragment",
+    [(KeyboardInterrupt(), 130, "interrupted"), (OSError(28, "No space left on device"), 1, "No space left")],
+    ids=["ctrl-c", "oserror"],
+)
+def test_an_interrupt_or_an_os_error_ends_in_one_line(capsys, monkeypatch, raised, code, fragment):
+    """Ctrl-C and a failing write stop the command with one line on stderr, not a traceback."""
+    from cbloss import cli
+
+    def fail(args):
+        raise raised
+
+    monkeypatch.setitem(cli.COMMANDS, "weights", fail)
+    got, out, err = call(capsys, "weights", "--counts", "10,5", "--beta", "0.9")
+    assert got == code and out == ""
+    assert err.count("\n") == 1 and err.startswith("cbloss weights: ") and fragment in err
 
 
 @pytest.mark.parametrize(

@@ -61,3 +61,15 @@ def test_beta_warmup_follows_its_shape(shape, normalize):
 def test_bad_arguments_are_named(make, name):
     with pytest.raises((ValueError, TypeError), match=rf"^{name}:"):
         make()
+
+
+def test_schedules_say_what_they_are():
+    """A schedule's repr names its class count and every parameter (what a training log prints)."""
+    from cbloss.schedules import BetaWarmup, DeferredReweighting
+
+    assert repr(DeferredReweighting([5, 2], beta=0.9999, start=3)) == (
+        "DeferredReweighting(num_classes=2, beta=0.9999, start=3.0)"
+    )
+    assert repr(BetaWarmup([5, 2], 0.999, start=2, end=10, shape="cosine")) == (
+        "BetaWarmup(num_classes=2, beta=0.999, start=2.0, end=10.0, shape='cosine')"
+    )
