@@ -407,3 +407,30 @@ def test_float8_counts_weights_and_targets_are_read_as_their_numbers():
     logits, labels = np.zeros((2, 3)), np.array([0, 2])
     assert cbloss.class_balanced_loss(logits, labels, as_float8) == cbloss.class_balanced_loss(logits, labels, numbers)
     cbloss.validate_labels(torch.tensor([[0.5, 0.5, 0.0]]).to(torch.float8_e4m3fn), 3)
+
+
+def test_a_sampler_of_keys_that_are_no_indices_is_iterated():
+    """A map-style dataset keyed by strings (or ragged tuples) keeps ``targets`` in its own order: read at the
+    sampler's keys it would be wrong, so the loader is iterated and what it yields is counted."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader, Dataset
+
+    class Keyed(Dataset):
+        keys: tuple = ("a", "b", "c")
+        targets = (0, 1, 1)
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, key):
+            return torch.zeros(2), self.targets[self.keys.index(key)]
+
+    class Tupled(Keyed):
+        keys = (("a", 1), ("b",), ("c", 2))
+
+    loader = DataLoader(Keyed(), sampler=["c", "a", "b", "c", "a"], batch_size=2)
+    assert cbloss.count_samples_per_class(loader, 2).tolist() == [2, 3]
+    loader = DataLoader(Tupled(), sampler=[("c", 2), ("b",), ("a", 1)], batch_size=None)
+    assert cbloss.count_samples_per_class(loader, 2).tolist() == [1, 2]
+    with pytest.raises(TypeError, match=r"^labels: must be an array or an iterable of label batches"):
+        cbloss.count_samples_per_class(object(), 3)
