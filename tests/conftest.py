@@ -8,6 +8,7 @@ from tests.backends import all_backends
 
 # nox's tests(<backend>) sessions set CBLOSS_TEST_BACKEND so that each session runs the conformance suite on
 # its own backend only (numpy's session covers numpy and array_api_strict); a plain `pytest` runs them all.
+# CBLOSS_TEST_DEVICE=cuda puts the PyTorch backend's tensors on the GPU (benchmarks/gpu_check.sh).
 _SELECTED = os.environ.get("CBLOSS_TEST_BACKEND")
 _GROUPS = {"numpy": {"numpy", "array_api_strict"}}
 BACKENDS = [b for b in all_backends() if _SELECTED is None or b.name in _GROUPS.get(_SELECTED, {_SELECTED})]
