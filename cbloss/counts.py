@@ -59,6 +59,7 @@ def sum_over_replicas(
 
     Example:
         >>> import numpy as np
+        >>> from cbloss.counts import sum_over_replicas
         >>> shards = [np.array([3, 0, 1]), np.array([2, 5, 0])]  # two replicas in this process
         >>> total = lambda rows: np.sum(rows, axis=0)  # the collective, here in one process
         >>> sum_over_replicas(lambda: shards, 2, 2, total).tolist()

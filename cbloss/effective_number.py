@@ -54,6 +54,13 @@ def effective_number(n: Any, beta: float) -> Any:
     ``np.longdouble`` where it is wider than float64 (x86-64 and aarch64 Linux) and rounded once: within 1 ulp
     of the exact value of the float64 inputs for every beta in [0, 1] and n up to 1e12. Other namespaces (and
     NumPy where long double is float64) evaluate in float64, within 2.5 ulps (four roundings).
+
+    Example:
+        >>> import cbloss
+        >>> cbloss.effective_number([1, 10, 1000], beta=0.99).round(6).tolist()  # at most 1 / (1 - beta) = 100
+        [1.0, 9.561792, 99.995683]
+        >>> cbloss.effective_number([1, 10, 1000], beta=1.0).tolist()  # inverse frequency
+        [1.0, 10.0, 1000.0]
     """
     beta = check_beta(beta)
     xp, n = _as_float64(n, "n")
@@ -94,6 +101,11 @@ def effective_number_recursive(n: Any, beta: float) -> np.ndarray:
 
     A documented reference for the derivation, not for speed: it costs ``max(n)`` steps, so ``n`` must be
     non-negative integers (at most 10**7). Returns a float64 NumPy array shaped like ``n``.
+
+    Example:
+        >>> import cbloss
+        >>> cbloss.effective_number_recursive([0, 1, 2, 3], beta=0.9).tolist()  # 1, 1 + 0.9, 1 + 0.9 * 1.9
+        [0.0, 1.0, 1.9, 2.71]
     """
     beta = check_beta(beta)
     xp, counts = _as_float64(n, "n")  # real numbers (TypeError), finite and >= 0 (ValueError), as effective_number
@@ -116,6 +128,13 @@ def beta_from_volume(volume: Any) -> Any:
     """``beta = (N - 1) / N`` for a feature-space volume ``N >= 1`` (``N = inf`` gives ``beta = 1``).
 
     Python scalars give a Python float; arrays give a float64 array of their namespace.
+
+    Example:
+        >>> import numpy as np, cbloss
+        >>> cbloss.beta_from_volume(100)
+        0.99
+        >>> cbloss.beta_from_volume(np.array([1.0, 10.0, np.inf])).tolist()  # 1: no weighting; inf: 1 / n
+        [0.0, 0.9, 1.0]
     """
     # Correctly rounded: (v - 1) / v where v - 1 is exact (v <= 2**53), 1 - 1 / v above (1 at v = inf).
     if not is_array(volume) and np.ndim(volume) == 0:

@@ -160,6 +160,7 @@ def real_on_host(name: str, values: Any) -> np.ndarray:
     its imaginary part, a string is no number, and a bool array holds no counts or weights (as in every framework).
 
     Example:
+        >>> from cbloss.validation import real_on_host
         >>> real_on_host("weights", [1, 0.5]).tolist()
         [1.0, 0.5]
         >>> real_on_host("weights", [1 + 2j])
@@ -271,6 +272,8 @@ def wide_class_indices(xp: Any, labels: Any, widest: Any, ignore_index: int | No
     never ``ignore_index``. ``labels`` itself when already in it (read only, never written).
 
     Example:
+        >>> import numpy as np
+        >>> from cbloss.validation import wide_class_indices
         >>> wide_class_indices(np, np.array([2, 2**64 - 1], np.uint64), np.int64).tolist()
         [2, 9223372036854775807]
     """
@@ -306,6 +309,8 @@ def narrow_class_indices(host: np.ndarray, dtype: Any, ignore_index: int | None)
     :func:`beyond_stand_in`, out of range like it, never another class or the ignored value.
 
     Example:
+        >>> import numpy as np
+        >>> from cbloss.validation import narrow_class_indices
         >>> narrow_class_indices(np.array([1, 2**32 + 1, -(2**40)]), np.int32, None).tolist()
         [1, 2147483647, 2147483647]
     """
@@ -438,9 +443,9 @@ def validate_labels(
             no values to read: there the losses' traced checks apply (docs/conventions.md §11.2).
 
     Example:
-        >>> import numpy as np
-        >>> validate_labels(np.array([0, 2, -100]), 3, ignore_index=-100)
-        >>> validate_labels(np.array([0, 3]), 3)
+        >>> import numpy as np, cbloss
+        >>> cbloss.validate_labels(np.array([0, 2, -100]), 3, ignore_index=-100)
+        >>> cbloss.validate_labels(np.array([0, 3]), 3)
         Traceback (most recent call last):
         ValueError: labels: class indices must be in [0, 3), got [3]
     """
@@ -516,6 +521,7 @@ def traced_label_checks(
 
     Example:
         >>> import numpy as np
+        >>> from cbloss.validation import traced_label_checks
         >>> [rule] = traced_label_checks(np, np.array([0, 4, 5]), 3, soft=False, ignore_index=None, tolerance=0.0)
         >>> bool(rule.valid), rule.message.format(*rule.values)
         (False, 'labels: class indices must be in [0, 3), got 5')
@@ -600,6 +606,8 @@ def check_within(name: str, host: np.ndarray, dtype: Any) -> np.ndarray:
     §9, §11).
 
     Example:
+        >>> import numpy as np
+        >>> from cbloss.validation import check_within
         >>> check_within("weights", np.array([1.0, 1e39]), np.float32)
         Traceback (most recent call last):
         ValueError: weights: must be at most 3.402823e+38 (float32's largest, the loss's compute dtype), got 1e+39

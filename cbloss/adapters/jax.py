@@ -198,6 +198,7 @@ def class_balanced_loss(
 
     Example:
         >>> import jax, jax.numpy as jnp, cbloss
+        >>> from cbloss.adapters.jax import class_balanced_loss
         >>> w = cbloss.class_balanced_weights([100, 10, 1], beta=0.99)
         >>> z = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]]); y = jnp.array([0, 2])
         >>> round(float(class_balanced_loss(z, y, w, loss="focal")), 5)
@@ -230,6 +231,7 @@ class ClassBalancedLoss:
 
     Example:
         >>> import jax.numpy as jnp
+        >>> from cbloss.adapters.jax import ClassBalancedLoss
         >>> loss_fn = ClassBalancedLoss([100, 10, 1], beta=0.99, loss="focal")
         >>> round(float(loss_fn(jnp.array([[2.0, 0.0, -1.0]]), jnp.array([0]))), 6)
         0.008352
@@ -364,6 +366,7 @@ def all_reduce_counts(samples_per_class: Any, axis_name: Hashable | None = None)
 
     Example:
         >>> import numpy as np, cbloss
+        >>> from cbloss.adapters.jax import all_reduce_counts
         >>> shard = np.array([0, 2, 2, 1, 2])  # this process's labels
         >>> counts = all_reduce_counts(cbloss.count_samples_per_class(shard, 3))
         >>> counts.tolist()  # one process: its own counts

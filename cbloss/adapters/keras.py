@@ -297,6 +297,7 @@ class ReweightingCallback(keras.callbacks.Callback):
         loss: the loss to update; None: the one :class:`ClassBalancedLoss` the model was compiled with.
 
     Example:
+        >>> from cbloss.adapters.keras import ReweightingCallback
         >>> from cbloss.schedules import DeferredReweighting
         >>> callback = ReweightingCallback(DeferredReweighting([500, 50, 5], beta=0.9999, start=160))
         >>> # model.compile(loss=ClassBalancedLoss(...)); model.fit(..., callbacks=[callback])

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
+
+from tests.examples import check_examples_run_as_pasted
 
 cj = pytest.importorskip("cbloss.adapters.jax")
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(cj, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
+def test_docstring_examples_run_as_pasted():
+    check_examples_run_as_pasted(cj, ("class_balanced_loss", "ClassBalancedLoss", "all_reduce_counts"))

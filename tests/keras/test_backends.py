@@ -17,6 +17,7 @@ from cbloss import class_balanced_weights
 from cbloss.adapters.keras import ClassBalancedLoss, ReweightingCallback
 from cbloss.schedules import BetaWarmup, DeferredReweighting
 from tests import oracle
+from tests.examples import check_examples_run_as_pasted
 from tests.keras.conftest import BACKEND
 
 COUNTS = [300, 60, 12, 3]
@@ -429,10 +430,7 @@ def test_fit_save_and_load_in_a_new_process(tmp_path):
     np.testing.assert_allclose(restored["loss"], here, rtol=1e-5)
 
 
-def test_docstring_examples_run():
-    import doctest
-
+def test_docstring_examples_run_as_pasted():
     import cbloss.adapters.keras as module
 
-    result = doctest.testmod(module)
-    assert result.attempted >= 2 and result.failed == 0
+    check_examples_run_as_pasted(module, ("ClassBalancedLoss", "ReweightingCallback"))

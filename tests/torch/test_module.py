@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 import cbloss
+import cbloss.adapters.torch
 from cbloss.adapters.torch import ClassBalancedLoss, class_balanced_loss
+from tests.examples import check_examples_run_as_pasted
 
 COUNTS = [500, 120, 30, 7, 1]
 
@@ -531,3 +533,8 @@ def test_class_count_of_the_buffer_is_checked():
         ClassBalancedLoss(COUNTS, 0.99)(torch.randn(6, 4), torch.randint(0, 4, (6,)))
     with pytest.raises(ValueError, match=r"^weights"):
         ClassBalancedLoss.from_weights(np.ones(5))(torch.randn(6, 4), torch.randint(0, 4, (6,)))
+
+
+def test_docstring_examples_run_as_pasted():
+    entry_points = ("class_balanced_loss", "ClassBalancedLoss", "all_reduce_counts")
+    check_examples_run_as_pasted(cbloss.adapters.torch, entry_points)
