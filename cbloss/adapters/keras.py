@@ -279,10 +279,8 @@ class ClassBalancedLoss(keras.losses.Loss):
 
 
 def _losses_of(model: keras.Model) -> list[ClassBalancedLoss]:
-    found = getattr(model, "loss", None)
-    found = list(found.values()) if isinstance(found, dict) else found
-    found = found if isinstance(found, (list, tuple)) else [found]
-    return [loss for loss in found if isinstance(loss, ClassBalancedLoss)]
+    found = keras.tree.flatten(getattr(model, "loss", None))  # a loss, or dicts and lists of them, nested
+    return list({id(loss): loss for loss in found if isinstance(loss, ClassBalancedLoss)}.values())  # once each
 
 
 class ReweightingCallback(keras.callbacks.Callback):

@@ -371,6 +371,34 @@ def test_callback_finds_the_loss_or_asks_for_it():
         ReweightingCallback(DeferredReweighting(COUNTS, start=1), loss="sparse_categorical_crossentropy")
 
 
+def _two_outputs(features=5):
+    keras.utils.set_random_seed(0)
+    x = keras.Input((features,))
+    return keras.Model(x, {"a": keras.layers.Dense(C, name="a")(x), "b": keras.layers.Dense(C, name="b")(x)})
+
+
+@pytest.mark.parametrize("structure", ["dict", "list"])
+def test_callback_updates_one_loss_that_serves_several_outputs(structure):
+    """One ClassBalancedLoss object for two outputs (by name or in output order) is the one loss to update; two
+    distinct ones still need ``loss=``."""
+    schedule = DeferredReweighting(COUNTS, beta=0.9999, start=1)
+    shared = ClassBalancedLoss(weights=np.ones(C))
+    model = _two_outputs()
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.0),
+        loss={"a": shared, "b": shared} if structure == "dict" else [shared, shared],
+    )
+    x, y = _data()
+    model.fit(x, {"a": y, "b": y}, batch_size=len(x), epochs=3, verbose=0, callbacks=[ReweightingCallback(schedule)])
+    np.testing.assert_allclose(shared.class_weights, schedule(2), rtol=WEIGHTS_RTOL)
+    other = _two_outputs()
+    other.compile(optimizer="sgd", loss={"a": shared, "b": ClassBalancedLoss(weights=np.ones(C))})
+    callback = ReweightingCallback(schedule)
+    callback.set_model(other)
+    with pytest.raises(ValueError, match=r"^loss: the model was compiled with 2 cbloss"):
+        callback.on_train_begin()
+
+
 def test_callback_updates_the_loss_it_is_given_not_the_models():
     """With ``loss=``, the callback sets that loss's weights (a model may hold several, or a loss used in a
     custom step); the model's own loss keeps its weights."""
