@@ -115,14 +115,12 @@ def _jax_losses(logits, labels, weights, options, axis, validate):
 
 
 def _torch_losses(logits, labels, weights, options, axis, validate):
-    import torch
-
     from . import torch as adapter
 
     class_dim = min(1, len(logits.shape) - 1)  # PyTorch's: 1, or 0 for an unbatched (C,) input
     if len(labels.shape) == len(logits.shape):  # soft or multi-hot targets: their class axis moves too
-        labels = torch.movedim(labels, axis, class_dim)
-    logits = torch.movedim(logits, axis, class_dim)
+        labels = labels.movedim(axis, class_dim)
+    logits = logits.movedim(axis, class_dim)
     return adapter._loss(logits, labels, weights, None, options, validate is not False, False, None, False, names=False)
 
 
