@@ -52,6 +52,11 @@ def _class_indices(labels: Any, num_classes: int, ignore_index: int | None, vali
     error where values are concrete (unless ``validate`` is False), a graph assertion in TensorFlow with
     ``validate=True``, and otherwise an index outside ``[0, C)``, which the adapters treat as such (§11.2)."""
     ops, backend = keras.ops, keras.backend.backend()
+    # Keras cast them to the loss's dtype: its p-bit significand holds integers up to 2**p, rounds larger ones
+    dtype = keras.backend.standardize_dtype(labels.dtype)
+    largest = 2 ** {"float16": 11, "bfloat16": 8, "float32": 24}.get(dtype, 53)
+    if num_classes - 1 > largest:
+        raise ValueError(f"dtype: {dtype}, the loss's dtype, holds class indices up to {largest} only: use a wider one")
     # Integral and within the integer dtype (int64 where the backend has it, docs/conventions.md §6.1): beyond it a
     # float has no defined cast (the most negative integer, maybe ignore_index). NaN and inf fail both tests.
     bound = 2.0**63 if _x64() else 2.0**31

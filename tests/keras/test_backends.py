@@ -399,6 +399,25 @@ def test_callback_updates_one_loss_that_serves_several_outputs(structure):
         callback.on_train_begin()
 
 
+@pytest.mark.parametrize("dtype, largest", [("float16", 2048), ("bfloat16", 256)])
+def test_class_indices_beyond_what_the_loss_dtype_holds_are_an_error_naming_dtype(dtype, largest):
+    """Keras casts y_true to the loss's dtype before the loss sees it: float16 holds the class indices up to 2048,
+    bfloat16 up to 256, and rounds a larger one to another class's index. Within, the loss is the float32 loss's
+    (to the dtype's rounding); beyond, an error naming ``dtype``, never another class."""
+    rng = np.random.default_rng(0)
+    for num_classes, ok in ((largest + 1, True), (largest + 2, False)):
+        z = rng.normal(size=(3, num_classes)).astype(np.float32)
+        y = np.array([0, num_classes - 1, num_classes // 2])
+        loss = ClassBalancedLoss(weights=np.ones(num_classes), reduction="none", dtype=dtype)
+        if ok:
+            want = ClassBalancedLoss(weights=np.ones(num_classes), reduction="none")(y, z)
+            got = keras.ops.convert_to_numpy(keras.ops.cast(loss(y, z), "float32"))
+            np.testing.assert_allclose(got, keras.ops.convert_to_numpy(want), rtol=2e-2)
+        else:
+            with pytest.raises(ValueError, match=rf"^dtype: {dtype}, the loss's dtype, holds class indices up to"):
+                loss(y, z)
+
+
 def test_callback_updates_the_loss_it_is_given_not_the_models():
     """With ``loss=``, the callback sets that loss's weights (a model may hold several, or a loss used in a
     custom step); the model's own loss keeps its weights."""
