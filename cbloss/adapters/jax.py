@@ -92,12 +92,11 @@ def _compiled(
     flatten = opts.kind == "softmax_focal" and (soft or bool(opts.label_smoothing)) and len(positions) != 1
     if not flatten or jax.typeof(z).sharding.mesh.axis_names:
         return _loss(z, labels, weights, sample_weight, opts, soft, axis_name)
-    count = int(np.prod(positions, dtype=np.int64))
-    flat = (
-        z.reshape(count, num_classes),
-        labels.reshape(count, num_classes) if soft else labels.reshape(count),
+    flat = (  # -1: the number of positions may be symbolic (jax.export with a symbolic batch)
+        z.reshape(-1, num_classes),
+        labels.reshape(-1, num_classes) if soft else labels.reshape(-1),
         weights,
-        None if sample_weight is None else sample_weight.reshape(count),
+        None if sample_weight is None else sample_weight.reshape(-1),
     )
     loss = _loss(*flat, opts, soft, axis_name)
     return loss.reshape(positions) if opts.reduction == "none" else loss

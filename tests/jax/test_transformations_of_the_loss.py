@@ -1,0 +1,45 @@
+"""What JAX's tools do with the loss: ``jax.export`` with a symbolic batch."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cbloss.adapters.jax import class_balanced_loss
+from tests import oracle
+
+C = 5
+
+
+@pytest.mark.parametrize(
+    "options, soft",
+    [
+        (dict(loss="softmax_focal", label_smoothing=0.1), False),  # evaluated on one axis of positions
+        (dict(loss="softmax_focal", gamma=0.5), True),
+        (dict(loss="softmax_focal", label_smoothing=0.1, reduction="none"), False),
+        (dict(loss="focal", label_smoothing=0.1), False),
+    ],
+)
+def test_export_with_a_symbolic_batch_gives_the_jitted_values(options, soft):
+    (batch,) = jax.export.symbolic_shape("b")
+    weights = np.linspace(0.5, 2.0, C)
+
+    def loss(z, y):
+        return class_balanced_loss(z, y, weights, validate=False, **options)
+
+    labels_shape = (batch, 6, C) if soft else (batch, 6)
+    exported = jax.export.export(jax.jit(loss))(
+        jax.ShapeDtypeStruct((batch, 6, C), jnp.float32),
+        jax.ShapeDtypeStruct(labels_shape, jnp.float32 if soft else jnp.int32),
+    )
+    rng = np.random.default_rng(0)
+    for n in (1, 3):
+        z = rng.normal(size=(n, 6, C)).astype(np.float32)
+        y = rng.dirichlet(np.ones(C), size=(n, 6)).astype(np.float32) if soft else rng.integers(0, C, (n, 6))
+        y = y if soft else y.astype(np.int32)
+        got, want = exported.call(z, y), jax.jit(loss)(z, y)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
+        ref = oracle.loss_and_grad(z.astype(np.float64), y, weights, **options)
+        np.testing.assert_allclose(np.asarray(got), ref.value, rtol=1e-5)
