@@ -300,7 +300,8 @@ class ClassBalancedLoss:
         compare by identity, which is what JAX needs when it hashes a function it is handed (``jax.jit(loss)``
         inside a traced step)."""
         config, weights = self.tree_flatten()[1], self.weights
-        if weights is None or _is_traced(weights):
+        # a leaf that is no concrete array (a tracer, or what tree_map put there: a shape, a ShapeDtypeStruct)
+        if weights is None or _is_traced(weights) or not isinstance(weights, (jax.Array, np.ndarray)):
             return config, None if weights is None else id(weights)
         host = np.asarray(weights)
         return config, host.dtype.str, host.shape, (host + host.dtype.type(0)).tobytes()
@@ -325,7 +326,8 @@ class ClassBalancedLoss:
 
     @property
     def num_classes(self) -> int | None:
-        return None if self.weights is None else int(self.weights.shape[0])
+        shape = getattr(self.weights, "shape", None)  # None for an unweighted loss, or a leaf tree_map made no array
+        return int(shape[-1]) if shape else None
 
     def __call__(
         self, logits: Any, labels: Any, sample_weight: Any = None, *, validate: bool | str | None = None

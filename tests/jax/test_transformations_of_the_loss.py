@@ -1,4 +1,5 @@
-"""What JAX's tools do with the loss: ``jax.export`` with a symbolic batch."""
+"""What JAX's tools do with the loss and its pytree: ``jax.export`` with a symbolic batch, and trees that
+``tree_map`` turned into shapes or ``ShapeDtypeStruct``s (printed, compared, hashed)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cbloss.adapters.jax import class_balanced_loss
+from cbloss.adapters.jax import ClassBalancedLoss, class_balanced_loss
 from tests import oracle
 
-C = 5
+COUNTS = [50, 20, 10, 5, 2]
+C = len(COUNTS)
 
 
 @pytest.mark.parametrize(
@@ -43,3 +45,18 @@ def test_export_with_a_symbolic_batch_gives_the_jitted_values(options, soft):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
         ref = oracle.loss_and_grad(z.astype(np.float64), y, weights, **options)
         np.testing.assert_allclose(np.asarray(got), ref.value, rtol=1e-5)
+
+
+def test_a_tree_mapped_loss_prints_compares_and_hashes():
+    """``jax.tree.map(jnp.shape, state)`` and ``jax.eval_shape`` put a shape or a ShapeDtypeStruct where the weights
+    were: the loss still prints and compares (by the leaf's identity, as a traced one does)."""
+    loss = ClassBalancedLoss(COUNTS, 0.999, loss="focal")
+    shapes = jax.tree.map(jnp.shape, {"loss": loss})["loss"]
+    abstract = jax.eval_shape(lambda: loss)
+    assert shapes.weights == (C,) and shapes.num_classes is None
+    assert abstract.num_classes == C and f"num_classes={C}" in repr(abstract)
+    assert "num_classes=None" in repr(shapes)
+    for tree_mapped in (shapes, abstract):
+        assert tree_mapped == tree_mapped and hash(tree_mapped) == hash(tree_mapped)
+        assert tree_mapped != loss
+    assert loss == ClassBalancedLoss(COUNTS, 0.999, loss="focal")  # concrete weights still compare by value
