@@ -33,6 +33,7 @@ __all__ = [
     "check_label_values",
     "check_num_classes",
     "check_real",
+    "check_weights_shape",
     "compute_dtype",
     "extremes",
     "finite_and_nonnegative",
@@ -583,12 +584,18 @@ def host_class_weights(weights: Any, num_classes: int | None = None, dtype: Any 
     finite and >= 0, and with a NumPy floating ``dtype``, the one they are computed in, within its range
     (:func:`check_within`). Accepts arrays of any supported namespace, lists and tuples."""
     host = real_on_host("weights", weights)
-    if host.ndim != 1 or host.size == 0 or (num_classes is not None and host.shape != (num_classes,)):
-        expected = "a non-empty 1-D sequence" if num_classes is None else f"{num_classes} class weights"
-        raise ValueError(f"weights: expected {expected}, got shape {host.shape}")
+    check_weights_shape(host.shape, num_classes)
     if not finite_and_nonnegative(np, host):
         raise ValueError(f"weights: must be finite and >= 0, got {host.tolist()}")
     return host if dtype is None else check_within("weights", host, dtype)
+
+
+def check_weights_shape(shape: tuple, num_classes: int | None = None) -> None:
+    """Class weights' ``shape``: ``(C,)``, non-empty, ``C = num_classes`` when given; else a ``ValueError`` naming
+    them. Static: it holds for traced weights, whose shape is known before their values."""
+    if len(shape) != 1 or shape[0] == 0 or (num_classes is not None and tuple(shape) != (num_classes,)):
+        expected = "a non-empty 1-D sequence" if num_classes is None else f"{num_classes} class weights"
+        raise ValueError(f"weights: expected {expected}, got shape {tuple(shape)}")
 
 
 def host_sample_weight(sample_weight: Any, dtype: Any = None) -> np.ndarray:
@@ -648,8 +655,7 @@ def prepare_weights(
         # Host weights, and arrays of another framework (read by value, never reinterpreted).
         host = host_class_weights(weights, num_classes, _host_dtype(xp, dtype))
         return xp.asarray(host, dtype=dtype, device=device)
-    if tuple(weights.shape) != (num_classes,):
-        raise ValueError(f"weights: expected {num_classes} class weights, got shape {tuple(weights.shape)}")
+    check_weights_shape(tuple(weights.shape), num_classes)
     if not (xp.isdtype(weights.dtype, "real floating") or xp.isdtype(weights.dtype, "integral")):
         raise TypeError(f"weights: must be real numbers, got dtype {weights.dtype}")
     cast = xp.asarray(weights, dtype=dtype, device=device, copy=True)  # the caller's array is never handed back

@@ -322,6 +322,9 @@ class ClassBalancedLoss:
         that takes the loss as an argument sees the new weights without retracing. Concrete weights are checked."""
         if not _is_traced(weights):
             weights = _stored_weights(weights, self.num_classes)
+        else:  # traced: its shape is known, its values are not; in the stored dtype, so a loop's carry keeps its type
+            validation.check_weights_shape(weights.shape, self.num_classes)
+            weights = weights.astype(jax.dtypes.canonicalize_dtype(jnp.float64))
         return self.tree_unflatten(self.tree_flatten()[1], (weights,))
 
     @property

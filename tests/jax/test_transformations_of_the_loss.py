@@ -1,5 +1,6 @@
-"""What JAX's tools do with the loss and its pytree: ``jax.export`` with a symbolic batch, and trees that
-``tree_map`` turned into shapes or ``ShapeDtypeStruct``s (printed, compared, hashed)."""
+"""What JAX's tools do with the loss and its pytree: ``jax.export`` with a symbolic batch, trees that
+``tree_map`` turned into shapes or ``ShapeDtypeStruct``s (printed, compared, hashed), and new weights set inside a
+scanned training loop."""
 
 from __future__ import annotations
 
@@ -60,3 +61,22 @@ def test_a_tree_mapped_loss_prints_compares_and_hashes():
         assert tree_mapped == tree_mapped and hash(tree_mapped) == hash(tree_mapped)
         assert tree_mapped != loss
     assert loss == ClassBalancedLoss(COUNTS, 0.999, loss="focal")  # concrete weights still compare by value
+
+
+def test_with_weights_inside_a_scanned_loop_keeps_the_carry_and_checks_the_shape():
+    """Traced weights of another dtype (bfloat16 here) are stored in the loss's dtype, so that a loop carrying the
+    loss keeps its carry's type; a traced array of the wrong length is refused when it is set, by its shape."""
+    loss = ClassBalancedLoss(COUNTS, 0.999)
+    table = jnp.asarray(np.linspace(1.0, 2.0, 3 * C).reshape(3, C), jnp.bfloat16)
+    z, y = jnp.asarray(np.random.default_rng(1).normal(size=(8, C))), jnp.arange(8) % C
+
+    def step(loss_fn, weights):
+        loss_fn = loss_fn.with_weights(weights)
+        return loss_fn, loss_fn(z, y)
+
+    final, values = jax.lax.scan(step, loss, table)
+    assert final.weights.dtype == loss.weights.dtype
+    for row, value in zip(np.asarray(table, np.float64), np.asarray(values), strict=True):
+        np.testing.assert_allclose(value, oracle.loss_and_grad(np.asarray(z), np.asarray(y), row).value, rtol=1e-12)
+    with pytest.raises(ValueError, match=rf"^weights: expected {C} class weights, got shape \(4,\)"):
+        jax.jit(lambda w: loss.with_weights(w).weights)(jnp.ones(4))
