@@ -28,9 +28,9 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # Each pytest worker is a JAX client: without this each would take most of the GPU's memory at its start.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 python3 -c "import torch; assert torch.cuda.is_available(), 'PyTorch sees no CUDA device'" || exit 2
-frameworks=(--framework torch)
+frameworks=(torch)
 if python3 -c "import jax; assert jax.default_backend() == 'gpu'" 2>/dev/null; then
-    frameworks+=(--framework jax)
+    frameworks+=(jax)
 else
     echo "gpu_check: JAX is not installed or sees no GPU: left out" | tee "$out/jax-left-out.txt"
 fi
@@ -39,13 +39,12 @@ status=0
 
 if [[ "$step" != bench ]]; then
     for framework in "${frameworks[@]}"; do
-        [[ "$framework" == --framework ]] && continue
         CBLOSS_TEST_DEVICE=cuda CBLOSS_TEST_BACKEND="$framework" python3 -m pytest -q -p no:cacheprovider \
             -n "$workers" tests/test_conformance.py 2>&1 | tee "$out/conformance-$framework.txt" || status=1
     done
 fi
 if [[ "$step" != conformance ]]; then
-    python3 -m benchmarks --device cuda "${frameworks[@]}" --out "$out" --markdown "$out/benchmarks.md" "$@" \
+    python3 -m benchmarks --device cuda "${frameworks[@]/#/--framework=}" --out "$out" --markdown "$out/benchmarks.md" "$@" \
         2>&1 | tee "$out/benchmarks.txt" || status=1
 fi
 exit "$status"
