@@ -290,6 +290,15 @@ def wide_class_indices(xp: Any, labels: Any, widest: Any, ignore_index: int | No
     return xp.where(cast < 0, stand_in, cast)
 
 
+def engine_labels(xp: Any, labels: Any, soft: bool, axis: int, widest: Any, ignore_index: int | None) -> Any:
+    """The labels in the engine's layout, in the dtype they were given in, so that their values are checked as given
+    (docs/conventions.md §11): targets (soft or multi-hot) with the class axis ``axis`` last, class indices widened to
+    ``widest`` (:func:`wide_class_indices`). The caller casts targets to the compute dtype after their checks."""
+    if soft:
+        return labels if axis == labels.ndim - 1 else xp.moveaxis(labels, axis, -1)
+    return wide_class_indices(xp, labels, widest, ignore_index)
+
+
 def beyond_stand_in(limits: Any, ignore_index: int | None) -> int:
     """What a class index beyond a signed integer dtype (its ``iinfo`` ``limits``) is read as: the dtype's largest
     value, or its smallest (negative) where the largest is ``ignore_index``; out of range either way, never a class
@@ -561,15 +570,14 @@ def traced_checks(
     num_classes: int,
     soft: bool,
     opts: Any,
-    given_dtype: Any,
     weights: Any = None,
     sample_weight: Any = None,
 ) -> list[TracedCheck]:
     """Every value rule of :func:`prepare_inputs` as 0-d predicates for traced code, which asserts them with its
-    own mechanism: the labels' (:func:`traced_label_checks`; soft targets, class axis last, sum to 1 within the
-    tolerance of ``given_dtype``, the dtype they were given in) and those of ``weights`` and ``sample_weight``
+    own mechanism: the labels' (:func:`traced_label_checks`; soft targets as given, class axis last, sum to 1
+    within the tolerance of their dtype, :func:`engine_labels`) and those of ``weights`` and ``sample_weight``
     where given, read in the compute dtype, as the loss uses them: a weight beyond its range is inf there."""
-    tolerance = soft_target_tolerance(xp, given_dtype)
+    tolerance = soft_target_tolerance(xp, labels.dtype)
     multi_label = opts.multi_label is not None
     rules = traced_label_checks(xp, labels, num_classes, soft, opts.ignore_index, tolerance, multi_label)
     if weights is not None:
@@ -755,10 +763,7 @@ def prepare_inputs(
     if check_values and multi_label:
         # entry by entry, so in the layout given: a class-last view of dense targets is copied to be reduced
         check_label_values(xp, labels, num_classes, soft, opts.ignore_index, multi_label=True)
-    if soft and axis != logits.ndim - 1:
-        labels = xp.moveaxis(labels, axis, -1)
-    elif not soft:
-        labels = wide_class_indices(xp, labels, xp.int64, opts.ignore_index)  # any integer dtype: int64
+    labels = engine_labels(xp, labels, soft, axis, xp.int64, opts.ignore_index)  # class indices of any integer dtype
     if check_values and not multi_label:  # targets in the dtype given: their sums are checked to its tolerance
         check_label_values(xp, labels, num_classes, soft, opts.ignore_index)
     if soft:

@@ -151,13 +151,13 @@ def test_validate_labels_reads_any_layout(labels, kwargs, message):
 @pytest.mark.parametrize("which", ["weights", "sample_weight"])
 def test_traced_checks_read_the_given_dtype_and_the_weights(given_dtype, passes, values, which):
     """``traced_checks``: soft targets off by 1e-5 pass the sum rule to float32's tolerance (sqrt(eps), 3.5e-4) and
-    fail float64's (1.5e-8), whatever dtype they are read in; class and sample weights, as computed, must be
-    finite and >= 0."""
+    fail float64's (1.5e-8): the tolerance is that of the dtype they are given in; class and sample weights, as
+    computed, must be finite and >= 0."""
     from cbloss.options import loss_options
 
-    targets = np.array([[0.5, 0.5 + 1e-5], [1.0, 0.0]])
+    targets = np.array([[0.5, 0.5 + 1e-5], [1.0, 0.0]], given_dtype)
     weights = None if values is None else np.asarray(values)
-    rules = validation.traced_checks(np, targets, 2, True, loss_options(), given_dtype, **{which: weights})
+    rules = validation.traced_checks(np, targets, 2, True, loss_options(), **{which: weights})
     failures = [rule.message.split(",")[0] for rule in rules if not bool(rule.valid)]
     expected = [] if passes else ["labels: soft targets must sum to 1 along the class axis"]
     if weights is not None and not np.all(np.isfinite(weights) & (weights >= 0)):

@@ -63,22 +63,18 @@ def _loss_jvp(opts, soft, axis_name, primals, tangents):
 def _compiled(
     logits, labels, weights, sample_weight, opts: LossOptions, axis: int, soft: bool, axis_name: Any, check: bool
 ):
-    """Cast and move the class axis last (JAX differentiates these), then the engine under the custom JVP."""
+    """Cast and move the class axis last (JAX differentiates these), then the engine under the custom JVP. The
+    weights come in the compute dtype (``validation.prepare_weights``), the labels as given."""
     dtype = validation.compute_dtype(jnp, logits.dtype)
     num_classes = logits.shape[axis]
     z = jnp.moveaxis(logits.astype(dtype), axis, -1)
-    given_dtype = labels.dtype
-    if soft:
-        labels = jnp.moveaxis(labels.astype(dtype), axis, -1)
-    else:
-        widest = jax.dtypes.canonicalize_dtype(jnp.int64)
-        labels = validation.wide_class_indices(jnp, labels, widest, opts.ignore_index)
-    weights = None if weights is None else weights.astype(dtype)
-    sample_weight = None if sample_weight is None else sample_weight.astype(dtype)
-    if check:
-        rules = validation.traced_checks(jnp, labels, num_classes, soft, opts, given_dtype, weights, sample_weight)
+    widest = jax.dtypes.canonicalize_dtype(jnp.int64)
+    labels = validation.engine_labels(jnp, labels, soft, axis, widest, opts.ignore_index)
+    if check:  # the labels as given: soft targets' sums to their own dtype's tolerance
+        rules = validation.traced_checks(jnp, labels, num_classes, soft, opts, weights, sample_weight)
         for rule in rules:
             checkify.check(rule.valid, rule.message, *rule.values)
+    labels = labels.astype(dtype) if soft else labels
     if weights is None and not soft:
         weights = jnp.ones((num_classes,), dtype)  # gathered, so an out-of-range label gives NaN for every loss
     # Constants (docs/conventions.md §10): their tangents are symbolic zeros, so the JVP rule perturbs z only.

@@ -109,9 +109,9 @@ def _primitives() -> Primitives:
     return _XLA_PRIMITIVES if _in_xla_context() else _PRIMITIVES
 
 
-def _assertions(labels: tf.Tensor, num_classes: int, soft: bool, opts: LossOptions, given: Any, weights: Any) -> list:
+def _assertions(labels: tf.Tensor, num_classes: int, soft: bool, opts: LossOptions, weights: Any) -> list:
     """The eager value checks' rules (``validation.traced_checks``) as ``tf.debugging`` assertions."""
-    rules = validation.traced_checks(xp, labels, num_classes, soft, opts, given, weights)
+    rules = validation.traced_checks(xp, labels, num_classes, soft, opts, weights)
     # Assert prints its data one after another: the message without checkify's placeholders, then the values.
     return [tf.debugging.Assert(rule.valid, [rule.message.replace(" {}", ""), *rule.values]) for rule in rules]
 
@@ -148,7 +148,7 @@ def _evaluate(
     num_classes, last = int(logits.shape[axis]), rank - 1
     if check and not eager:  # soft targets as given: their sums are checked to the tolerance of their own dtype
         as_given = xp.moveaxis(given, axis, last) if soft and given.dtype.is_floating else labels
-        with tf.control_dependencies(_assertions(as_given, num_classes, soft, opts, given.dtype, w)):
+        with tf.control_dependencies(_assertions(as_given, num_classes, soft, opts, w)):
             labels = tf.identity(labels)
     ops, global_sum = _primitives(), _global_sum(cross_replica)
     if ops is _XLA_PRIMITIVES and w is None and not soft:  # gathered: an out-of-range label is NaN for every loss

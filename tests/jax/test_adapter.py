@@ -493,6 +493,13 @@ def test_checkify_checks_soft_targets_with_the_given_dtypes_tolerance():
             err.throw()
         with pytest.raises(ValueError, match="labels: soft targets must sum to 1"):
             cj.validate_labels(targets.astype(np.float32), 2)
+    # float64 targets that sum to 1 to float64's tolerance, with float32 logits: checked before the cast to float32,
+    # which would move their sums by float32 rounding (about 6e-8 here) beyond that tolerance (1.5e-8)
+    many = np.random.default_rng(0).dirichlet(np.full(1000, 0.05), size=8)
+    assert np.abs(many.astype(np.float32).sum(-1, dtype=np.float32) - 1).max() > 2e-8
+    err, value = checked(jnp.asarray(np.ones((8, 1000)), jnp.float32), jnp.asarray(many))
+    err.throw()
+    assert value.dtype == jnp.float32
     negative = np.tile([1.25, -0.25], (6, 1))  # sums to 1
     err, _ = checked(jnp.asarray(z), jnp.asarray(negative))
     with pytest.raises(checkify.JaxRuntimeError, match="labels: soft targets must be finite probabilities >= 0"):
