@@ -46,7 +46,9 @@ except ImportError:  # pragma: no cover - a TensorFlow without them: the plain s
 
 # Kernels for named pieces, each with the core's definition (docs/conventions.md §13; cbloss/primitives.py).
 class _TensorFlowIndexing(Primitives):
-    """Class-axis indexing with ``tf.gather``, whose shapes stay dynamic where the dimensions are unknown."""
+    """Class-axis indexing with ``tf.gather``, whose shapes stay dynamic where the dimensions are unknown. For an
+    index outside ``[0, C)`` its gather fails on the CPU, reads 0 on a GPU and clamps it to the nearest class under
+    XLA, which may also compile a graph traced without it: such a label's weight is NaN, in every kernel set."""
 
     def take_label(self, x: Any, labels: Any) -> Any:
         rank = labels.shape.rank
@@ -56,7 +58,8 @@ class _TensorFlowIndexing(Primitives):
         return tf.equal(labels[..., None], tf.range(num_classes, dtype=labels.dtype))  # labels: int64
 
     def take_weights(self, weights: Any, labels: Any) -> Any:
-        return tf.gather(weights, labels)
+        outside = validation.labels_out_of_range(xp, labels, weights.shape[0], None)
+        return tf.where(outside, tf.constant(np.nan, weights.dtype), tf.gather(weights, labels))
 
 
 class TensorFlowPrimitives(_TensorFlowIndexing):
@@ -83,12 +86,7 @@ class TensorFlowPrimitives(_TensorFlowIndexing):
 
 class TensorFlowXlaPrimitives(SharedExpPrimitives, _TensorFlowIndexing):
     """Under XLA the elementwise passes fuse, so the core's forms that share each ``exp``/``log1p`` win: the
-    sigmoids of :class:`~cbloss.primitives.SharedExpPrimitives`, the softmax and its normaliser from one ``exp``.
-    XLA's gather clamps an index outside ``[0, C)`` to the nearest class: such a label's weight is NaN instead."""
-
-    def take_weights(self, weights: Any, labels: Any) -> Any:
-        outside = validation.labels_out_of_range(xp, labels, weights.shape[0], None)
-        return tf.where(outside, tf.constant(np.nan, weights.dtype), tf.gather(weights, labels))
+    sigmoids of :class:`~cbloss.primitives.SharedExpPrimitives`, the softmax and its normaliser from one ``exp``."""
 
 
 _PRIMITIVES = TensorFlowPrimitives(xp)
@@ -151,7 +149,7 @@ def _evaluate(
         with tf.control_dependencies(_assertions(as_given, num_classes, soft, opts, w)):
             labels = tf.identity(labels)
     ops, global_sum = _primitives(), _global_sum(cross_replica)
-    if ops is _XLA_PRIMITIVES and w is None and not soft:  # gathered: an out-of-range label is NaN for every loss
+    if w is None and not soft:  # gathered: an out-of-range label is NaN for every loss (_TensorFlowIndexing)
         w = tf.ones((num_classes,), dtype)
 
     @tf.custom_gradient

@@ -138,21 +138,30 @@ def test_unknown_dimensions_with_input_signature():
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("weighted", [True, False])
 @pytest.mark.parametrize("bad", [-1, 5, 2**40])
-def test_out_of_range_labels_under_xla_give_nan_never_a_clamped_class(loss, weighted, bad):
+@pytest.mark.parametrize("traced", ["in_xla", "plain_then_xla"])
+def test_out_of_range_labels_under_xla_give_nan_never_a_clamped_class(loss, weighted, bad, traced):
     """XLA's gather clamps an index outside [0, C) to the nearest class; unchecked (traced) labels there give that
-    position a NaN loss and gradient instead of another class's, for every loss, weighted or not. Ignored labels
-    and the other positions keep the eager values."""
+    position a NaN loss and gradient instead of another class's, for every loss, weighted or not, also where XLA
+    compiles a plain tf.function traced before (by an evaluation step, say: XLA is not in its cache key). Ignored
+    labels and the other positions keep the eager values."""
     logits, labels, _, weights = _data((6, 5), seed=8)
     labels[1], labels[4] = bad, -100
     weights = weights if weighted else None
     options = dict(loss=loss, reduction="none", ignore_index=-100)
-    xla = tf.function(lambda z, y, w: class_balanced_loss(z, y, w, **options), jit_compile=True)
+    plain = tf.function(lambda z, y, w: class_balanced_loss(z, y, w, **options))
+    if traced == "plain_then_xla":
+        in_range = np.where(labels == bad, 0, labels)
+        plain(tf.constant(logits), tf.constant(in_range), None if weights is None else tf.constant(weights))
+        assert plain.experimental_get_tracing_count() == 1
+    xla = tf.function(lambda z, y, w: plain(z, y, w), jit_compile=True)
     value, grad = _tf_loss_and_grad(xla, logits, labels, weights)
     assert np.isnan(value[1]) and np.isnan(grad[1]).all()
     others = np.delete(np.arange(6), 1)
     want = _core(logits[others], labels[others], weights, **options)
     np.testing.assert_allclose(value[others], want[0], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(grad[others], want[1], rtol=1e-12, atol=1e-15)
+    if traced == "plain_then_xla":
+        assert plain.experimental_get_tracing_count() == 1  # the plain trace ran under XLA
     mean = tf.function(lambda z, y: class_balanced_loss(z, y, weights, loss=loss), jit_compile=True)
     assert np.isnan(float(mean(tf.constant(logits), tf.constant(labels))))
 
