@@ -130,7 +130,10 @@ def _evaluate(
     validation.check_choice("validate", validate, (None, True, False))
     validation.check_choice("cross_replica", cross_replica, (True, False))
     logits, given, axis = as_tensor(logits, "logits"), as_tensor(labels, "labels"), validation.check_axis(axis)
-    for name, rank in (("logits", logits.shape.rank), ("labels", given.shape.rank)):
+    tensors = {"logits": logits, "labels": given}
+    if tf.is_tensor(weights):  # a variable, or a sparse or ragged tensor (an error naming them); host ones as given
+        weights = tensors["weights"] = as_tensor(weights, "weights")
+    for name, rank in ((name, tensor.shape.rank) for name, tensor in tensors.items()):
         if rank is None:
             raise ValueError(f"{name}: the rank must be known (give the tf.function an input_signature with a rank)")
     rank = logits.shape.rank

@@ -256,6 +256,12 @@ def test_errors_are_named():
     )
     with pytest.raises(ValueError, match=r"labels: the rank must be known"):
         labels_of_unknown_rank.get_concrete_function()
+    weights_of_unknown_rank = tf.function(
+        lambda z, y, w: class_balanced_loss(z, y, w),
+        input_signature=[tf.TensorSpec((None, 3), z.dtype), tf.TensorSpec((None,), y.dtype), tf.TensorSpec(None)],
+    )
+    with pytest.raises(ValueError, match=r"weights: the rank must be known"):
+        weights_of_unknown_rank.get_concrete_function()
     with pytest.raises(ValueError, match=r"^axis:"):
         class_balanced_loss(z, y, axis=2)
 
@@ -310,6 +316,11 @@ def test_inputs_that_are_no_dense_tensors_are_named(argument, logits, labels, me
     labels = tf.ragged.constant([[0], [1, 2], [2]]) if labels == "ragged" else labels
     with pytest.raises(TypeError, match=rf"^{argument}: {message}"):
         class_balanced_loss(logits, labels)
+    for weights in (tf.sparse.from_dense(tf.ones(4)), tf.ragged.constant([[1.0], [1.0, 1.0], [1.0]])):
+        with pytest.raises(
+            TypeError, match=rf"^weights: must be a dense tensor or array of numbers, got {type(weights).__name__}"
+        ):
+            class_balanced_loss([[0.0] * 4] * 3, [0, 1, 2], weights)
     assert class_balanced_loss([[0.0] * 4] * 3, [0, 1, 2]).dtype == tf.float32  # lists convert as TensorFlow does
 
 
