@@ -100,7 +100,9 @@ def _multi_hot(
     multi_hot = LOSSES[opts.kind].multi_hot
     assert multi_hot is not None  # loss_options admits multi_label only for these losses
     weighted = multi_hot_weights(ops.xp, z, targets, weights, opts, sample_weight, global_sum)
-    return multi_hot(ops, z, *weighted, opts.gamma, with_grad)
+    # every position weighed alike and then added: the class sums need not be formed position by position
+    total = opts.reduction != "none" and weighted.position_weights is None
+    return multi_hot(ops, z, *weighted, opts.gamma, with_grad, total)
 
 
 class MultiHotWeights(NamedTuple):

@@ -143,11 +143,14 @@ class Primitives:
         """
         return self.lerp(fresh, y, weight)
 
-    def in_position_blocks(self, evaluate: Callable[[Any, Any], tuple[Any, Any]], z: Any, per_element: Any) -> Any:
+    def in_position_blocks(
+        self, evaluate: Callable[[Any, Any], tuple[Any, Any]], z: Any, per_element: Any, total: bool = False
+    ) -> Any:
         """``evaluate(z, per_element)``, which maps (P..., C) logits and an array of their shape (the targets) to
-        ``(value, gradient)``: per-position values (P...) and a (P..., C) gradient or None, each position's from its
-        own entries alone. A backend may evaluate it a block of positions at a time into one result, so that the
-        temporaries ``evaluate`` forms are alive for a block only; here it is one evaluation.
+        ``(value, gradient)``: per-position values (P...), or with ``total`` their 0-d sum, and a (P..., C) gradient
+        or None, each position's from its own entries alone. A backend may evaluate it a block of positions at a
+        time into one result (the blocks' totals added), so that the temporaries ``evaluate`` forms are alive for a
+        block only; here it is one evaluation.
 
         Example:
             >>> import numpy as np
@@ -189,6 +192,12 @@ class Primitives:
         class axis is dropped."""
         xp = self.xp
         return xp.sum(x, axis=-1) if weights is None else xp.matmul(x, weights)
+
+    def class_total(self, x: Any, weights: Any | None = None) -> Any:
+        """``sum_p sum_c weights_c x[p, c]``, 0-d: the class sums (:meth:`class_sum`) added over the positions, for a
+        loss whose positions are all reduced alike. A compiler backend may form it as one reduction of the products,
+        in memory order."""
+        return self.xp.sum(self.class_sum(x, weights))
 
     # -- class-axis indexing ------------------------------------------------------------------------------
     def take_label(self, x: Any, labels: Any) -> Any:

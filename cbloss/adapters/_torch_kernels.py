@@ -192,7 +192,11 @@ class TorchPrimitives(Primitives):
         return fresh.lerp_(y, weight)
 
     def in_position_blocks(
-        self, evaluate: Callable[[torch.Tensor, torch.Tensor], _Pair], z: torch.Tensor, per_element: torch.Tensor
+        self,
+        evaluate: Callable[[torch.Tensor, torch.Tensor], _Pair],
+        z: torch.Tensor,
+        per_element: torch.Tensor,
+        total: bool = False,
     ) -> _Pair:
         block = _BLOCK.get(z.device.type, _DEVICE_BLOCK)
         if torch.compiler.is_compiling() or z.ndim < 2 or z.numel() <= block:
@@ -206,11 +210,13 @@ class TorchPrimitives(Primitives):
             if rows:
                 value, part_grad = evaluate(z[part], per_element[part])
             else:
-                value, part_grad = self.in_position_blocks(evaluate, z[part], per_element[part])
+                value, part_grad = self.in_position_blocks(evaluate, z[part], per_element[part], total)
             values.append(value)
             if part_grad is not None:
                 grad = torch.empty_like(z) if grad is None else grad  # z's layout, a class-last view included
                 grad[part] = part_grad
+        if total:
+            return torch.sum(torch.stack(values)), grad
         return (torch.cat(values) if rows else torch.stack(values)), grad
 
     def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,6 +250,11 @@ class TorchPrimitives(Primitives):
             planes = planes.reshape(planes.shape[0], -1)
         sums = torch.sum(planes, dim=-2) if weights is None else torch.matmul(weights, planes)
         return sums.view(x.shape[:-1])
+
+    def class_total(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # one reduction of the products, in x's memory order, fused with x's pass
+            return torch.sum(x if weights is None else x * weights)
+        return super().class_total(x, weights)
 
     # gather and scatter reject a label outside [0, C), where the generic mask would skip it silently.
     def take_label(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ Each module holds its math (docstring), its value and its analytic gradient, as 
 - ``dense(ops, z, a, gamma, with_grad)``: ``sum_c a_c L_c`` for any :class:`~cbloss.targets.Coefficients`
   (soft targets, label smoothing);
 - for the losses that treat each class as a binary problem, ``multi_hot(ops, z, targets, class_weights,
-  position_weights, gamma, with_grad)``: multi-hot targets (docs/conventions.md §6.5).
+  position_weights, gamma, with_grad, total)``: multi-hot targets (docs/conventions.md §6.5); with ``total`` the
+  value is the 0-d sum over the positions.
 
 Both return ``(value, grad)``: the per-position values and ``d value / d z`` (None without ``with_grad``).
 :data:`LOSSES` is the one list of losses: the options' choices, the focal losses and the docs' table derive from

@@ -125,18 +125,22 @@ def multi_hot(
     position_weights: Any | None,
     gamma: float,
     with_grad: bool,
+    total: bool = False,
 ) -> tuple[Any, Any]:
     """``s * sum_c v_c e_c`` and its gradient for multi-hot ``targets`` (P..., C), per-class weights
     ``class_weights`` (C,) and per-position weights ``position_weights`` (P...), each None for all ones. The sides
     are weighed as ``(1 - t) neg + t pos`` by :meth:`Primitives.lerp`, exact at 0/1 targets, so that these keep
-    every digit."""
+    every digit. With ``total`` (a reduced loss, no position weights) the value is the 0-d sum over the positions
+    (:meth:`Primitives.class_total`)."""
     if gamma == 0.0:
         elements, grad = _binary_cross_entropy(ops, z, targets, with_grad)
-        value = ops.class_sum(elements, class_weights)
+        value = (ops.class_total if total else ops.class_sum)(elements, class_weights)
         del elements
     else:
-        focal = functools.partial(_focal, ops, class_weights=class_weights, gamma=gamma, with_grad=with_grad)
-        value, grad = ops.in_position_blocks(focal, z, targets)
+        focal = functools.partial(
+            _focal, ops, class_weights=class_weights, gamma=gamma, with_grad=with_grad, total=total
+        )
+        value, grad = ops.in_position_blocks(focal, z, targets, total)
     if position_weights is not None:
         value = value * position_weights
     if not with_grad:
@@ -150,9 +154,10 @@ def multi_hot(
 
 
 def _focal(
-    ops: Primitives, z: Any, targets: Any, class_weights: Any | None, gamma: float, with_grad: bool
+    ops: Primitives, z: Any, targets: Any, class_weights: Any | None, gamma: float, with_grad: bool, total: bool
 ) -> tuple[Any, Any]:
-    """``sum_c v_c e_c`` for the element ``e = (1 - t) neg + t pos`` and ``de/dz`` for gamma > 0, both sides from
+    """``sum_c v_c e_c`` (its sum over the positions with ``total``) for the element ``e = (1 - t) neg + t pos``
+    and ``de/dz`` for gamma > 0, both sides from
     the four pieces they share (:meth:`Primitives.softplus_pair_and_sigmoids`): with ``q = sigmoid(z)``,
     ``r = sigmoid(-z)``,
 
@@ -175,7 +180,7 @@ def _focal(
     else:
         neg *= power(xp, q, gamma)
         pos *= power(xp, r, gamma)
-    value = ops.class_sum(ops.lerp(neg, pos, targets), class_weights)
+    value = (ops.class_total if total else ops.class_sum)(ops.lerp(neg, pos, targets), class_weights)
     if not with_grad:
         return value, None
     neg *= r

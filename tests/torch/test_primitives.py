@@ -6,6 +6,7 @@ and the out-of-range labels that gather/scatter reject where the generic mask wo
 from __future__ import annotations
 
 import functools
+import itertools
 
 import array_api_compat.torch as xp
 import pytest
@@ -70,16 +71,19 @@ def test_fused_pieces_match_the_generic_definitions(layout):
 def test_position_blocks_give_the_evaluation_of_the_whole(shape, with_grad):
     """Arrays beyond one block (TorchPrimitives.in_position_blocks): rows in blocks, rows too large one at a time
     and split further, in both layouts. The multi-hot focal evaluation in blocks gives what it gives on the whole
-    array: each position's value, and the gradient in the logits' layout, to rounding."""
+    array: each position's value (or their total: the blocks' totals added), and the gradient in the logits'
+    layout, to rounding."""
     g = torch.Generator().manual_seed(1)
     x = torch.randn(shape, generator=g, dtype=torch.float64) * 30
     x = x.movedim(1, -1) if len(shape) > 2 else x
     _, targets = _interpolation(x)
     weights = torch.rand(x.shape[-1], generator=g, dtype=torch.float64)
-    for w in (weights, None):
-        evaluate = functools.partial(sigmoid._focal, FUSED, class_weights=w, gamma=2.0, with_grad=with_grad)
-        (got, got_grad), (want, want_grad) = FUSED.in_position_blocks(evaluate, x, targets), evaluate(x, targets)
-        assert got.shape == want.shape == x.shape[:-1]
+    for w, total in itertools.product((weights, None), (False, True)):
+        options = dict(class_weights=w, gamma=2.0, with_grad=with_grad, total=total)
+        evaluate = functools.partial(sigmoid._focal, FUSED, **options)
+        got, got_grad = FUSED.in_position_blocks(evaluate, x, targets, total)
+        want, want_grad = evaluate(x, targets)
+        assert got.shape == want.shape == (() if total else x.shape[:-1])
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12 * float(want.abs().max()))
         if not with_grad:
             assert got_grad is None and want_grad is None
