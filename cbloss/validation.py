@@ -107,7 +107,7 @@ def check_real(name: str, value: Any, low: float, high: float) -> float:
         value = float(value)
     except OverflowError:
         raise ValueError(f"{name}: must be in [{low}, {high}], got an integer beyond float64's range") from None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError):  # AttributeError: a TensorFlow variable read inside a graph
         raise TypeError(f"{name}: must be a real number (a scalar), got {value!r}") from None
     # NaN fails both comparisons. No math.isnan: under torch.compile(dynamic=True) an option's float is symbolic,
     # and Dynamo cannot trace math.isnan of it, where a comparison is a guard.
@@ -144,11 +144,12 @@ def check_ignore_index(ignore_index: Any) -> int | None:
         return None
     if _bool_or_complex(ignore_index):
         raise TypeError(f"ignore_index: must be an integer or None, got {ignore_index!r}")
-    try:
+    try:  # the comparison too: a concrete tensor inside a TensorFlow graph converts, but compares as a graph tensor
         as_int = int(ignore_index)
-    except (TypeError, ValueError, OverflowError):
+        fractional = bool(as_int != ignore_index)
+    except (TypeError, ValueError, OverflowError, AttributeError):  # AttributeError: a variable read in a graph
         raise TypeError(f"ignore_index: must be an integer or None, got {ignore_index!r}") from None
-    if as_int != ignore_index:
+    if fractional:
         raise TypeError(f"ignore_index: must be an integer or None, got {ignore_index!r}")
     if not -(2**63) <= as_int < 2**63:
         raise ValueError(f"ignore_index: must fit in int64, got {as_int}")

@@ -176,6 +176,7 @@ def _evaluate(
 
 
 @with_options_doc
+@tf.autograph.experimental.do_not_convert  # options are read as Python numbers, also inside a tf.function
 def class_balanced_loss(
     logits: Any,
     labels: Any,

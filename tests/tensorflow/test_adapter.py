@@ -545,3 +545,29 @@ def test_labels_and_weights_are_constants_under_a_tape(loss, watch_logits):
         if watch_logits:
             _, expected = cbloss.class_balanced_loss_and_grad(logits, np.asarray(labels), weights.numpy(), loss=loss)
             np.testing.assert_allclose(tape.gradient(value, z).numpy(), expected, rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("option, value", [("gamma", 0.5), ("label_smoothing", 0.1), ("ignore_index", 1)])
+def test_tensor_options_inside_a_tf_function(option, value):
+    """A real option given as a concrete 0-d tensor is read as its number inside a tf.function as it is eagerly (the
+    options are Python values, never converted by AutoGraph); an option with no value to read there (a traced
+    tensor, a variable read in the graph; any tensor for the integer ignore_index) is a TypeError naming it, never
+    a range error it does not break."""
+    logits, labels, _, weights = _data((6, 5), seed=9)
+    z, y = tf.constant(logits), tf.constant(labels)
+    dtype = tf.int64 if option == "ignore_index" else tf.float64
+    options = dict(loss="focal", reduction="sum")
+    eager = class_balanced_loss(z, y, weights, **options, **{option: value})
+    expected = cbloss.class_balanced_loss(logits, labels, weights, **options, **{option: value})
+    np.testing.assert_allclose(eager.numpy(), expected, rtol=1e-12)
+    captured = tf.constant(value, dtype)
+    traced = tf.function(lambda z: class_balanced_loss(z, y, weights, **options, **{option: captured}))
+    if option != "ignore_index":
+        np.testing.assert_allclose(traced(z).numpy(), eager.numpy(), rtol=1e-14)
+    variable = tf.Variable(value, dtype=dtype)
+    as_argument = tf.function(lambda z, o: class_balanced_loss(z, y, weights, **options, **{option: o}))
+    in_graph = tf.function(lambda z: class_balanced_loss(z, y, weights, **options, **{option: variable}))
+    calls = [lambda: as_argument(z, captured), lambda: in_graph(z)] + ([traced] if option == "ignore_index" else [])
+    for call in calls:
+        with pytest.raises(TypeError, match=rf"{option}: must be a"):  # within "in user code: ..."
+            call() if call is not traced else call(z)
