@@ -157,9 +157,8 @@ def _focal(
     ops: Primitives, z: Any, targets: Any, class_weights: Any | None, gamma: float, with_grad: bool, total: bool
 ) -> tuple[Any, Any]:
     """``sum_c v_c e_c`` (its sum over the positions with ``total``) for the element ``e = (1 - t) neg + t pos``
-    and ``de/dz`` for gamma > 0, both sides from
-    the four pieces they share (:meth:`Primitives.softplus_pair_and_sigmoids`): with ``q = sigmoid(z)``,
-    ``r = sigmoid(-z)``,
+    and ``de/dz`` for gamma > 0, both sides from the four pieces they share
+    (:meth:`Primitives.softplus_pair_and_sigmoids`): with ``q = sigmoid(z)``, ``r = sigmoid(-z)``,
 
         neg = q**gamma softplus(z),       dneg/dz = gamma r neg + q**(gamma + 1),
         pos = r**gamma softplus(-z),      dpos/dz = -(gamma q pos + r**(gamma + 1)),
