@@ -74,6 +74,4 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The benchmark harness: `nox -s bench` (full) or `nox -s bench -- --quick` (CI's smoke run)."""
     _install(session, ".[torch,jax,tensorflow,demo]")
-    session.env.setdefault("MALLOC_MMAP_THRESHOLD_", "33554432")
-    session.env.setdefault("MALLOC_TRIM_THRESHOLD_", "1073741824")
     session.run("python", "-m", "benchmarks", *session.posargs)

@@ -37,6 +37,8 @@ and ``multi_label_memory``, with the same signatures. Results go to tables on st
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import gc
 import importlib
@@ -397,6 +399,30 @@ def _versions(frameworks: list[str]) -> dict[str, str]:
     return versions
 
 
+# glibc's mallopt parameters (malloc.h) and the values pinned: with its defaults, freeing a block above the mmap
+# threshold (128 KiB at first, raised by such frees up to 32 MiB) unmaps it, and a free at the heap's top trims the
+# heap, so the next allocation of that size faults its pages in again: a cost that depends on the order of a
+# call's allocations (hence on which side of a pair makes them), not on its arithmetic.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_PINNED = {_M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 1 << 30}
+
+
+def pin_allocator() -> str:
+    """Pins glibc's malloc thresholds (mmap 32 MiB, trim 1 GiB) for this process, so that both sides of a pair
+    reuse the heap's pages instead of faulting fresh ones in at every call; returns what the run's meta records.
+    Elsewhere (no glibc) the allocator is left as it is."""
+    name = ctypes.util.find_library("c") if platform.system() == "Linux" else None
+    if not name:
+        return "default (no glibc)"
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return "default (no mallopt)"
+    if not all(mallopt(parameter, value) == 1 for parameter, value in _PINNED.items()):
+        return "default (mallopt refused the thresholds)"
+    return "glibc malloc, mmap threshold 32 MiB, trim threshold 1 GiB"
+
+
 def _code_state() -> dict:
     """cbloss's version and, in a git checkout, the commit and whether cbloss/ has uncommitted changes."""
     state: dict = {}
@@ -440,7 +466,9 @@ def _command(frameworks: list[str], settings: Settings) -> str:
     return " ".join(words)
 
 
-def _meta(frameworks: list[str], settings: Settings, devices: dict[str, str], threads: dict[str, str]) -> dict:
+def _meta(
+    frameworks: list[str], settings: Settings, devices: dict[str, str], threads: dict[str, str], allocator: str
+) -> dict:
     return {
         "command": _command(frameworks, settings),
         "frameworks": list(devices),
@@ -454,6 +482,7 @@ def _meta(frameworks: list[str], settings: Settings, devices: dict[str, str], th
         "devices": devices,
         "compile_backend": settings.compile_backend,
         "threads": threads,
+        "allocator": allocator,
         "python": platform.python_version(),
         "machine": platform.machine(),
         "system": platform.system(),
@@ -501,6 +530,7 @@ def run(
         # client starts (TensorFlow grows its own on demand, bench_tensorflow._device).
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     devices = check_devices(frameworks, settings)  # fails before any measurement
+    allocator = pin_allocator()  # before the first tensor of a measurement is allocated
     shapes = QUICK_SHAPES if quick else SHAPES
     compile_shapes = QUICK_COMPILE_SHAPES if quick else COMPILE_SHAPES
     multi_label_shapes = QUICK_MULTI_LABEL_SHAPES if quick else MULTI_LABEL_SHAPES
@@ -545,7 +575,7 @@ def run(
             print(f"\n{title}\n{make(report[key])}")
     for note in report["notes"]:
         print(f"note: {note}")
-    report = {"meta": _meta(frameworks, settings, devices, threads), **report}
+    report = {"meta": _meta(frameworks, settings, devices, threads, allocator), **report}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(report, indent=2))
     written = [out / "results.json"]

@@ -5,7 +5,8 @@ The JSON a run writes (``benchmarks/results/results.json``):
 
 - ``meta``: command (the run's command line), frameworks, quick, repeats, warmup, overhead_calls_per_sample,
   sections, rows (the kinds of rows: single-label, multi-label), device, devices (framework -> device
-  description), compile_backend, threads (framework -> description), python, machine, system, processor,
+  description), compile_backend, threads (framework -> description), allocator (the CPU allocator's settings,
+  ``harness.pin_allocator``), python, machine, system, processor,
   cpu_count, versions (framework -> version), cbloss (version, commit, uncommitted_changes);
 - ``results`` (speed) and ``compiled`` (``torch.compile``): one row per loss and shape with framework, mode,
   loss, baseline, shape, target, candidate_s and baseline_s ({min, median, max} seconds per call),
@@ -131,7 +132,8 @@ def _machine(meta: dict) -> str:
         f"timed samples per variant: {meta.get('repeats')} (overhead: {meta.get('overhead_calls_per_sample')} "
         f"calls per sample); sections: {', '.join(meta.get('sections', []))}; device `{meta.get('device')}` "
         f"({devices}); {meta.get('system')} {meta.get('processor')}, {meta.get('cpu_count')} logical CPUs; "
-        f"threads: {threads}; Python {meta.get('python')}, {versions}"
+        f"threads: {threads}; allocator: {meta.get('allocator', 'not recorded')}; Python {meta.get('python')}, "
+        f"{versions}"
     )
     code = meta.get("cbloss", {})
     if code.get("commit"):

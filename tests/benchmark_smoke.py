@@ -106,10 +106,13 @@ def smoke(framework: str, out: Path) -> None:
 
     written = json.loads((out / "results.json").read_text())
     assert written["meta"]["quick"] is True and written["meta"]["rows"] == ["single-label", "multi-label"]
+    # CI's machines run glibc: the run pins its thresholds, and the report says so
+    assert written["meta"]["allocator"] == "glibc malloc, mmap threshold 32 MiB, trim threshold 1 GiB"
     for key in ("results", "compiled", "overhead", "memory", "notes"):
         assert len(written[key]) == len(report[key])
     assert (out / "ratios.png").stat().st_size > 0
     text = markdown([written])
+    assert f"allocator: {written['meta']['allocator']};" in text
     for heading in ("## Speed: eager", "## Speed: compiled", "## Per-call overhead", "## Peak memory"):
         assert heading in text
     for name in MULTI_LABEL_NAMES:
