@@ -2,19 +2,17 @@
 
 The class dimension is 1, like ``F.cross_entropy`` (docs/conventions.md §8). The adapter converts, validates (§11),
 registers the core's analytic gradient (:mod:`cbloss.losses`) with a :class:`torch.autograd.Function` (§10) and
-picks PyTorch's kernels where they compute the core's definition (§13, :mod:`cbloss.adapters._torch_kernels`)."""
+picks PyTorch's kernels where they compute the core's definition (§13, :mod:`cbloss.adapters._torch_kernels`);
+its ``torch.distributed`` bindings are :mod:`cbloss.adapters._torch_distributed`'s."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import array_api_compat.torch as xp
-import numpy as np
 import torch
 
-from ..counts import sum_over_replicas
 from ..engine import evaluate
 from ..options import describe, loss_options, split_options, with_options_doc
 from ..reductions import MEANS, scaled_gradient
@@ -26,7 +24,9 @@ from ..validation import (
     host_sample_weight,
     prepare_inputs,
 )
-from ..weights import class_balanced_weights, whole_counts
+from ..weights import class_balanced_weights
+from . import _torch_distributed as distributed
+from ._torch_distributed import all_reduce_counts
 from ._torch_kernels import (
     TorchPrimitives,
     binary_cross_entropy,
@@ -103,24 +103,6 @@ def _check_flags(validate: Any, global_normalizer: Any, reduction: str) -> None:
         raise ValueError(f"global_normalizer: applies to reduction='mean' or 'weighted_mean', got {reduction!r}")
 
 
-def _global_sum(group: Any) -> Callable[[Any], Any] | None:
-    """DDP averages the replicas' gradients, so each replica divides its sum by the global denominator over the
-    world size (docs/conventions.md §12). None (local) when torch.distributed is not initialised."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return None
-    if dist.get_rank(group) < 0:  # its collectives would do nothing, and its world size is -1
-        raise ValueError("process_group: this rank is not a member of the process group")
-
-    def global_sum(local: torch.Tensor) -> torch.Tensor:
-        total = local.clone()  # all_reduce writes in place
-        dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
-        return total / dist.get_world_size(group)
-
-    return global_sum
-
-
 def _loss(input, target, weight, sample_weight, opts, validate, global_normalizer, group, from_counts, names=True):
     for name, value in (("input", input), ("target", target)):
         if not isinstance(value, torch.Tensor):
@@ -146,7 +128,7 @@ def _loss(input, target, weight, sample_weight, opts, validate, global_normalize
     except (TypeError, ValueError) as error:  # named as PyTorch names them, or (for Keras) as the core does
         raise (_in_torch_names(error) if names else error) from None
     labels, w, sw, soft, _, dtype = given
-    global_sum = _global_sum(group) if global_normalizer else None
+    global_sum = distributed.global_sum(group) if global_normalizer else None
     if opts.kind == "softmax":
         return cross_entropy(input, labels, w, opts, soft, class_dim, sw, global_sum, check)
     if opts.kind == "sigmoid" and opts.multi_label is not None:
@@ -296,50 +278,3 @@ class ClassBalancedLoss(torch.nn.Module):
     def extra_repr(self) -> str:
         text = f"num_classes={self.num_classes}, beta={self.beta}, normalize={self.normalize!r}, "
         return text + describe(self.options) + (", global_normalizer=True" if self.global_normalizer else "")
-
-
-def _collective_device(group: Any) -> torch.device:
-    """Where a collective of ``group`` reduces: NCCL on the current CUDA device, gloo and mixed backends on the CPU."""
-    import torch.distributed as dist
-
-    if dist.get_backend(group) == dist.Backend.NCCL:
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def all_reduce_counts(samples_per_class: Any, group: Any = None) -> np.ndarray:
-    """Class counts summed over the ranks of a process group, ``n_c = sum_r n_c^(r)``, so that every rank builds the
-    same weights (docs/conventions.md §3). A collective (``all_reduce``, SUM, on the CPU for gloo, the current CUDA
-    device for NCCL) that every rank of ``group`` calls with the same number of classes; invalid counts or a
-    class-count mismatch on one rank raise ``ValueError`` naming ``samples_per_class`` on every rank, never hang.
-
-    Args:
-        samples_per_class: this rank's ``(C,)`` counts (whole numbers >= 0; tensor, array or sequence), for
-            example :func:`cbloss.count_samples_per_class` of its shard; not modified.
-        group: the process group; None is the default group.
-
-    Returns:
-        The summed counts, an int64 NumPy array, the same on every rank; without an initialised
-        ``torch.distributed``, this process's counts as int64. ``ValueError`` naming ``group`` on a rank outside it.
-
-    Example:
-        >>> import torch, cbloss
-        >>> from cbloss.adapters.torch import all_reduce_counts
-        >>> all_reduce_counts(cbloss.count_samples_per_class(torch.tensor([0, 2, 2, 1, 2]), 3)).tolist()  # no group
-        [1, 1, 3]
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return whole_counts(samples_per_class)
-    if dist.get_rank(group) < 0:
-        raise ValueError("group: this rank is not a member of the process group")
-    device = _collective_device(group)
-
-    def all_sum(rows: list[np.ndarray]) -> np.ndarray:
-        total = torch.tensor(rows[0], device=device)  # a new tensor: all_reduce writes in place
-        dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
-        return total.cpu().numpy()
-
-    world = dist.get_world_size(group)
-    return sum_over_replicas(lambda: [samples_per_class], 1, world, all_sum, peer="rank", peers="ranks", host="rank")

@@ -17,7 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import cbloss
-from cbloss.adapters import torch as cbt
+from cbloss.adapters import _torch_distributed
 from cbloss.adapters.torch import all_reduce_counts
 
 if not dist.is_available():
@@ -200,6 +200,6 @@ def test_nccl_reduces_on_the_current_cuda_device(monkeypatch):
     """NCCL takes CUDA tensors only: the counts go to the current device; gloo reduces on the CPU."""
     monkeypatch.setattr(dist, "get_backend", lambda group=None: dist.Backend.NCCL)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
-    assert cbt._collective_device(None) == torch.device("cuda", 3)
+    assert _torch_distributed._collective_device(None) == torch.device("cuda", 3)
     monkeypatch.setattr(dist, "get_backend", lambda group=None: dist.Backend.GLOO)
-    assert cbt._collective_device(None) == torch.device("cpu")
+    assert _torch_distributed._collective_device(None) == torch.device("cpu")
