@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from .. import validation
 from ..primitives import SharedExpPrimitives
 
-__all__ = ["OPS", "JaxPrimitives"]
+__all__ = ["OPS", "JaxPrimitives", "is_traced"]
 
 
 class JaxPrimitives(SharedExpPrimitives):
@@ -42,6 +42,11 @@ class JaxPrimitives(SharedExpPrimitives):
         sharding = sharding if sharding.mesh.axis_names else None
         index = _index(labels, weights.shape[0])
         return weights.at[index].get(mode="fill", wrap_negative_indices=False, out_sharding=sharding)
+
+
+def is_traced(x: Any) -> bool:
+    """Whether ``x`` is a tracer (inside ``jit``, ``grad``, ``vmap``, ...): it has a shape but no values to read."""
+    return isinstance(x, jax.core.Tracer)
 
 
 def _index(labels: Any, num_classes: int) -> Any:

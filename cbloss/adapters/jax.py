@@ -2,7 +2,8 @@
 
 The math and checks are the core's (:mod:`cbloss.engine`, :mod:`cbloss.validation`). This module converts (class
 axis last, float16/bfloat16 in float32), checks values where they are concrete (§11.2), and registers the core's
-analytic gradient with :func:`jax.custom_jvp` (§13); labels and weights are constants (§10). See docs/jax.md."""
+analytic gradient with :func:`jax.custom_jvp` (§13); labels and weights are constants (§10). Its collective for
+class counts is :mod:`cbloss.adapters._jax_distributed`'s. See docs/jax.md."""
 
 from __future__ import annotations
 
@@ -14,16 +15,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.experimental import checkify, multihost_utils
+from jax.experimental import checkify
 
 from .. import validation
 from .._namespace import as_array, real_to_numpy
-from ..counts import sum_over_replicas
 from ..engine import evaluate
 from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
 from ..validation import validate_labels
-from ..weights import class_balanced_weights, whole_counts
-from ._jax_kernels import OPS, JaxPrimitives
+from ..weights import class_balanced_weights
+from ._jax_distributed import all_reduce_counts
+from ._jax_kernels import OPS, JaxPrimitives, is_traced
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -98,10 +99,6 @@ def _compiled(
     return loss.reshape(positions) if opts.reduction == "none" else loss
 
 
-def _is_traced(x: Any) -> bool:
-    return isinstance(x, jax.core.Tracer)
-
-
 def _narrowed(labels: Any, ignore_index: int | None) -> Any:
     """Concrete integer labels wider than JAX's integers (int64 without x64), narrowed on the host without wrapping
     (:func:`cbloss.validation.narrow_class_indices`); any other labels as they are."""
@@ -116,15 +113,15 @@ def _narrowed(labels: Any, ignore_index: int | None) -> Any:
 
 def _call(logits, labels, weights, sample_weight, opts, axis, axis_name, validate, from_counts=False) -> jax.Array:
     validation.check_choice("validate", validate, (None, True, False, "checkify"))
-    if validate is True and any(_is_traced(a) for a in (labels, weights, sample_weight)):
+    if validate is True and any(is_traced(a) for a in (labels, weights, sample_weight)):
         raise TypeError(
             "validate: True needs concrete labels, weights and sample_weight, got traced ones (use 'checkify')"
         )
     # The labels' values are checked as given: jnp.asarray narrows int64 and float64 without x64 (wrapping 2**32 + k
     # to k), and makes a tracer of a NumPy array inside jit. Class indices are narrowed here without wrapping.
-    given = labels if _is_traced(labels) else as_array(labels, "labels")
-    logits = logits if _is_traced(logits) else jnp.asarray(as_array(logits, "logits"))
-    labels = given if _is_traced(given) else jnp.asarray(_narrowed(given, opts.ignore_index))
+    given = labels if is_traced(labels) else as_array(labels, "labels")
+    logits = logits if is_traced(logits) else jnp.asarray(as_array(logits, "logits"))
+    labels = given if is_traced(given) else jnp.asarray(_narrowed(given, opts.ignore_index))
     multi_label = opts.multi_label is not None
     axis, soft = validation.check_class_axis(jnp, logits, labels, axis, multi_label=multi_label)
     num_classes = logits.shape[axis]
@@ -133,7 +130,7 @@ def _call(logits, labels, weights, sample_weight, opts, axis, axis_name, validat
     if from_counts and weights is not None:
         validation.check_counts_match(weights, logits, axis)  # a class-count mismatch is the counts' fault
     eager = validate is None or validate is True
-    if eager and not _is_traced(given):
+    if eager and not is_traced(given):
         validate_labels(
             given, num_classes, ignore_index=opts.ignore_index, soft=soft, axis=axis, multi_label=multi_label
         )
@@ -142,8 +139,8 @@ def _call(logits, labels, weights, sample_weight, opts, axis, axis_name, validat
     positions = labels.shape[:axis] + labels.shape[axis + 1 :] if soft else labels.shape
     # concrete values closed over by a jitted function are read now, where their checks can raise
     with jax.ensure_compile_time_eval():
-        weights = validation.prepare_weights(jnp, weights, num_classes, dtype, None, eager and not _is_traced(weights))
-        check = eager and not _is_traced(sample_weight)
+        weights = validation.prepare_weights(jnp, weights, num_classes, dtype, None, eager and not is_traced(weights))
+        check = eager and not is_traced(sample_weight)
         sample_weight = validation.prepare_sample_weight(jnp, sample_weight, positions, dtype, None, check)
     return _compiled(logits, labels, weights, sample_weight, opts, axis, soft, axis_name, validate == "checkify")
 
@@ -297,7 +294,7 @@ class ClassBalancedLoss:
         inside a traced step)."""
         config, weights = self.tree_flatten()[1], self.weights
         # a leaf that is no concrete array (a tracer, or what tree_map put there: a shape, a ShapeDtypeStruct)
-        if weights is None or _is_traced(weights) or not isinstance(weights, (jax.Array, np.ndarray)):
+        if weights is None or is_traced(weights) or not isinstance(weights, (jax.Array, np.ndarray)):
             return config, None if weights is None else id(weights)
         host = np.asarray(weights)
         return config, host.dtype.str, host.shape, (host + host.dtype.type(0)).tobytes()
@@ -316,7 +313,7 @@ class ClassBalancedLoss:
     def with_weights(self, weights: Any) -> ClassBalancedLoss:
         """The same loss with new (C,) class weights, for a schedule (:mod:`cbloss.schedules`): a jitted step
         that takes the loss as an argument sees the new weights without retracing. Concrete weights are checked."""
-        if not _is_traced(weights):
+        if not is_traced(weights):
             weights = _stored_weights(weights, self.num_classes)
         else:  # traced: its shape is known, its values are not; in the stored dtype, so a loop's carry keeps its type
             validation.check_weights_shape(weights.shape, self.num_classes)
@@ -347,50 +344,3 @@ def _stored_weights(weights: Any, num_classes: int | None = None) -> jax.Array:
     """Given class weights, checked, in JAX's widest floating dtype (float32 without x64), which holds them."""
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
     return jnp.asarray(validation.host_class_weights(weights, num_classes, dtype), dtype)
-
-
-def all_reduce_counts(samples_per_class: Any, axis_name: Hashable | None = None) -> Any:
-    r"""The class counts of the whole data set from each device's or process's shard, ``n_c = sum_r n_c^(r)``
-    over the replicas ``r``, so that every replica builds the same class-balanced weights (docs/conventions.md §3).
-
-    Args:
-        samples_per_class: this replica's (C,) counts (:func:`cbloss.count_samples_per_class` of its shard).
-        axis_name: inside ``shard_map``/``pmap``, the mapped axis: ``lax.psum(samples_per_class, axis_name)``.
-            None: outside any transformation, the sum over the processes of a multi-host run (every process calls
-            it; invalid counts or a class-count mismatch on one process raise on every process,
-            :func:`cbloss.counts.sum_over_replicas`).
-
-    Returns:
-        With ``axis_name``, the psum'd counts (int32 unless ``jax_enable_x64``). Without, an int64 NumPy array:
-        the counts themselves in a single-process run, else the sum over the processes (exact up to ``2**62``).
-
-    Example:
-        >>> import numpy as np, cbloss
-        >>> from cbloss.adapters.jax import all_reduce_counts
-        >>> shard = np.array([0, 2, 2, 1, 2])  # this process's labels
-        >>> counts = all_reduce_counts(cbloss.count_samples_per_class(shard, 3))
-        >>> counts.tolist()  # one process: its own counts
-        [1, 1, 3]
-    """
-    if axis_name is not None:
-        counts = samples_per_class if _is_traced(samples_per_class) else jnp.asarray(samples_per_class)
-        if counts.ndim != 1:
-            raise ValueError(f"samples_per_class: must be a 1-D array of class counts, got shape {counts.shape}")
-        return lax.psum(counts, axis_name)
-    if _is_traced(samples_per_class):
-        raise TypeError(
-            "samples_per_class: traced counts can only be summed over a mapped axis; pass axis_name inside "
-            "shard_map/pmap, or call all_reduce_counts outside jit with concrete counts"
-        )
-    if jax.process_count() == 1:
-        return whole_counts(samples_per_class)
-    return sum_over_replicas(  # gathered, then summed on the host in int64
-        lambda: [samples_per_class],
-        1,
-        jax.process_count(),
-        lambda rows: np.asarray(multihost_utils.process_allgather(rows[0]), dtype=np.int64).sum(axis=0),
-        int32_transport=True,  # without jax_enable_x64 JAX would cast int64 counts to int32 on the way
-        peer="process",
-        peers="processes",
-        host="process",
-    )
