@@ -351,6 +351,29 @@ def test_nan_logits_propagate(asarray, loss, reduction):
         assert np.isnan(value)
 
 
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+@pytest.mark.parametrize("loss", ["softmax", "sigmoid", "focal", "softmax_focal"])
+def test_nan_logits_at_an_ignored_position_are_not_hidden(asarray, loss, reduction):
+    """An ignored position's logits are still evaluated (docs/conventions.md §6.4): a NaN among them makes its
+    value and gradient NaN, the other positions are unaffected."""
+    z = np.array([[0.5, 1.0, -1.0, 2.0], [np.nan, 0.0, 0.0, 0.0], [3.0, 0.0, 1.0, -2.0]])
+    labels = np.array([0, -100, 2])
+    value, grad = cbloss.class_balanced_loss_and_grad(
+        asarray(z),
+        asarray(labels),
+        asarray(np.array([1.0, 2.0, 0.5, 1.5])),
+        loss=loss,
+        reduction=reduction,
+        ignore_index=-100,
+    )
+    value, grad = _to_numpy(value), _to_numpy(grad)
+    assert np.isnan(grad[1, 0]) and np.all(np.isfinite(grad[[0, 2]]))
+    if reduction == "none":
+        assert np.isnan(value[1]) and np.all(np.isfinite(value[[0, 2]]))
+    else:
+        assert np.isnan(value)
+
+
 def _to_numpy(x):
     return np.asarray(x) if isinstance(x, (np.ndarray, np.generic, float)) else np.from_dlpack(x)
 

@@ -463,3 +463,22 @@ def test_multi_hot_sigmoid_rounds_like_pytorchs_fused_kernel(dtype, multi_label)
     core_value, core_grad = cbloss.class_balanced_loss_and_grad(logits, targets, **options)
     np.testing.assert_allclose(core_value, want.value, rtol=1e-12, atol=0)
     np.testing.assert_allclose(core_grad, want.grad, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_nan_logits_at_an_ignored_position(loss):
+    """A NaN logit at an ignored position makes that position's gradient NaN (as PyTorch's own F.cross_entropy
+    does) and its value NaN, except for CB softmax, whose fused kernel leaves the ignored value out: 0, as
+    F.cross_entropy gives (docs/conventions.md §6.4, docs/torch.md)."""
+    x = torch.tensor([[1.0, 2.0, 0.5], [float("nan"), 0.0, 0.0], [0.0, -1.0, 3.0]], requires_grad=True)
+    y = torch.tensor([0, -100, 2])
+    values = class_balanced_loss(x, y, ignore_index=-100, loss=loss, reduction="none")
+    (grad,) = torch.autograd.grad(values.sum(), x)
+    assert torch.isnan(grad[1]).any() and torch.isfinite(grad[[0, 2]]).all()
+    assert torch.isfinite(values[[0, 2]]).all()
+    if loss == "softmax":
+        assert values[1].item() == 0.0
+        native = F.cross_entropy(x, y, reduction="none")
+        torch.testing.assert_close(values, native)
+    else:
+        assert torch.isnan(values[1])
