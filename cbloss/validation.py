@@ -334,14 +334,15 @@ def narrow_class_indices(host: np.ndarray, dtype: Any, ignore_index: int | None)
 
 def check_ignore_index_kept(ignore_index: int | None, given_dtype: Any, used_dtype: Any) -> None:
     """For class indices given in the integer NumPy-compatible ``given_dtype`` and computed in ``used_dtype`` (JAX
-    without x64 narrows int64 to int32): an ``ignore_index`` that the first holds and the second does not is a
-    ``ValueError`` naming it, as a label equal to it would wrap onto another value."""
+    without x64 narrows int64 and uint32 to int32): an ``ignore_index`` that the first holds and the second does not
+    is a ``ValueError`` naming it, as a label equal to it is not kept: it would wrap onto another value, or be read as
+    out of range (:func:`beyond_stand_in`), never ignored."""
     if ignore_index is None or given_dtype == used_dtype:
         return
     if holds(np, given_dtype, ignore_index) and not holds(np, used_dtype, ignore_index):
         raise ValueError(
             f"ignore_index: {ignore_index} is beyond {used_dtype}, which the {given_dtype} labels are narrowed to "
-            "(JAX without jax_enable_x64): a label equal to it would wrap onto another value"
+            "(JAX without jax_enable_x64): a label equal to it could not be ignored there"
         )
 
 

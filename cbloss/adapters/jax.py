@@ -125,8 +125,9 @@ def _call(logits, labels, weights, sample_weight, opts, axis, axis_name, validat
     multi_label = opts.multi_label is not None
     axis, soft = validation.check_class_axis(jnp, logits, labels, axis, multi_label=multi_label)
     num_classes = logits.shape[axis]
-    if not soft:
-        validation.check_ignore_index_kept(opts.ignore_index, given.dtype, labels.dtype)
+    if not soft:  # the engine's index dtype (int32 without x64) narrows uint32 labels too
+        widest = jax.dtypes.canonicalize_dtype(jnp.int64)
+        validation.check_ignore_index_kept(opts.ignore_index, given.dtype, widest)
     if from_counts and weights is not None:
         validation.check_counts_match(weights, logits, axis)  # a class-count mismatch is the counts' fault
     eager = validate is None or validate is True

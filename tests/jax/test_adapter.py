@@ -299,6 +299,25 @@ def test_labels_are_checked_as_given_without_x64():
         np.testing.assert_allclose(unsigned, cj.class_balanced_loss(z, np.array([0, 2]), w, reduction="none"))
 
 
+@pytest.mark.parametrize("make", [np.asarray, jnp.asarray], ids=["numpy", "jax"])
+def test_uint32_labels_and_an_ignore_index_beyond_int32_without_x64(make):
+    """Without x64 the loss reads uint32 labels as int32, where a label of 2**31 or more is out of range: an
+    ignore_index there could not be ignored (its position would give NaN), so it is an error naming it, checked or
+    not, eagerly and under jit. One that int32 holds ignores as usual."""
+    z, _, w = data(n=2, c=3)
+    with jax.enable_x64(False):
+        for ignore_index in (2**31, 2**32 - 1):
+            labels = make(np.array([0, ignore_index], np.uint32))
+            for validate in (None, False):
+                with pytest.raises(ValueError, match=r"^ignore_index: \d+ is beyond int32, which the uint32 labels"):
+                    cj.class_balanced_loss(z, labels, w, ignore_index=ignore_index, validate=validate)
+            with pytest.raises(ValueError, match=r"^ignore_index: \d+ is beyond int32"):
+                jax.jit(lambda q, y, k=ignore_index: cj.class_balanced_loss(q, y, w, ignore_index=k))(z, labels)
+        labels = make(np.array([0, 255], np.uint32))
+        value = cj.class_balanced_loss(z, labels, w, ignore_index=255, reduction="none")
+        np.testing.assert_allclose(np.asarray(value), [core(z[:1], np.array([0]), w, reduction="none")[0][0], 0.0])
+
+
 @pytest.mark.parametrize("loss", LABEL_LOSSES)
 @pytest.mark.parametrize("given", ["numpy", "list", "uint64"])
 def test_unchecked_labels_beyond_int32_are_out_of_range_without_x64(loss, given):
