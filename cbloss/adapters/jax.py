@@ -123,7 +123,8 @@ def _call(logits, labels, weights, sample_weight, opts, axis, axis_name, validat
     logits = logits if is_traced(logits) else jnp.asarray(as_array(logits, "logits"))
     labels = given if is_traced(given) else jnp.asarray(_narrowed(given, opts.ignore_index))
     multi_label = opts.multi_label is not None
-    axis, soft = validation.check_class_axis(jnp, logits, labels, axis, multi_label=multi_label)
+    # the labels' dtype as given in the errors (float64 class indices are float32 here without x64)
+    axis, soft = validation.check_class_axis(jnp, logits, given, axis, multi_label=multi_label)
     num_classes = logits.shape[axis]
     if not soft:  # the engine's index dtype (int32 without x64) narrows uint32 labels too
         widest = jax.dtypes.canonicalize_dtype(jnp.int64)

@@ -318,6 +318,14 @@ def test_uint32_labels_and_an_ignore_index_beyond_int32_without_x64(make):
         np.testing.assert_allclose(np.asarray(value), [core(z[:1], np.array([0]), w, reduction="none")[0][0], 0.0])
 
 
+def test_float_class_indices_are_named_in_the_dtype_given_without_x64():
+    """float64 class indices are refused naming the dtype the user gave, not JAX's float32 copy of them."""
+    z, _, w = data(n=2, c=3)
+    with jax.enable_x64(False):
+        with pytest.raises(TypeError, match=r"^labels: class indices must be integers, got dtype float64"):
+            cj.class_balanced_loss(z, np.array([0.0, 2.0]), w)
+
+
 @pytest.mark.parametrize("loss", LABEL_LOSSES)
 @pytest.mark.parametrize("given", ["numpy", "list", "uint64"])
 def test_unchecked_labels_beyond_int32_are_out_of_range_without_x64(loss, given):
