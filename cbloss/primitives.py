@@ -3,12 +3,12 @@
 The losses (``cbloss.losses``) call only these and standard functions. Every piece is functional: it never
 writes into its arguments and returns fresh arrays (or arrays the caller owns). The exceptions are named with a
 trailing underscore (:meth:`Primitives.put_at_label_`, :meth:`Primitives.subtract_at_label_`,
-:meth:`Primitives.softplus_and_sigmoids_`, :meth:`Primitives.lerp_`, :meth:`Primitives.rematerialize_exp_`): they
-may write into an array their caller has just allocated and hands over, and their caller uses the results only. A
-backend may pass a subclass of :class:`Primitives` that replaces a piece with the framework's own kernel computing
-*exactly the same definition* under the same contract (for example ``torch.softmax`` in
-:meth:`softmax_and_logsumexp`); the conformance suite checks every backend against the oracle, so a substitute
-that drifts is caught. No loss formula lives here.
+:meth:`Primitives.class_sum_with_label_`, :meth:`Primitives.softplus_and_sigmoids_`, :meth:`Primitives.lerp_`,
+:meth:`Primitives.rematerialize_exp_`): they may write into an array their caller has just allocated and hands
+over, and their caller uses the results only. A backend may pass a subclass of :class:`Primitives` that replaces a
+piece with the framework's own kernel computing *exactly the same definition* under the same contract (for
+example ``torch.softmax`` in :meth:`softmax_and_logsumexp`); the conformance suite checks every backend against
+the oracle, so a substitute that drifts is caught. No loss formula lives here.
 
 Everything works along the last axis; the engine moves the class axis there first.
 """
@@ -231,6 +231,20 @@ class Primitives:
             [[0.0, 0.0, 5.0], [7.0, 0.0, 0.0]]
         """
         return self.put_at_label(fresh, labels, values)
+
+    def class_sum_with_label_(self, fresh: Any, labels: Any, values: Any) -> Any:
+        """Per position, the class sum of ``fresh`` with its label's entry replaced by ``values``
+        (:meth:`put_at_label_`), for an array ``fresh`` that the caller has just allocated itself and hands over; the
+        class axis is dropped. A compiler backend may select the label's entry inside the sum, so that the array with
+        it is never written. The caller reads only the result, never ``fresh`` again.
+
+        Example:
+            >>> import numpy as np
+            >>> from cbloss.primitives import Primitives
+            >>> Primitives(np).class_sum_with_label_(np.ones((2, 3)), np.array([2, 0]), np.array([5.0, 7.0])).tolist()
+            [7.0, 9.0]
+        """
+        return self.xp.sum(self.put_at_label_(fresh, labels, values), axis=-1)
 
     def subtract_at_label_(self, fresh: Any, labels: Any, values: Any) -> Any:
         """``fresh`` with ``values[...]`` subtracted from ``fresh[..., labels[...]]``, for an array ``fresh`` that the

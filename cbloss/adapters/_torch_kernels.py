@@ -283,19 +283,30 @@ class _SelectAtLabel(TorchPrimitives):
     mutation: Inductor writes every array it touches (the elements, ``exp(-|z|)``, the gradient) as a full buffer
     and reads it back in further loops. The select fuses, and the partitioner recomputes the gradient in the
     backward pass, from the logits, in one loop that writes nothing but the gradient. Elsewhere (eager, ``(N, C)``
-    inputs) they are the scatter."""
+    inputs) they are the scatter, except inside a class sum (``class_sum_with_label_``), which selects the label's
+    entry in every compiled layout: on ``(N, C)`` the summed elements are then never written, while the gradient's
+    scatter keeps it saved for the backward (a scatter is no operator the partitioner recomputes)."""
 
     def put_at_label_(self, fresh: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
         if torch.compiler.is_compiling() and _memory_layout(fresh)[1] == 1:
             return _select_at_label(fresh, labels, values)
         return super().put_at_label_(fresh, labels, values)
 
+    def class_sum_with_label_(self, fresh: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
+        if not torch.compiler.is_compiling():
+            return super().class_sum_with_label_(fresh, labels, values)
+        return torch.sum(_select_at_label(fresh, labels, values), dim=-1)
+
 
 def _select_at_label(x: torch.Tensor, labels: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """``put_at_label`` of the class-last view ``x`` of a dense tensor as a select on that tensor: the label mask
-    and the result in its memory order (a mask built class-last would lay the result out class-last)."""
-    view, _ = _memory_layout(x)
-    classes = torch.arange(x.shape[-1], device=x.device).view((-1,) + (1,) * (view.ndim - 2))
+    """``put_at_label`` of ``x`` as a select in its memory order: on the tensor behind the class-last view of a dense
+    tensor, along its class dim 1 (a mask built class-last would lay the result out class-last), or along the last
+    dim."""
+    view, dim = _memory_layout(x)
+    classes = torch.arange(x.shape[-1], device=x.device)
+    if dim == -1:
+        return torch.where(labels.unsqueeze(-1) == classes, values.unsqueeze(-1), x)
+    classes = classes.view((-1,) + (1,) * (view.ndim - 2))
     return torch.where(labels.unsqueeze(1) == classes, values.unsqueeze(1), view).movedim(1, -1)
 
 

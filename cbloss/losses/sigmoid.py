@@ -73,7 +73,7 @@ def hard(ops: Primitives, z: Any, labels: Any, coef: Any, gamma: float, with_gra
     neg, neg_slope = element(ops, z, gamma, with_grad)
     pos, pos_slope = element(ops, -ops.take_label(z, labels), gamma, with_grad)
     # neg and neg_slope are our own temporaries: the label's column is written into them, not into copies.
-    value = coef * ops.xp.sum(ops.put_at_label_(neg, labels, pos), axis=-1)
+    value = coef * ops.class_sum_with_label_(neg, labels, pos)
     if not with_grad:
         return value, None
     # Scaled once the label's column is in: the elementwise passes before that write depend on z alone, so that a
