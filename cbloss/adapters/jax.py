@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 __all__ = ["ClassBalancedLoss", "JaxPrimitives", "all_reduce_counts", "class_balanced_loss", "validate_labels"]
 
 
+def _index_dtype() -> Any:
+    """The engine's class-index dtype, which the labels' checks must read them in: int64, int32 without x64."""
+    return jax.dtypes.canonicalize_dtype(jnp.int64)
+
+
 # The traced path: the core's engine, with its analytic gradient as the JVP.
 def _evaluate(z, labels, weights, sample_weight, opts: LossOptions, soft: bool, axis_name: Any, with_grad: bool):
     """``(loss, d loss / d z)`` from the engine; the means' denominator ``psum``-ed over ``axis_name``."""
@@ -69,8 +74,7 @@ def _compiled(
     dtype = validation.compute_dtype(jnp, logits.dtype)
     num_classes = logits.shape[axis]
     z = jnp.moveaxis(logits.astype(dtype), axis, -1)
-    widest = jax.dtypes.canonicalize_dtype(jnp.int64)
-    labels = validation.engine_labels(jnp, labels, soft, axis, widest, opts.ignore_index)
+    labels = validation.engine_labels(jnp, labels, soft, axis, _index_dtype(), opts.ignore_index)
     if check:  # the labels as given: soft targets' sums to their own dtype's tolerance
         rules = validation.traced_checks(jnp, labels, num_classes, soft, opts, weights, sample_weight)
         for rule in rules:
@@ -108,7 +112,7 @@ def _narrowed(labels: Any, ignore_index: int | None) -> Any:
     if host.dtype.kind not in "iu" or jax.dtypes.canonicalize_dtype(host.dtype) == host.dtype:
         return labels
     # to JAX's signed integers: the stand-in for a label beyond them is then never a class
-    return validation.narrow_class_indices(host, jax.dtypes.canonicalize_dtype(np.int64), ignore_index)
+    return validation.narrow_class_indices(host, _index_dtype(), ignore_index)
 
 
 def _call(logits, labels, weights, sample_weight, opts, axis, axis_name, validate, from_counts=False) -> jax.Array:
@@ -127,8 +131,7 @@ def _call(logits, labels, weights, sample_weight, opts, axis, axis_name, validat
     axis, soft = validation.check_class_axis(jnp, logits, given, axis, multi_label=multi_label)
     num_classes = logits.shape[axis]
     if not soft:  # the engine's index dtype (int32 without x64) narrows uint32 labels too
-        widest = jax.dtypes.canonicalize_dtype(jnp.int64)
-        validation.check_ignore_index_kept(opts.ignore_index, given.dtype, widest)
+        validation.check_ignore_index_kept(opts.ignore_index, given.dtype, _index_dtype())
     if from_counts and weights is not None:
         validation.check_counts_match(weights, logits, axis)  # a class-count mismatch is the counts' fault
     eager = validate is None or validate is True
