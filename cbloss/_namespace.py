@@ -20,9 +20,20 @@ def namespace_of(*arrays: Any) -> Any:
     return array_api_compat.array_namespace(*arrays)
 
 
+def check_unmasked(x: Any, name: str) -> None:
+    """A ``TypeError`` naming ``name`` for a NumPy masked array: NumPy reads the values under its mask, or hands
+    back masked results, so no loss, weight or count would honour the mask (docs/conventions.md §11)."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name}: a NumPy masked array, whose mask would not be honoured; pass plain values (its .compressed() "
+            "or .filled(value)), or mark ignored labels with ignore_index"
+        )
+
+
 def as_array(x: Any, name: str) -> Any:
     """``x`` itself if it is an array of a supported namespace; a Python number or (nested) list of numbers as a
-    NumPy array; anything else a ``TypeError`` naming ``name``."""
+    NumPy array; anything else (a NumPy masked array too) a ``TypeError`` naming ``name``."""
+    check_unmasked(x, name)
     if is_array(x):
         return x
     try:

@@ -15,7 +15,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._namespace import is_array, namespace_of, to_numpy
+from ._namespace import check_unmasked, is_array, namespace_of, to_numpy
 from .validation import check_beta, check_real, real_on_host
 
 __all__ = ["beta_from_volume", "effective_number", "effective_number_recursive"]
@@ -23,6 +23,7 @@ __all__ = ["beta_from_volume", "effective_number", "effective_number_recursive"]
 
 def _as_float64(x: Any, name: str) -> tuple[Any, Any]:
     """(xp, x as a float64 array of xp); Python scalars and lists become NumPy."""
+    check_unmasked(x, name)
     xp = namespace_of(x) if is_array(x) else namespace_of()
     if not is_array(x):
         x = real_on_host(name, x)

@@ -15,7 +15,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._namespace import as_array, device_of, is_array, mixes_bools, namespace_of, real_to_numpy, to_numpy
+from ._namespace import (
+    as_array,
+    check_unmasked,
+    device_of,
+    is_array,
+    mixes_bools,
+    namespace_of,
+    real_to_numpy,
+    to_numpy,
+)
 
 __all__ = [
     "TracedCheck",
@@ -169,6 +178,7 @@ def real_on_host(name: str, values: Any) -> np.ndarray:
         Traceback (most recent call last):
         TypeError: weights: must be real numbers, got dtype complex128
     """
+    check_unmasked(values, name)
     try:
         host = real_to_numpy(values)
         numbers_only = host.dtype.kind != "O" or all(
@@ -464,6 +474,7 @@ def validate_labels(
     num_classes, axis, ignore_index = check_num_classes(num_classes), check_axis(axis), check_ignore_index(ignore_index)
     soft = check_choice("soft", soft, (None, True, False))
     multi_label = multi_hot_counting(multi_label)
+    check_unmasked(labels, "labels")
     if not hasattr(labels, "shape"):
         labels = as_array(labels, "labels")  # a (nested) sequence of numbers, or a TypeError naming labels
         if labels.size == 0:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._namespace import as_array, is_array, real_to_numpy
+from ._namespace import as_array, check_unmasked, is_array, real_to_numpy
 from .effective_number import effective_number
 from .options import weight_options, with_options_doc
 from .validation import (
@@ -109,6 +109,7 @@ def class_balanced_weights(samples_per_class: Any, beta: float, **options: Unpac
 
 def _host_batch(batch: Any) -> np.ndarray:
     """One batch of labels as a host NumPy array (any framework's array, or a (nested) list of numbers)."""
+    check_unmasked(batch, "labels")
     return real_to_numpy(batch if hasattr(batch, "shape") else as_array(batch, "labels"))
 
 

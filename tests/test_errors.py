@@ -153,6 +153,40 @@ def test_count_labels_not_integers():
         cbloss.count_samples_per_class(np.array([0.0, 1.5]), 3)
 
 
+_MASKED = r": a NumPy masked array, whose mask would not be honoured"
+
+
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("labels", lambda m: cbloss.count_samples_per_class(m(np.array([0, 1, 1, 255])), 3)),
+        ("labels", lambda m: cbloss.count_samples_per_class(iter([np.array([0, 1]), m(np.array([1, 255]))]), 3)),
+        ("labels", lambda m: cbloss.validate_labels(m(np.array([0, 1, 255])), 3)),
+        ("labels", lambda m: cbloss.class_balanced_loss(np.zeros((3, 3)), m(np.array([0, 1, 255])))),
+        ("logits", lambda m: cbloss.class_balanced_loss(m(np.zeros((3, 3))), np.array([0, 1, 2]))),
+        ("weights", lambda m: cbloss.class_balanced_loss(np.zeros((3, 3)), np.array([0, 1, 2]), m(np.ones(3)))),
+        (
+            "sample_weight",
+            lambda m: cbloss.class_balanced_loss(np.zeros((3, 3)), np.array([0, 1, 2]), sample_weight=m(np.ones(3))),
+        ),
+        ("samples_per_class", lambda m: cbloss.class_balanced_weights(m(np.array([5.0, 3.0, 1.0])), 0.9)),
+        ("samples_per_class", lambda m: cbloss.ClassBalancedLoss(m(np.array([5.0, 3.0, 1.0])), 0.9)),
+        ("n", lambda m: cbloss.effective_number(m(np.array([5.0, 3.0, 1.0])), 0.9)),
+    ],
+)
+def test_masked_arrays_are_refused(name, call):
+    """NumPy's functions read the values under a mask (a masked label of 255 counted as class 255) or hand back
+    masked results (a masked weight: a masked loss): every entry point refuses them, naming the argument
+    (docs/conventions.md §11.1), whether the mask hides anything or not."""
+    for mask in ([0, 0, 1], [0, 0, 0]):
+
+        def masked(values, mask=mask):
+            return np.ma.array(values, mask=np.resize(mask, values.shape))
+
+        with pytest.raises(TypeError, match=rf"^{name}{_MASKED}"):
+            call(masked)
+
+
 # ---------------------------------------------------------------------------------------------------- losses
 
 
