@@ -110,7 +110,13 @@ def class_balanced_weights(samples_per_class: Any, beta: float, **options: Unpac
 def _host_batch(batch: Any) -> np.ndarray:
     """One batch of labels as a host NumPy array (any framework's array, or a (nested) list of numbers)."""
     check_unmasked(batch, "labels")
-    return real_to_numpy(batch if hasattr(batch, "shape") else as_array(batch, "labels"))
+    host = real_to_numpy(batch if hasattr(batch, "shape") else as_array(batch, "labels"))
+    if host.dtype.kind == "O":  # what NumPy makes of an array without a rectangular shape (a tf.RaggedTensor)
+        raise TypeError(
+            f"labels: must be a rectangular array, got {type(batch).__name__} (of a ragged tensor, pass its "
+            ".flat_values)"
+        )
+    return host
 
 
 def _count_indices(batch: Any, num_classes: int) -> np.ndarray:
@@ -142,6 +148,8 @@ def _is_batch(labels: Any) -> bool:
     read as labels)."""
     if is_array(labels) or (hasattr(labels, "shape") and hasattr(labels, "dtype")):
         return True
+    if isinstance(labels, numbers.Number):  # one label, as a Python number (docs/conventions.md §6.1)
+        return True
     return isinstance(labels, (list, tuple)) and _numbers_only(labels)
 
 
@@ -150,9 +158,10 @@ def _numbers_only(values: list | tuple) -> bool:
 
 
 def _labels_of(batch: Any) -> Any:
-    """The labels of one item of a data pipeline: a batch of labels itself, the last array of an ``(inputs, ...,
-    labels)`` pair (a PyTorch DataLoader's or a ``tf.data`` pipeline's), or the first of the ``"labels"``,
-    ``"label"``, ``"targets"``, ``"target"`` and ``"y"`` entries of a dict."""
+    """The labels of one item of a data pipeline: a batch of labels itself, the second entry of an ``(inputs,
+    labels, ...)`` tuple or list (Keras's ``(x, y)`` and ``(x, y, sample_weight)``, a PyTorch DataLoader's
+    ``(input, target, ...)``), or the first of the ``"labels"``, ``"label"``, ``"targets"``, ``"target"`` and ``"y"``
+    entries of a dict."""
     if isinstance(batch, dict):
         for key in ("labels", "label", "targets", "target", "y"):
             if key in batch:
@@ -161,8 +170,8 @@ def _labels_of(batch: Any) -> Any:
         raise TypeError(f"labels: a dict batch needs a {keys} entry, got keys {sorted(batch)}")
     if isinstance(batch, (list, tuple)) and len(batch) >= 2:
         # arrays only, or inputs that are no numbers (an array, a dict) before the labels (a number or an array)
-        if all(hasattr(part, "shape") for part in batch) or not _numbers_only(batch[:-1]):
-            return batch[-1]
+        if all(hasattr(part, "shape") for part in batch) or not _numbers_only(batch[:1]):
+            return batch[1]
     return batch
 
 
@@ -286,10 +295,10 @@ def count_samples_per_class(
         labels: integer class indices of any supported framework (any shape), or, with ``multi_label``, 0/1
             multi-hot targets with the classes along ``axis`` (each positive counts); or a data pipeline: a
             PyTorch ``DataLoader`` or dataset, a ``tf.data.Dataset``, or any iterable of batches (a list or
-            tuple of arrays too). A batch is the labels themselves, an ``(inputs, ..., labels)`` tuple or list
-            (its last entry: arrays only, or inputs that are no numbers, such as an array or a dict, before
-            labels that may be a number), or a dict with a ``"labels"``, ``"label"``, ``"targets"``, ``"target"`` or
-            ``"y"`` entry. What one pass over the
+            tuple of arrays too). A batch is the labels themselves, an ``(inputs, labels, ...)`` tuple or list
+            (its second entry, as in Keras's ``(x, y, sample_weight)``: arrays only, or inputs that are no
+            numbers, such as an array or a dict, before labels that may be a number), or a dict with a
+            ``"labels"``, ``"label"``, ``"targets"``, ``"target"`` or ``"y"`` entry. What one pass over the
             pipeline yields is counted. When the dataset has per-sample ``targets``/``labels`` (also through
             nested ``Subset``) and no ``target_transform``, they are read without loading inputs: a
             ``DataLoader``'s (with PyTorch's default collation) at the indices its sampler or batch sampler yields

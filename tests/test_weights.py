@@ -128,6 +128,12 @@ def test_count_from_a_list():
     _check_counts(cbloss.count_samples_per_class(LABELS.reshape(-1).tolist(), 5))
 
 
+@pytest.mark.parametrize("label", [3, np.int64(3), np.uint8(3)], ids=["python", "int64", "uint8"])
+def test_count_one_label_given_as_a_number(label):
+    """A Python number is accepted where an array is (docs/conventions.md §6.1), as NumPy's scalars are."""
+    _check_counts(cbloss.count_samples_per_class(label, 5), [0, 0, 0, 1, 0])
+
+
 def test_count_from_a_generator_of_batches():
     batches = (LABELS[i] for i in range(2))
     _check_counts(cbloss.count_samples_per_class(batches, 5))
@@ -176,6 +182,18 @@ def test_count_pipeline_items_of_inputs_and_labels():
     keys = "'labels', 'label', 'targets', 'target' or 'y'"
     with pytest.raises(TypeError, match=rf"^labels: a dict batch needs a {keys} entry, got keys \['image'\]$"):
         cbloss.count_samples_per_class(iter([{"image": inputs}]), 5)
+
+
+@pytest.mark.parametrize("container", [list, tuple])
+@pytest.mark.parametrize("weight_dtype", [np.int64, np.float32])
+def test_count_pipeline_items_with_sample_weights(container, weight_dtype):
+    """Keras's (x, y, sample_weight) batches: the labels are the second entry, not the sample weights, whatever
+    their dtype (integer sample weights in [0, C) would count as labels without an error)."""
+    inputs = np.zeros((3, 2))
+    items = [container((inputs, labels, np.ones(3, weight_dtype))) for labels in LABELS]
+    _check_counts(cbloss.count_samples_per_class(iter(items), 5))
+    samples = [container((np.zeros(2), int(label), 1)) for label in LABELS.reshape(-1)]  # one sample per item
+    _check_counts(cbloss.count_samples_per_class(samples, 5))
 
 
 def test_count_samples_whose_labels_are_numbers_and_inputs_dicts():

@@ -24,6 +24,17 @@ def test_count_from_tensors_and_pipelines():
     dicts = tf.data.Dataset.from_tensor_slices({"image": np.zeros((6, 2), np.float32), "label": labels}).batch(4)
     _check_counts(cbloss.count_samples_per_class(dicts, 5))
     _check_counts(cbloss.count_samples_per_class(tf.data.Dataset.from_tensor_slices(labels).batch(5), 5))
+    # Keras's (x, y, sample_weight) items: the labels, not the (integer) sample weights
+    triples = (np.zeros((6, 2), np.float32), labels, np.ones(6, np.int64))
+    _check_counts(cbloss.count_samples_per_class(tf.data.Dataset.from_tensor_slices(triples).batch(4), 5))
+
+
+def test_count_ragged_labels_is_an_error_that_says_what_to_pass():
+    """NumPy makes an object array of a ragged tensor: named as such, not as a dtype that is not an integer."""
+    ragged = tf.ragged.constant([[0, 2], [2]], dtype=tf.int32)
+    with pytest.raises(TypeError, match=r"^labels: must be a rectangular array, got RaggedTensor .*\.flat_values"):
+        cbloss.count_samples_per_class(ragged, 5)
+    _check_counts(cbloss.count_samples_per_class(ragged.flat_values, 5), [1, 0, 2, 0, 0])
 
 
 def test_count_multi_hot_bfloat16_tensors():
