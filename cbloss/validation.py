@@ -50,6 +50,7 @@ __all__ = [
     "host_class_weights",
     "host_sample_weight",
     "ignored_labels",
+    "label_shape_rule",
     "labels_out_of_range",
     "multi_hot_counting",
     "multi_hot_invalid",
@@ -244,15 +245,18 @@ def check_class_axis(xp: Any, logits: Any, labels: Any, axis: int, *, multi_labe
     if mismatch and soft and not multi_label and given == expected[:axis] + expected[axis + 1 :]:
         raise TypeError(f"labels: class indices must be integers, got dtype {labels.dtype}")
     if mismatch:
-        if multi_label:
-            kind = "multi-hot targets must have the logits' shape"
-        elif soft:
-            kind = "soft targets must have the logits' shape"
-        else:
-            kind = "class indices must have the logits' shape without the class axis"
         hint = "; multi-hot targets need multi_label='class' or 'sample'" if not soft and given == shape else ""
-        raise ValueError(f"labels: {kind} {expected}, got {given}{hint}")
+        raise ValueError(f"labels: {label_shape_rule(soft, multi_label)} {expected}, got {given}{hint}")
     return axis, soft
+
+
+def label_shape_rule(soft: bool, multi_label: bool) -> str:
+    """The labels' shape rule, for the errors of :func:`check_class_axis` and of a traced check when run."""
+    if multi_label:
+        return "multi-hot targets must have the logits' shape"
+    if soft:
+        return "soft targets must have the logits' shape"
+    return "class indices must have the logits' shape without the class axis"
 
 
 # ----------------------------------------------------------------------------------------------------------

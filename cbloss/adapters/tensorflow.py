@@ -114,6 +114,22 @@ def _assertions(labels: tf.Tensor, num_classes: int, soft: bool, opts: LossOptio
     return [tf.debugging.Assert(rule.valid, [rule.message.replace(" {}", ""), *rule.values]) for rule in rules]
 
 
+def _shape_checks(given: tf.Tensor, logits: tf.Tensor, soft: bool, axis: int, multi_label: bool) -> list:
+    """Where the trace cannot compare the labels' shape with the logits' (a None size on either side), the ops that
+    compare them when the graph runs: an assertion naming the labels and, since XLA drops assertions, a
+    concatenation of empty tensors, which needs every size equal and so fails XLA's compilation otherwise.
+    Without them, the broadcasting elementwise ops would take (1, C) or (N, 1) labels silently."""
+    expected = logits.shape if soft else logits.shape[:axis] + logits.shape[axis + 1 :]
+    if given.shape.is_fully_defined() and expected.is_fully_defined():
+        return []  # compared by validation.check_class_axis
+    shape = tf.shape(logits)
+    sizes = (tf.shape(given), shape if soft else tf.concat([shape[:axis], shape[axis + 1 :]], 0))
+    rule = validation.label_shape_rule(soft, multi_label)
+    assertion = tf.debugging.assert_equal(*sizes, message=f"labels: {rule} (labels' shape, logits' shape)")
+    empty = [tf.zeros(tf.concat([size, [0]], 0), tf.int8) for size in sizes]
+    return [assertion, tf.concat(empty, axis=-1, name="labels_must_have_the_logits_shape")]
+
+
 def _global_sum(cross_replica: bool) -> Any:
     """The all-reduce (SUM) of the replica context of a multi-replica ``tf.distribute`` strategy, or None."""
     context = tf.distribute.get_replica_context()
@@ -147,9 +163,12 @@ def _evaluate(
     # would otherwise differentiate the loss's own operations with respect to them.
     labels, w = tf.stop_gradient(labels), None if w is None else tf.stop_gradient(w)
     num_classes, last = int(logits.shape[axis]), rank - 1
+    checks = [] if eager else _shape_checks(given, logits, soft, axis, opts.multi_label is not None)
     if check and not eager:  # soft targets as given: their sums are checked to the tolerance of their own dtype
         as_given = xp.moveaxis(given, axis, last) if soft and given.dtype.is_floating else labels
-        with tf.control_dependencies(_assertions(as_given, num_classes, soft, opts, w)):
+        checks += _assertions(as_given, num_classes, soft, opts, w)
+    if checks:
+        with tf.control_dependencies(checks):
             labels = tf.identity(labels)
     ops, global_sum = _primitives(), _global_sum(cross_replica)
     if w is None and not soft:  # gathered: an out-of-range label is NaN for every loss (_TensorFlowIndexing)

@@ -135,6 +135,37 @@ def test_unknown_dimensions_with_input_signature():
     np.testing.assert_allclose(last(tf.constant(small[0]), tf.constant(small[1]))[0].numpy(), ref[0], rtol=1e-12)
 
 
+_UNKNOWN_SHAPES = [  # (labels, their TensorSpec, options) for (4, 3) logits traced as (None, 3)
+    (np.array([2]), tf.TensorSpec([None], tf.int64), {}),
+    (np.array([0, 1, 2, 0, 1]), tf.TensorSpec([None], tf.int64), {"loss": "focal"}),
+    (np.full((1, 3), 1 / 3), tf.TensorSpec([None, 3], tf.float64), {"validate": True}),
+    (np.ones((4, 1)), tf.TensorSpec([None, None], tf.float64), {"loss": "softmax_focal"}),
+    (np.ones((4, 1)), tf.TensorSpec([None, None], tf.float64), {"loss": "sigmoid", "multi_label": "class"}),
+    (np.ones((1, 3)), tf.TensorSpec([None, 3], tf.float64), {"loss": "focal", "multi_label": "sample"}),
+    (np.ones((3, 4)), tf.TensorSpec([None, None], tf.float64), {"loss": "sigmoid", "multi_label": "class"}),
+]
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize(("labels", "spec", "options"), _UNKNOWN_SHAPES)
+def test_labels_of_another_shape_are_an_error_when_traced_with_unknown_sizes(jit, labels, spec, options):
+    """Labels whose sizes the trace cannot compare with the logits' fail when the graph runs (XLA drops the
+    assertion, and fails the compilation instead), where broadcasting would give a number silently; the labels of
+    the logits' shape run in the same traced function."""
+    logits = np.random.default_rng(0).normal(size=(4, 3))
+    loss = tf.function(
+        lambda z, y: class_balanced_loss(z, y, **options),
+        input_signature=[tf.TensorSpec([None, 3], tf.float64), spec],
+        jit_compile=jit,
+    )
+    named = r"labels_must_have_the_logits_shape" if jit else r"labels: .* must have the logits"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=named):
+        loss(tf.constant(logits), tf.constant(labels, spec.dtype))
+    good = np.zeros((4, 3)) + np.eye(3)[[0, 1, 2, 0]] if labels.ndim == 2 else np.array([0, 1, 2, 0])
+    want = cbloss.class_balanced_loss(logits, good, **{k: v for k, v in options.items() if k != "validate"})
+    np.testing.assert_allclose(loss(tf.constant(logits), tf.constant(good, spec.dtype)).numpy(), want, rtol=1e-12)
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("weighted", [True, False])
 @pytest.mark.parametrize("bad", [-1, 5, 2**40])
