@@ -24,8 +24,7 @@ if TYPE_CHECKING:
 
     from ..options import UnreducedLossKwargs, WeightKwargs
 
-    class KerasLossKwargs(UnreducedLossKwargs, WeightKwargs, total=False):  # reduction is Keras' own
-        pass
+    class KerasLossKwargs(UnreducedLossKwargs, WeightKwargs, total=False): ...  # reduction is Keras' own
 
 
 __all__ = ["ClassBalancedLoss", "ReweightingCallback"]
@@ -245,7 +244,8 @@ class ClassBalancedLoss(keras.losses.Loss):
         y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
         rank = len(y_pred.shape)
         axis = self.axis % rank if rank else self.axis
-        if rank and len(y_true.shape) == rank and y_true.shape[axis] == 1 and y_pred.shape[axis] != 1:
+        squeeze = self.options.multi_label is None and rank and len(y_true.shape) == rank  # (N, 1) class indices
+        if squeeze and y_true.shape[axis] == 1 and y_pred.shape[axis] != 1:
             y_true = ops.squeeze(y_true, axis=axis)
         if not self.from_logits:
             y_pred = _logits_from_probabilities(y_pred, self.options.loss)

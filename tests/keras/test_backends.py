@@ -214,6 +214,9 @@ def test_errors_name_labels_on_every_backend(loss):
         ClassBalancedLoss(COUNTS, BETA, loss="sigmoid" if loss == "softmax" else loss, multi_label="class")(t, z)
     with pytest.raises(ValueError, match=r"^labels: multi-hot targets must have the logits' shape"):
         ClassBalancedLoss(COUNTS, BETA, loss="focal", multi_label="class")(t[:, :2], z)
+    # (N, 1) is squeezed for class indices only: multi-hot targets are named with the shape given
+    with pytest.raises(ValueError, match=rf"^labels: multi-hot targets .*, got \({len(t)}, 1\)$"):
+        ClassBalancedLoss(COUNTS, BETA, loss="sigmoid", multi_label="class")(t[:, :1], z)
 
 
 def test_an_ignore_index_beyond_int32_is_not_wrapped():
