@@ -332,11 +332,20 @@ def cmd_demo(args) -> int:
 
 
 def _check_outputs(args) -> None:
-    """Before the run: where it writes must be writable as a folder (--out) and a file (--json)."""
+    """Before the run: the folders it writes into (--out, and --json's) are made now, and must be writable;
+    --json must not name a folder. A bad path is a usage error, not a failure after minutes of training."""
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out: {args.out} exists and is not a folder")
     if args.json is not None and args.json.is_dir():
         raise UsageError(f"--json: {args.json} is a folder")
+    folders = [("--out", args.out)] + ([] if args.json is None else [("--json", args.json.parent)])
+    for flag, folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"{flag}: cannot make the folder {folder} ({error.strerror or error})") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"{flag}: the folder {folder} is not writable")
 
 
 def _demo_multilabel(args, overrides: dict) -> int:

@@ -200,6 +200,29 @@ def test_outputs_that_are_folders_are_usage_errors(tmp_path, capsys):
     assert_one_line_error(err, code, "--json", "is a folder")
 
 
+@pytest.mark.parametrize("task", ["single-label", "multi-label"])
+@pytest.mark.parametrize("flag", ["--out", "--json"])
+def test_outputs_where_nothing_can_be_written_are_usage_errors_before_the_run(
+    tmp_path, capsys, monkeypatch, flag, task
+):
+    """A folder that cannot be made (below a file) is exit status 2 before the experiment starts, not status 1
+    after it."""
+    from cbloss.demo import run
+
+    def never(*args, **kwargs):
+        raise AssertionError("the experiment ran")
+
+    monkeypatch.setattr(run, "main", never)
+    monkeypatch.setattr(run, "main_multilabel", never)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    where = {"--out": str(afile / "run"), "--json": str(afile / "sub" / "results.json")}
+    out = [] if flag == "--out" else ["--out", str(tmp_path / "run")]
+    code, _, err = call(capsys, "demo", "--task", task, "--quick", *out, flag, where[flag])
+    assert code == 2
+    assert_one_line_error(err, code, flag, "cannot make the folder")
+
+
 def test_negative_label_and_too_few_classes(tmp_path, capsys):
     path = tmp_path / "y.npy"
     np.save(path, np.array([0, 1, -1]))
