@@ -35,7 +35,24 @@ def _check_epoch(epoch: Any, name: str = "epoch") -> float:
     return check_real(name, epoch, 0.0, math.inf)
 
 
-class DeferredReweighting:
+class _Schedule:
+    """Immutable: the fields are set once, checked, in ``__init__`` (a schedule with another beta or start is a
+    new schedule), so that what a schedule hands out always follows from what it was built with."""
+
+    def _set(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; cannot set {name!r} (build a new schedule)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; cannot delete {name!r}")
+
+
+class DeferredReweighting(_Schedule):
     """Deferred re-weighting (DRW): all-ones weights before epoch ``start``, class-balanced weights from it on.
 
     ``weights(e) = 1`` for ``e < start``, ``class_balanced_weights(samples_per_class, beta, **options)`` for
@@ -48,13 +65,15 @@ class DeferredReweighting:
         ([1.0, 1.0, 1.0], [0.027, 0.27, 2.702])
     """
 
+    samples_per_class: np.ndarray
+    beta: float
+    start: float
+    _balanced: np.ndarray
+
     def __init__(self, samples_per_class: Any, beta: float = 0.9999, *, start: float, **options: Unpack[WeightKwargs]):
-        self.samples_per_class = _counts_as_float64(samples_per_class)
-        self.beta = check_beta(beta)
-        self.start = _check_epoch(start, "start")
-        self.options = weight_options(**options)
-        self._balanced = class_balanced_weights(self.samples_per_class, self.beta, **self.options)
-        self._balanced.setflags(write=False)
+        counts, checked = _counts_as_float64(samples_per_class), check_beta(beta)
+        balanced = class_balanced_weights(counts, checked, **weight_options(**options))
+        self._set(samples_per_class=counts, beta=checked, start=_check_epoch(start, "start"), _balanced=balanced)
 
     def __call__(self, epoch: float) -> np.ndarray:
         if _check_epoch(epoch) < self.start:
@@ -65,7 +84,7 @@ class DeferredReweighting:
         return f"DeferredReweighting(num_classes={len(self.samples_per_class)}, beta={self.beta}, start={self.start})"
 
 
-class BetaWarmup:
+class BetaWarmup(_Schedule):
     """A beta that moves from 0 at epoch ``start`` to ``beta`` at epoch ``end``, constant after; the weights are
     :func:`cbloss.class_balanced_weights` at that beta (beta = 0: all ones).
 
@@ -79,6 +98,13 @@ class BetaWarmup:
         (0.4995, [1.0, 1.0, 1.0])
     """
 
+    samples_per_class: np.ndarray
+    beta: float
+    start: float
+    end: float
+    shape: str
+    _options: tuple[tuple[str, Any], ...]  # the weight options as (name, value) pairs, which nothing can change
+
     def __init__(
         self,
         samples_per_class: Any,
@@ -89,16 +115,15 @@ class BetaWarmup:
         shape: str = "linear",
         **options: Unpack[WeightKwargs],
     ):
-        self.samples_per_class = _counts_as_float64(samples_per_class)
-        self.beta = check_beta(beta)
-        self.start = _check_epoch(start, "start")
-        self.end = _check_epoch(end, "end")
-        if not self.end > self.start:
-            raise ValueError(f"end: must be after start={self.start}, got {self.end}")
-        if self.end == math.inf:  # the warm-up would never move: beta(e) = 0 * inf / inf
-            raise ValueError(f"end: must be finite, got {self.end}")
-        self.shape = check_choice("shape", shape, ("linear", "cosine"))
-        self.options = weight_options(**options)
+        start, end = _check_epoch(start, "start"), _check_epoch(end, "end")
+        if not end > start:
+            raise ValueError(f"end: must be after start={start}, got {end}")
+        if end == math.inf:  # the warm-up would never move: beta(e) = 0 * inf / inf
+            raise ValueError(f"end: must be finite, got {end}")
+        self._set(samples_per_class=_counts_as_float64(samples_per_class), beta=check_beta(beta), start=start, end=end)
+        self._set(
+            shape=check_choice("shape", shape, ("linear", "cosine")), _options=tuple(weight_options(**options).items())
+        )
 
     def beta_at(self, epoch: float) -> float:
         """The beta of ``epoch``."""
@@ -108,7 +133,7 @@ class BetaWarmup:
         return self.beta * fraction
 
     def __call__(self, epoch: float) -> np.ndarray:
-        return class_balanced_weights(self.samples_per_class, self.beta_at(epoch), **self.options)
+        return class_balanced_weights(self.samples_per_class, self.beta_at(epoch), **dict(self._options))
 
     def __repr__(self) -> str:
         return (

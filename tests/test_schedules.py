@@ -73,3 +73,30 @@ def test_schedules_say_what_they_are():
     assert repr(BetaWarmup([5, 2], 0.999, start=2, end=10, shape="cosine")) == (
         "BetaWarmup(num_classes=2, beta=0.999, start=2.0, end=10.0, shape='cosine')"
     )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: DeferredReweighting(COUNTS, 0.999, start=3), lambda: BetaWarmup(COUNTS, 0.999, start=0, end=10)],
+    ids=["deferred", "warmup"],
+)
+def test_schedules_are_immutable_and_copy_as_they_are(make):
+    """A field set after construction would not reach what the schedule hands out (DRW's weights come from its
+    beta at construction), or would skip its check: every field, the counts' entries included, is read-only. A
+    copy and a pickle hand out the same weights."""
+    import copy
+    import pickle
+
+    schedule = make()
+    before = schedule(5)
+    for name in ("beta", "start", "samples_per_class", "new_field"):
+        with pytest.raises(AttributeError, match=rf"is immutable; cannot set '{name}'"):
+            setattr(schedule, name, 0.0)
+    with pytest.raises(AttributeError, match="is immutable; cannot delete 'beta'"):
+        del schedule.beta
+    with pytest.raises(ValueError, match="read-only"):
+        schedule.samples_per_class[0] = 1.0
+    np.testing.assert_array_equal(schedule(5), before)
+    for twin in (copy.copy(schedule), copy.deepcopy(schedule), pickle.loads(pickle.dumps(schedule))):
+        np.testing.assert_array_equal(twin(5), before)
+        assert repr(twin) == repr(schedule)
