@@ -248,6 +248,7 @@ class ClassBalancedLoss(torch.nn.Module):
         _check_flags(validate, global_normalizer, options.reduction)
         self.register_buffer("weight", None if weights is None else torch.tensor(weights, dtype=torch.float64))
         self.options, self.beta, self.normalize, self.process_group = options, beta, normalize, process_group
+        self._from_counts = beta is not None  # a class-count mismatch is the counts' fault
         self.validate, self.global_normalizer = bool(validate), bool(global_normalizer)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> ClassBalancedLoss:
@@ -263,17 +264,18 @@ class ClassBalancedLoss(torch.nn.Module):
         return None if self.weight is None else int(self.weight.shape[0])
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, sample_weight: Any = None) -> torch.Tensor:
-        # built from counts (beta set), a class-count mismatch is the counts' fault
-        settings = (self.validate, self.global_normalizer, self.process_group, self.beta is not None)
+        settings = (self.validate, self.global_normalizer, self.process_group, self._from_counts)
         return _loss(input, target, self.weight, sample_weight, self.options, *settings)
 
     def set_weights(self, weight: Any) -> None:
         """Replace the class weights in place (checked: ``(C,)``, finite, >= 0), for a re-weighting schedule: the
-        buffer keeps its identity, so a compiled module sees the new values without recompiling."""
+        buffer keeps its identity, so a compiled module sees the new values without recompiling. ``beta`` and
+        ``normalize`` (which the loss does not read) become None: they no longer say how the weights were made."""
         if self.weight is None:
-            raise ValueError("weight: this loss is unweighted (from_weights(None)); build it with weights to set them")
+            raise ValueError("weights: this loss is unweighted (from_weights(None)); build it with weights to set them")
         with torch.no_grad():
             self.weight.copy_(torch.from_numpy(host_class_weights(weight, self.num_classes)))
+        self.beta = self.normalize = None
 
     def extra_repr(self) -> str:
         text = f"num_classes={self.num_classes}, beta={self.beta}, normalize={self.normalize!r}, "

@@ -29,20 +29,33 @@ def test_set_weights_shows_in_the_next_call_and_rejects_bad_weights(loss):
         crit.set_weights(np.ones(4))
     with pytest.raises(ValueError, match=r"^weights"):
         crit.set_weights([1.0, -1.0, 1.0, 1.0, 1.0])
-    with pytest.raises(ValueError, match=r"^weight: this loss is unweighted"):  # nothing to re-weight
+    with pytest.raises(ValueError, match=r"^weights: this loss is unweighted"):  # nothing to re-weight
         ClassBalancedLoss.from_weights(None, loss=loss).set_weights(schedule(0))
 
 
+def test_set_weights_forgets_how_the_weights_were_made():
+    """After set_weights the repr no longer shows the beta and normalize of the weights it replaced."""
+    crit = ClassBalancedLoss(COUNTS, 0.9999, loss="focal")
+    assert "beta=0.9999, normalize='classes'" in repr(crit)
+    crit.set_weights(np.ones(5))
+    assert "beta=None, normalize=None" in repr(crit) and (crit.beta, crit.normalize) == (None, None)
+
+
+@pytest.mark.parametrize("built", ["from_weights", "from_counts"])
 @pytest.mark.parametrize("loss", ["softmax", "focal"])
-def test_set_weights_in_a_compiled_step_does_not_recompile(loss):
-    """The buffer keeps its identity: a compiled module reads the new values, with one graph and no recompile."""
+def test_set_weights_in_a_compiled_step_does_not_recompile(loss, built):
+    """The buffer keeps its identity: a compiled module reads the new values, with one graph and no recompile,
+    also where set_weights forgets the beta a module was built with (the loss does not read it)."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
     schedule = DeferredReweighting(COUNTS, 0.999, start=1)
-    crit = ClassBalancedLoss.from_weights(schedule(0), loss=loss)
+    if built == "from_weights":
+        crit = ClassBalancedLoss.from_weights(schedule(0), loss=loss)
+    else:
+        crit = ClassBalancedLoss(COUNTS, 0.9, loss=loss)
     compiled = torch.compile(crit, fullgraph=True, backend="aot_eager")
     x, y = torch.randn(6, 5), torch.randint(0, 5, (6,))
     with warnings.catch_warnings(), torch._dynamo.config.patch(error_on_recompile=True):
