@@ -34,6 +34,12 @@ def evaluate_arrays(
     check_choice("validate", validate, (True, False))
     labels_type = type(labels).__name__
     logits, labels = as_array(logits, "logits"), as_array(labels, "labels")
+    # NumPy arrays of ml_dtypes' floats (bfloat16, float8), unknown to NumPy's dtype functions, are read as float32,
+    # which holds their values exactly; the gradient goes back to their dtype (docs/conventions.md §9)
+    given_dtype = logits.dtype
+    logits, labels = (
+        x.astype(np.float32) if isinstance(x, np.ndarray) and x.dtype.kind == "V" else x for x in (logits, labels)
+    )
     xp = namespace_of(logits)
     if namespace_of(labels) is not xp:  # numbers and lists are NumPy arrays by now
         framework = type(logits).__name__
@@ -58,7 +64,7 @@ def evaluate_arrays(
     if grad is not None:
         if given.axis != last:
             grad = xp.moveaxis(grad, last, given.axis)
-        grad = xp.astype(grad, logits.dtype)
+        grad = xp.astype(grad, logits.dtype) if given_dtype == logits.dtype else grad.astype(given_dtype)
     return loss, grad
 
 
