@@ -107,8 +107,21 @@ def _bool_or_complex(value: Any) -> bool:
     return dtype is not None and any(kind in str(dtype) for kind in ("bool", "complex"))
 
 
+def _has_axes(value: Any) -> bool:
+    """Whether ``value`` is an array with axes (or of unknown rank): no scalar, though PyTorch converts a (1,)
+    tensor to a number."""
+    try:
+        return len(getattr(value, "shape", ())) != 0
+    except (TypeError, ValueError):  # a TensorFlow shape of unknown rank
+        return True
+
+
 def check_real(name: str, value: Any, low: float, high: float) -> float:
-    """A Python real in [low, high]; NaN, bools and complex numbers are rejected."""
+    """A Python real in [low, high]; NaN, bools, complex numbers and arrays with axes are rejected."""
+    # Python numbers first: under torch.compile(dynamic=True) an option is a symbolic number, whose attributes
+    # Dynamo cannot look up
+    if not isinstance(value, (int, float)) and _has_axes(value):
+        raise TypeError(f"{name}: must be a real number (a scalar), got an array of shape {tuple(value.shape)}")
     if _bool_or_complex(value) or (not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
         array_dtype = value.dtype if hasattr(type(value), "dtype") and not isinstance(value, np.generic) else None
         got = type(value).__name__ if array_dtype is None else f"an array of dtype {array_dtype}"
@@ -152,7 +165,9 @@ def check_label_smoothing(eps: Any) -> float:
 def check_ignore_index(ignore_index: Any) -> int | None:
     if ignore_index is None:
         return None
-    if _bool_or_complex(ignore_index):
+    array = not isinstance(ignore_index, (int, float))  # Python numbers first, as in check_real
+    floating = isinstance(ignore_index, float) or (array and "float" in str(getattr(ignore_index, "dtype", "")))
+    if _bool_or_complex(ignore_index) or floating or (array and _has_axes(ignore_index)):  # 2.0 is not truncated
         raise TypeError(f"ignore_index: must be an integer or None, got {ignore_index!r}")
     try:  # the comparison too: a concrete tensor inside a TensorFlow graph converts, but compares as a graph tensor
         as_int = int(ignore_index)

@@ -314,9 +314,18 @@ def test_label_smoothing_outside_unit_interval(eps):
         cbloss.class_balanced_loss(Z, Y, label_smoothing=eps)
 
 
-def test_ignore_index_not_an_integer():
+@pytest.mark.parametrize("ignore_index", [1.5, 2.0, np.float32(2.0), np.array(2.0), np.array([2])], ids=repr)
+def test_ignore_index_not_an_integer(ignore_index):
+    """A float is not truncated (as axis), and an array with axes is no scalar, whatever it holds."""
     with pytest.raises(TypeError, match=names("ignore_index")):
-        cbloss.class_balanced_loss(Z, Y, ignore_index=1.5)
+        cbloss.class_balanced_loss(Z, Y, ignore_index=ignore_index)
+
+
+@pytest.mark.parametrize("option", ["gamma", "label_smoothing"])
+@pytest.mark.parametrize("shape", [(1,), (1, 1)])
+def test_real_options_given_as_arrays_with_axes(option, shape):
+    with pytest.raises(TypeError, match=rf"^{option}: must be a real number \(a scalar\), got an array of shape"):
+        cbloss.class_balanced_loss(Z, Y, loss="focal", **{option: np.full(shape, 0.1)})
 
 
 @pytest.mark.parametrize(

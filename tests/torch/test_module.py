@@ -113,6 +113,11 @@ def test_unweighted_from_weights_none():
         (lambda: class_balanced_loss(torch.zeros(2, 3), torch.tensor([0, 1]), torch.ones(4)), ValueError, "weights"),
         (lambda: class_balanced_loss(torch.zeros(2, 3), [0, 1]), TypeError, "target"),
         (lambda: class_balanced_loss(torch.zeros(2, 3), torch.tensor([True, False])), TypeError, "target"),
+        # (1,) tensors, which PyTorch converts to numbers, are no scalar options, as NumPy's (1,) arrays are not
+        (lambda: ClassBalancedLoss(COUNTS, 0.9, loss="focal", gamma=torch.tensor([2.0])), TypeError, "gamma"),
+        (lambda: ClassBalancedLoss(COUNTS, 0.9, label_smoothing=torch.tensor([0.1])), TypeError, "label_smoothing"),
+        (lambda: ClassBalancedLoss(COUNTS, 0.9, ignore_index=torch.tensor([2])), TypeError, "ignore_index"),
+        (lambda: ClassBalancedLoss(COUNTS, 0.9, ignore_index=torch.tensor(2.0)), TypeError, "ignore_index"),
     ],
 )
 def test_errors_name_the_argument(call, error, name):
