@@ -741,8 +741,14 @@ def prepare_sample_weight(
         return xp.asarray(sample_weight, dtype=dtype, device=device)
     if not (xp.isdtype(sample_weight.dtype, "real floating") or xp.isdtype(sample_weight.dtype, "integral")):
         raise TypeError(f"sample_weight: must be real numbers, got dtype {sample_weight.dtype}")
-    cast = xp.astype(xp.asarray(sample_weight, device=device), dtype)
-    if validate and not bool(finite_and_nonnegative(xp, cast)):  # as computed: the cast may have made one inf
+    given = xp.asarray(sample_weight, device=device)
+    cast = xp.astype(given, dtype)
+    # As computed, where the cast may have made one inf, and, where it narrowed floats, as given: it may have
+    # rounded a tiny negative weight to -0.0, which passes (class weights: prepare_weights). Integers are exact.
+    narrowed = given.dtype != cast.dtype and xp.isdtype(given.dtype, "real floating")
+    if validate and not (
+        bool(finite_and_nonnegative(xp, cast)) and (not narrowed or bool(finite_and_nonnegative(xp, given)))
+    ):
         host_sample_weight(sample_weight, _host_dtype(xp, dtype))  # names what is wrong with them as given
     return cast
 

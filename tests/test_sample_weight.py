@@ -112,6 +112,16 @@ def test_bad_sample_weight_is_named(asarray, bad, error):
         cbloss.class_balanced_loss(asarray(logits), asarray(labels), weights, sample_weight=asarray(bad))
 
 
+def test_a_tiny_negative_sample_weight_is_named_though_the_cast_rounds_it_to_zero(asarray):
+    """-1e-50 in float64 is -0.0 in float32 logits' compute dtype, which passes ">= 0": checked as given too, as
+    class weights are."""
+    logits, labels, _, _, _ = _case("hard")
+    bad = np.ones(labels.shape)
+    bad.flat[1] = -1e-50
+    with pytest.raises(ValueError, match=r"^sample_weight: must be finite and >= 0"):
+        cbloss.class_balanced_loss(asarray(logits.astype(np.float32)), asarray(labels), sample_weight=asarray(bad))
+
+
 def test_module_takes_sample_weight():
     logits, labels, weights, sample_weight, _ = _case("hard")
     criterion = cbloss.ClassBalancedLoss.from_weights(weights, loss="focal")

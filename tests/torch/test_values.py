@@ -437,6 +437,10 @@ def test_wide_unsigned_weights_and_multi_hot_targets_are_read_as_numbers(dtype, 
         class_balanced_loss(z, torch.tensor(2 * t).to(dtype), **options)
     single = class_balanced_loss(z, torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor(w).to(dtype), loss=loss)
     torch.testing.assert_close(single, class_balanced_loss(z, torch.tensor([0, 1, 2, 3, 0, 1]), w.tolist(), loss=loss))
+    s = np.array([1, 0, 2, 5, 1, 3])  # sample weights too
+    got = class_balanced_loss(z, torch.tensor(t).to(dtype), sample_weight=torch.tensor(s).to(dtype), **options)
+    want = class_balanced_loss(z, torch.tensor(t).to(dtype), sample_weight=s.tolist(), **options)
+    torch.testing.assert_close(got, want, rtol=0.0, atol=0.0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
