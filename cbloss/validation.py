@@ -90,8 +90,11 @@ def multi_hot_counting(multi_label: Any) -> bool:
 
 
 def check_num_classes(num_classes: Any) -> int:
-    """The number of classes: a positive Python or NumPy integer (a bool or a float is rejected)."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+    """The number of classes: a positive Python or NumPy integer (a bool or a float is a ``TypeError``, as for
+    ``axis``; an integer below 1 a ``ValueError``)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+        raise TypeError(f"num_classes: must be a positive integer, got {num_classes!r}")
+    if num_classes < 1:
         raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
     return int(num_classes)
 

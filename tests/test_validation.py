@@ -199,10 +199,10 @@ def test_validate_labels_refuses_bool_labels_as_the_losses_do(soft):
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        (dict(num_classes=None), ValueError, r"^num_classes: must be a positive integer"),
-        (dict(num_classes=3.9), ValueError, r"^num_classes: must be a positive integer"),
-        (dict(num_classes="3"), ValueError, r"^num_classes: must be a positive integer"),
-        (dict(num_classes=True), ValueError, r"^num_classes: must be a positive integer"),
+        (dict(num_classes=None), TypeError, r"^num_classes: must be a positive integer"),
+        (dict(num_classes=3.9), TypeError, r"^num_classes: must be a positive integer"),
+        (dict(num_classes="3"), TypeError, r"^num_classes: must be a positive integer"),
+        (dict(num_classes=True), TypeError, r"^num_classes: must be a positive integer"),
         (dict(num_classes=0), ValueError, r"^num_classes: must be a positive integer"),
         (dict(axis=1.0), TypeError, r"^axis: must be an integer"),
         (dict(ignore_index="x"), TypeError, r"^ignore_index: must be an integer or None"),
