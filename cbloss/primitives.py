@@ -52,9 +52,11 @@ class Primitives:
         return e / total[..., None], m + xp.log(total)
 
     def softplus(self, x: Any) -> Any:
-        """``log(1 + exp(x))`` as ``max(x, 0) + log1p(exp(-|x|))``: no overflow, full float64 digits."""
+        """``log(1 + exp(x))`` as ``max(x, 0) + log1p(exp(-|x|))``: no overflow, full float64 digits. Zero takes
+        the side ``x >= 0``, where JAX's slope of ``|x|`` (+1) puts it: derivatives of this form (JAX's second
+        order) are then right at 0. The same in every form here that branches on the sign of ``x``."""
         xp = self.xp
-        return xp.where(x > 0, x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
+        return xp.where(x >= 0, x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
 
     def softplus_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any]:
         """``(softplus(x), sigmoid(x), sigmoid(-x))``, each with its relative digits where it is tiny:
@@ -173,7 +175,7 @@ class Primitives:
         """``(h, softplus(x) - max(x, 0), sigmoid(x) - h)`` with the step ``h`` 1 on the positive side of ``x``
         and 0 on the other, in ``x``'s dtype: ``log1p(exp(-|x|))`` and ``-+sigmoid(-|x|)``, one transcendental
         pass whose parts keep their relative digits for every finite ``x`` (``sigmoid(x) - 1`` computed as such
-        loses all of them for ``x >> 0``). Zero may fall on either side, both give the same sums. Elementwise.
+        loses all of them for ``x >> 0``). Zero falls on the positive side, as in :meth:`softplus`. Elementwise.
 
         Example:
             >>> import numpy as np
@@ -183,7 +185,7 @@ class Primitives:
             ([0.0, 1.0], ['4.248e-18', '-4.248e-18'])
         """
         xp = self.xp
-        positive = x > 0
+        positive = x >= 0
         rest, small = self.softplus_and_sigmoid(-xp.abs(x))
         return xp.astype(positive, x.dtype), rest, xp.where(positive, -small, small)
 
@@ -276,7 +278,7 @@ class SharedExpPrimitives(Primitives):
     def softplus_and_sigmoids(self, x: Any) -> tuple[Any, Any, Any]:
         xp = self.xp
         log1p_e, big, small, nonnegative = self._shared(x)
-        u = xp.where(x > 0, x, xp.zeros_like(x)) + log1p_e
+        u = xp.where(x >= 0, x, xp.zeros_like(x)) + log1p_e
         return u, xp.where(nonnegative, big, small), xp.where(nonnegative, small, big)
 
     def softplus_and_sigmoids_of_negation(self, x: Any) -> tuple[Any, Any, Any]:
@@ -291,7 +293,7 @@ class SharedExpPrimitives(Primitives):
         xp = self.xp
         log1p_e, big, small, nonnegative = self._shared(x)
         zero = xp.zeros_like(x)
-        u = xp.where(x > 0, x, zero) + log1p_e
+        u = xp.where(x >= 0, x, zero) + log1p_e
         u_minus = xp.where(x < 0, -x, zero) + log1p_e
         return u, u_minus, xp.where(nonnegative, big, small), xp.where(nonnegative, small, big)
 

@@ -12,6 +12,7 @@ import functools
 import numpy as np
 import pytest
 
+import cbloss
 from tests import oracle
 
 jax = pytest.importorskip("jax", reason="jax is not installed")
@@ -204,6 +205,40 @@ def test_hessian_equals_the_float64_reference(loss, gamma, reduction, dtype):
     if reduction != "none":  # symmetric, as a Hessian must be
         flat = np.asarray(got, dtype=np.float64).reshape(z.size, z.size)
         np.testing.assert_allclose(flat, flat.T, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize(("loss", "gamma"), LOSSES)
+def test_hessian_at_exact_zeros_and_ties(loss, gamma):
+    """Logits exactly 0 (a zero-initialised head) and exactly tied: the core's elementwise forms branch on the
+    sign of a logit, and JAX's derivative of ``|x|`` at 0 is +1, so each branch must take 0 on that side, or the
+    Hessian there is finite and wrong (the sigmoid's curvature came out negative)."""
+    z = np.array([[0.0, 0.0, 0.0, 0.0], [1.5, 1.5, -2.0, 0.0], [0.0, -3.0, 2.0, 2.0]])
+    y, w = np.array([0, 1, 3]), np.array([0.5, 1.0, 2.0, 1.5])
+    got = jax.hessian(loss_fn(loss, gamma, "mean", y, w))(jnp.asarray(z))
+    want = jax.hessian(reference_of(y, w, loss, gamma, "mean"))(jnp.asarray(z))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("loss", "gamma"), [("sigmoid", None), ("focal", 2.0), ("focal", 0.5)])
+def test_multi_hot_hessian_at_zero_logits(loss, gamma):
+    """Multi-hot targets at logits exactly 0: each element's curvature, ``w_c / N`` times the binary element's
+    second derivative at 0 (sigmoid: 1/4; focal: the central difference of the core's gradient)."""
+    z, t, w = np.zeros((2, 3)), np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]), np.array([0.5, 1.0, 2.0])
+    f = loss_fn(loss, gamma, "mean", t, w, multi_label="class", ignore_index=None)
+    got = np.asarray(jax.hessian(f)(jnp.asarray(z))).reshape(6, 6)
+    step, want = 1e-6, np.zeros((6, 6))
+    for k in range(6):  # central differences of the core's analytic gradient (NumPy, float64)
+        dz = np.zeros(6)
+        dz[k] = step
+        grads = [
+            cbloss.class_balanced_loss_and_grad(
+                z + s * dz.reshape(2, 3), t, w, loss=loss, gamma=gamma, multi_label="class"
+            )[1].reshape(6)
+            for s in (1.0, -1.0)
+        ]
+        want[:, k] = (grads[0] - grads[1]) / (2 * step)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+    assert np.all(np.diag(got) > 0)  # convex in each logit
 
 
 # ----------------------------------------------------------------------------------------------------------
