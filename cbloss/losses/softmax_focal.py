@@ -51,7 +51,9 @@ def dense(ops: Primitives, z: Any, a: Coefficients, gamma: float, with_grad: boo
     temporary, updated in place (rebound where arrays are immutable): at most four are alive at once."""
     xp = ops.xp
     top = xp.argmax(z, axis=-1)
-    top_logit = xp.max(z, axis=-1, keepdims=True)
+    # the logit at top, not a max: a derivative of these formulas (JAX's second order) then moves the shift with
+    # that logit alone, as the top entry set to exp(0) below assumes; a max's derivative is split between ties
+    top_logit = ops.take_label(z, top)[..., None]
     shifted = z - top_logit
     e = xp.exp(shifted)
     # log sum_{i != c} exp(z_i - max) for every c: for c below the top class T - e_c >= e_top = 1 >= e_c is well

@@ -219,26 +219,43 @@ def test_hessian_at_exact_zeros_and_ties(loss, gamma):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize(("loss", "gamma"), [("sigmoid", None), ("focal", 2.0), ("focal", 0.5)])
-def test_multi_hot_hessian_at_zero_logits(loss, gamma):
-    """Multi-hot targets at logits exactly 0: each element's curvature, ``w_c / N`` times the binary element's
-    second derivative at 0 (sigmoid: 1/4; focal: the central difference of the core's gradient)."""
-    z, t, w = np.zeros((2, 3)), np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]), np.array([0.5, 1.0, 2.0])
-    f = loss_fn(loss, gamma, "mean", t, w, multi_label="class", ignore_index=None)
-    got = np.asarray(jax.hessian(f)(jnp.asarray(z))).reshape(6, 6)
-    step, want = 1e-6, np.zeros((6, 6))
-    for k in range(6):  # central differences of the core's analytic gradient (NumPy, float64)
-        dz = np.zeros(6)
+def central_hessian(z, t, w, **options):
+    """Central differences of the core's analytic gradient (NumPy, float64), for targets ``t`` of ``z``'s shape."""
+    step, size = 1e-6, z.size
+    want = np.zeros((size, size))
+    for k in range(size):
+        dz = np.zeros(size)
         dz[k] = step
         grads = [
-            cbloss.class_balanced_loss_and_grad(
-                z + s * dz.reshape(2, 3), t, w, loss=loss, gamma=gamma, multi_label="class"
-            )[1].reshape(6)
+            cbloss.class_balanced_loss_and_grad(z + s * dz.reshape(z.shape), t, w, **options)[1].reshape(size)
             for s in (1.0, -1.0)
         ]
         want[:, k] = (grads[0] - grads[1]) / (2 * step)
+    return want
+
+
+@pytest.mark.parametrize(("loss", "gamma"), [("sigmoid", None), ("focal", 2.0), ("focal", 0.5)])
+def test_multi_hot_hessian_at_zero_logits(loss, gamma):
+    """Multi-hot targets at logits exactly 0: each element's curvature, ``w_c / N`` times the binary element's
+    second derivative at 0, positive (the loss is convex in each logit)."""
+    z, t, w = np.zeros((2, 3)), np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]), np.array([0.5, 1.0, 2.0])
+    f = loss_fn(loss, gamma, "mean", t, w, multi_label="class", ignore_index=None)
+    got = np.asarray(jax.hessian(f)(jnp.asarray(z))).reshape(6, 6)
+    want = central_hessian(z, t, w, loss=loss, gamma=gamma, multi_label="class")
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
-    assert np.all(np.diag(got) > 0)  # convex in each logit
+    assert np.all(np.diag(got) > 0)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_softmax_focal_hessian_at_ties_with_soft_targets(smoothing):
+    """Soft targets (and smoothing) take the dense path, which shifts each position by its top logit: by the
+    logit at argmax, so that at an exact tie the shift moves with that logit alone."""
+    z = np.array([[0.0, 0.0], [1.5, 1.5], [2.0, -1.0]])
+    t, w = np.array([[0.5, 0.5], [0.25, 0.75], [1.0, 0.0]]), np.array([1.0, 2.0])
+    options = {"loss": "softmax_focal", "gamma": 2.0, "label_smoothing": smoothing}
+    f = loss_fn(reduction="mean", y=t, w=w, ignore_index=None, **options)
+    got = np.asarray(jax.hessian(f)(jnp.asarray(z))).reshape(6, 6)
+    np.testing.assert_allclose(got, central_hessian(z, t, w, **options), rtol=1e-6, atol=1e-9)
 
 
 # ----------------------------------------------------------------------------------------------------------
