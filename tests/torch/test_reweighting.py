@@ -45,7 +45,7 @@ def test_set_weights_forgets_how_the_weights_were_made():
 @pytest.mark.parametrize("loss", ["softmax", "focal"])
 def test_set_weights_in_a_compiled_step_does_not_recompile(loss, built):
     """The buffer keeps its identity: a compiled module reads the new values, with one graph and no recompile,
-    also where set_weights forgets the beta a module was built with (the loss does not read it)."""
+    for a module built from weights and one built from counts alike."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
