@@ -14,6 +14,7 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, Literal, NamedTuple, TypedDict
 
+from ._immutable import Immutable
 from .losses import FOCAL_DEFAULT_GAMMA, LOSSES
 from .validation import check_choice, check_gamma, check_ignore_index, check_label_smoothing
 
@@ -155,7 +156,7 @@ UNREDUCED_LOSS_OPTIONS: dict[str, Option] = _table(UnreducedLossKwargs)
 WEIGHT_OPTIONS: dict[str, Option] = _table(WeightKwargs)
 
 
-class LossOptions(Mapping):
+class LossOptions(Immutable, Mapping):
     """Validated loss options: immutable, hashable (a ``jit`` static argument), read as attributes
     (``opts.loss``, ``opts.gamma``, ...). ``gamma`` is resolved: the focal default, or 0.0. ``opts.kind`` is the
     loss actually evaluated: a focal loss with gamma = 0 is its non-focal loss."""
@@ -170,9 +171,6 @@ class LossOptions(Mapping):
 
     def __getattr__(self, name: str) -> Any:  # only for names that are not options (and for type checkers)
         raise AttributeError(name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("LossOptions is immutable")
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]

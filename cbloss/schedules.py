@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._immutable import Immutable
 from .options import weight_options
 from .validation import check_beta, check_choice, check_real
 from .weights import _counts_as_float64, class_balanced_weights
@@ -35,21 +36,15 @@ def _check_epoch(epoch: Any, name: str = "epoch") -> float:
     return check_real(name, epoch, 0.0, math.inf)
 
 
-class _Schedule:
-    """Immutable: the fields are set once, checked, in ``__init__`` (a schedule with another beta or start is a
-    new schedule), so that what a schedule hands out always follows from what it was built with."""
+class _Schedule(Immutable):
+    """A schedule's fields are checked once, in ``__init__`` (a schedule with another beta or start is a new
+    schedule); its arrays are read-only."""
 
     def _set(self, **fields: Any) -> None:
-        for name, value in fields.items():
-            if isinstance(value, np.ndarray):
+        for value in fields.values():
+            if isinstance(value, np.ndarray):  # our own copies
                 value.setflags(write=False)
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable; cannot set {name!r} (build a new schedule)")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable; cannot delete {name!r}")
+        super()._set(**fields)
 
 
 class DeferredReweighting(_Schedule):

@@ -86,6 +86,9 @@ def test_options_are_immutable_and_survive_pickling_and_copying():
     opts = options.loss_options(loss="focal", gamma=0.0, label_smoothing=0.1)
     with pytest.raises(AttributeError, match="immutable"):
         opts.gamma = 2.0
+    with pytest.raises(AttributeError, match="immutable"):
+        del opts.kind  # the engine reads it on every call
+    assert opts.gamma == 0.0 and opts.kind == "sigmoid"
     for again in (pickle.loads(pickle.dumps(opts)), copy.deepcopy(opts)):
         assert again == opts and hash(again) == hash(opts) and again.kind == opts.kind == "sigmoid"
         assert len(again) == len(opts) == len(options.LOSS_OPTIONS)

@@ -18,6 +18,7 @@ from jax import lax
 from jax.experimental import checkify
 
 from .. import validation
+from .._immutable import Immutable
 from .._namespace import as_array, real_to_numpy
 from ..engine import evaluate
 from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
@@ -213,7 +214,7 @@ _FIELDS = ("weights", "options", "axis", "axis_name", "from_counts", "beta", "no
 
 @with_options_doc
 @jax.tree_util.register_pytree_node_class
-class ClassBalancedLoss:
+class ClassBalancedLoss(Immutable):
     """An immutable class-balanced loss: a pytree whose only leaf is its (C,) weights (a ``jax.Array``), so it can
     be a jit argument, a closed-over constant or part of a train state.
 
@@ -254,7 +255,7 @@ class ClassBalancedLoss:
     ):
         weight_opts, opts = split_options(options)
         weights = jnp.asarray(class_balanced_weights(samples_per_class, beta, **weight_opts))
-        self._set(weights, opts, validation.check_axis(axis), axis_name, True, float(beta), weight_opts["normalize"])
+        self._fields(weights, opts, validation.check_axis(axis), axis_name, True, float(beta), weight_opts["normalize"])
 
     @classmethod
     def from_weights(
@@ -267,18 +268,11 @@ class ClassBalancedLoss:
     @classmethod
     def _make(cls, *values: Any) -> ClassBalancedLoss:
         self = object.__new__(cls)
-        self._set(*values)
+        self._fields(*values)
         return self
 
-    def _set(self, *values: Any) -> None:
-        for name, value in zip(_FIELDS, values, strict=True):
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"ClassBalancedLoss is immutable; cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"ClassBalancedLoss is immutable; cannot delete {name!r}")
+    def _fields(self, *values: Any) -> None:
+        self._set(**dict(zip(_FIELDS, values, strict=True)))
 
     # pytree: the weights are the only leaf; the options, axis, axis_name and whether the weights come from class
     # counts (which decides the name a class-count mismatch blames) are the configuration. beta and normalize
