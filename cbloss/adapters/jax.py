@@ -19,13 +19,13 @@ from jax.experimental import checkify
 
 from .. import validation
 from .._immutable import Immutable
-from .._namespace import as_array, real_to_numpy
+from .._namespace import as_array
 from ..engine import evaluate
 from ..options import LossOptions, describe, loss_options, split_options, with_options_doc
 from ..validation import validate_labels
 from ..weights import class_balanced_weights
 from ._jax_distributed import all_reduce_counts
-from ._jax_kernels import OPS, JaxPrimitives, is_traced
+from ._jax_kernels import OPS, JaxPrimitives, index_dtype, is_traced, narrowed_on_host, on_one_axis_of_positions
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -33,11 +33,6 @@ if TYPE_CHECKING:
     from ..options import LossKwargs, ModuleKwargs
 
 __all__ = ["ClassBalancedLoss", "JaxPrimitives", "all_reduce_counts", "class_balanced_loss", "validate_labels"]
-
-
-def _index_dtype() -> Any:
-    """The engine's class-index dtype, which the labels' checks must read them in: int64, int32 without x64."""
-    return jax.dtypes.canonicalize_dtype(jnp.int64)
 
 
 # The traced path: the core's engine, with its analytic gradient as the JVP.
@@ -75,7 +70,7 @@ def _compiled(
     dtype = validation.compute_dtype(jnp, logits.dtype)
     num_classes = logits.shape[axis]
     z = jnp.moveaxis(logits.astype(dtype), axis, -1)
-    labels = validation.engine_labels(jnp, labels, soft, axis, _index_dtype(), opts.ignore_index)
+    labels = validation.engine_labels(jnp, labels, soft, axis, index_dtype(), opts.ignore_index)
     if check:  # the labels as given: soft targets' sums to their own dtype's tolerance
         rules = validation.traced_checks(jnp, labels, num_classes, soft, opts, weights, sample_weight)
         for rule in rules:
@@ -85,35 +80,14 @@ def _compiled(
         weights = jnp.ones((num_classes,), dtype)  # gathered, so an out-of-range label gives NaN for every loss
     # Constants (docs/conventions.md §10): their tangents are symbolic zeros, so the JVP rule perturbs z only.
     labels, weights, sample_weight = lax.stop_gradient((labels, weights, sample_weight))
-    positions = z.shape[:-1]
-    # softmax_focal's dense evaluation (soft targets, label smoothing) on one axis of positions: XLA feeds its class
-    # sums' matmuls a (P, C) copy of an (N, ..., C) operand, which its gradient pass then cannot share: it forms the
-    # slope again from what that was formed of, and so keeps those alive (one more (N, ..., C) buffer at the peak).
-    # The other losses fuse better in the N-D form. Not under an explicit-sharding mesh, where merging a sharded
-    # axis with others is a resharding.
-    flatten = opts.kind == "softmax_focal" and (soft or bool(opts.label_smoothing)) and len(positions) != 1
+    # softmax_focal's dense evaluation (soft targets, label smoothing) on one axis of positions; the other losses
+    # fuse better in the N-D form. Not under an explicit-sharding mesh, where merging a sharded axis with others is
+    # a resharding.
+    flatten = opts.kind == "softmax_focal" and (soft or bool(opts.label_smoothing)) and z.ndim != 2
     if not flatten or jax.typeof(z).sharding.mesh.axis_names:
         return _loss(z, labels, weights, sample_weight, opts, soft, axis_name)
-    flat = (  # -1: the number of positions may be symbolic (jax.export with a symbolic batch)
-        z.reshape(-1, num_classes),
-        labels.reshape(-1, num_classes) if soft else labels.reshape(-1),
-        weights,
-        None if sample_weight is None else sample_weight.reshape(-1),
-    )
-    loss = _loss(*flat, opts, soft, axis_name)
-    return loss.reshape(positions) if opts.reduction == "none" else loss
-
-
-def _narrowed(labels: Any, ignore_index: int | None) -> Any:
-    """Concrete integer labels wider than JAX's integers (int64 without x64), narrowed on the host without wrapping
-    (:func:`cbloss.validation.narrow_class_indices`); any other labels as they are."""
-    if isinstance(labels, jax.Array):
-        return labels
-    host = real_to_numpy(labels)
-    if host.dtype.kind not in "iu" or jax.dtypes.canonicalize_dtype(host.dtype) == host.dtype:
-        return labels
-    # to JAX's signed integers: the stand-in for a label beyond them is then never a class
-    return validation.narrow_class_indices(host, _index_dtype(), ignore_index)
+    loss = functools.partial(_loss, opts=opts, soft=soft, axis_name=axis_name)
+    return on_one_axis_of_positions(loss, z, labels, weights, sample_weight, soft, opts.reduction == "none")
 
 
 def _call(logits, labels, weights, sample_weight, opts, axis, axis_name, validate, from_counts=False) -> jax.Array:
@@ -126,13 +100,13 @@ def _call(logits, labels, weights, sample_weight, opts, axis, axis_name, validat
     # to k), and makes a tracer of a NumPy array inside jit. Class indices are narrowed here without wrapping.
     given = labels if is_traced(labels) else as_array(labels, "labels")
     logits = logits if is_traced(logits) else jnp.asarray(as_array(logits, "logits"))
-    labels = given if is_traced(given) else jnp.asarray(_narrowed(given, opts.ignore_index))
+    labels = given if is_traced(given) else jnp.asarray(narrowed_on_host(given, opts.ignore_index))
     multi_label = opts.multi_label is not None
     # the labels' dtype as given in the errors (float64 class indices are float32 here without x64)
     axis, soft = validation.check_class_axis(jnp, logits, given, axis, multi_label=multi_label)
     num_classes = logits.shape[axis]
     if not soft:  # the engine's index dtype (int32 without x64) narrows uint32 labels too
-        validation.check_ignore_index_kept(opts.ignore_index, given.dtype, _index_dtype())
+        validation.check_ignore_index_kept(opts.ignore_index, given.dtype, index_dtype())
     if from_counts and weights is not None:
         validation.check_counts_match(weights, logits, axis)  # a class-count mismatch is the counts' fault
     eager = validate is None or validate is True
@@ -287,10 +261,9 @@ class ClassBalancedLoss(Immutable):
 
     # Equality and hash agree with the pytree: the same configuration (the treedef) and equal leaves.
     def _key(self) -> tuple[Any, ...]:
-        """The configuration and the weights by value, hashable: their dtype, shape and bytes (-0.0 read as 0.0,
-        so equal values have equal bytes), or None for an unweighted loss. Traced weights have no value yet: they
-        compare by identity, which is what JAX needs when it hashes a function it is handed (``jax.jit(loss)``
-        inside a traced step)."""
+        """The configuration and the weights by value, hashable: their dtype, shape and bytes (-0.0 read as 0.0),
+        or None for an unweighted loss. Traced weights have no value yet: they compare by identity, which is what
+        JAX needs when it hashes a function it is handed (``jax.jit(loss)`` inside a traced step)."""
         config, weights = self.tree_flatten()[1], self.weights
         # a leaf that is no concrete array (a tracer, or what tree_map put there: a shape, a ShapeDtypeStruct)
         if weights is None or is_traced(weights) or not isinstance(weights, (jax.Array, np.ndarray)):
