@@ -10,6 +10,7 @@ names and ``Literal`` values), validate them with :func:`loss_options`/:func:`we
 
 from __future__ import annotations
 
+import difflib
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, Literal, NamedTuple, TypedDict
@@ -194,10 +195,17 @@ class LossOptions(Immutable, Mapping):
         return "LossOptions(" + ", ".join(f"{k}={v!r}" for k, v in self._values.items()) + ")"
 
 
-def _checked(table: dict[str, Option], given: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = [name for name in given if name not in table]
+def _check_known(given: Mapping[str, Any], known: list[str]) -> None:
+    """A ``TypeError`` naming the first of ``given`` that is not ``known``, with the option it is closest to."""
+    unknown = [name for name in given if name not in known]
     if unknown:
-        raise TypeError(f"{unknown[0]}: unknown option; the options are {list(table)}")
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TypeError(f"{unknown[0]}: unknown option; the options are {known}{hint}")
+
+
+def _checked(table: dict[str, Option], given: Mapping[str, Any]) -> dict[str, Any]:
+    _check_known(given, list(table))
     return {name: option.check(given.get(name, option.default)) for name, option in table.items()}
 
 
@@ -234,9 +242,7 @@ def weight_options(**options: Any) -> dict[str, Any]:
 
 def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], LossOptions]:
     """A module's ``**options`` as (validated weight options, validated loss options)."""
-    unknown = [name for name in options if name not in WEIGHT_OPTIONS and name not in LOSS_OPTIONS]
-    if unknown:
-        raise TypeError(f"{unknown[0]}: unknown option; the options are {[*LOSS_OPTIONS, *WEIGHT_OPTIONS]}")
+    _check_known(options, [*LOSS_OPTIONS, *WEIGHT_OPTIONS])
     weight = {k: v for k, v in options.items() if k in WEIGHT_OPTIONS}
     loss = {k: v for k, v in options.items() if k not in WEIGHT_OPTIONS}
     return weight_options(**weight), loss_options(**loss)

@@ -61,13 +61,24 @@ def test_each_option_is_checked_naming_itself(name, bad):
         cbloss.class_balanced_loss(np.zeros((2, 3)), np.array([0, 1]), **kwargs)
 
 
-def test_unknown_option_is_a_type_error_naming_it():
-    with pytest.raises(TypeError, match=r"^label_smooting: unknown option"):
-        cbloss.class_balanced_loss(np.zeros((2, 3)), np.array([0, 1]), label_smooting=0.1)
+@pytest.mark.parametrize(
+    "misspelt, meant", [("label_smooting", "label_smoothing"), ("gama", "gamma"), ("reductions", "reduction")]
+)
+def test_unknown_option_is_a_type_error_naming_it_and_the_option_it_is_close_to(misspelt, meant):
+    with pytest.raises(TypeError, match=rf"^{misspelt}: unknown option; .*; did you mean '{meant}'\?$"):
+        cbloss.class_balanced_loss(np.zeros((2, 3)), np.array([0, 1]), **{misspelt: 0.1})
+
+
+def test_an_unknown_option_close_to_none_gets_no_guess():
+    with pytest.raises(TypeError, match=r"^sample_weights: unknown option; the options are \[[^]]*\]$"):
+        cbloss.class_balanced_loss(np.zeros((2, 3)), np.array([0, 1]), sample_weights=np.ones(2))
 
 
 def test_unknown_module_option_lists_the_weight_options_too():
-    with pytest.raises(TypeError, match=r"^normalise: unknown option; the options are \[.*'normalize', 'zero_count'\]"):
+    with pytest.raises(
+        TypeError,
+        match=r"^normalise: unknown option; the options are \[.*'normalize', 'zero_count'\]; did you mean 'normalize'",
+    ):
         cbloss.ClassBalancedLoss([1, 2], 0.9, normalise="samples")
 
 
