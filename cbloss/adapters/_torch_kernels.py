@@ -13,6 +13,7 @@ import array_api_compat.torch as xp
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch._subclasses.fake_tensor import FakeTensor
 
 from ..engine import multi_hot_weights
 from ..options import LossOptions
@@ -31,6 +32,7 @@ __all__ = [
     "cross_entropy",
     "in_compute_dtype",
     "ops_for",
+    "traced",
 ]
 
 # F.softplus returns x itself above `threshold`. log1p(exp(-x)) is below half an ulp of x once x > 37 in float64
@@ -67,6 +69,14 @@ torch.library.register_fake(
 _take_weights = torch.ops.cbloss.take_weights.default
 
 
+def traced(x: torch.Tensor) -> bool:
+    """Whether ``x`` is traced into a graph rather than computed, so that its values cannot be read: under Dynamo
+    (``torch.compile``, a strict ``torch.export``), whose answer is fixed while it traces, or a fake tensor (what a
+    non-strict ``torch.export`` runs this code on). Not ``torch.compiler.is_compiling()``: one thread's compile or
+    export sets that for every thread, and an eager call in another would then skip its checks."""
+    return torch.compiler.is_dynamo_compiling() or isinstance(x, FakeTensor)
+
+
 def in_compute_dtype(input: torch.Tensor) -> torch.Tensor:
     """``input`` in its compute dtype (docs/conventions.md §9): itself when it is in it already, as a cast to the
     same dtype is still an operator call."""
@@ -94,7 +104,9 @@ def constant(x: Any, host_check: Callable[..., Any] | None = None, dtype: torch.
     ``try`` would run the whole loss eagerly."""
     if isinstance(x, torch.Tensor):
         return x.detach() if x.requires_grad else x
-    return _from_host(host_check, x, dtype == torch.float64) if x is not None and torch.compiler.is_compiling() else x
+    if x is None or not torch.compiler.is_dynamo_compiling():
+        return x
+    return _from_host(host_check, x, dtype == torch.float64)
 
 
 @torch.compiler.disable
@@ -107,7 +119,7 @@ def cast_weights(weights: Any, dtype: torch.dtype) -> Any:
     soft targets). Under ``torch.compile`` the cast is an opaque kernel that runs once into a (C,) buffer: as a
     plain cast the compiler inlines it into every loop that reads the weights and converts them again at each
     element (the module's weights are float64). Elsewhere the weights come back as they are."""
-    if not (torch.compiler.is_compiling() and isinstance(weights, torch.Tensor) and weights.dtype != dtype):
+    if not (isinstance(weights, torch.Tensor) and traced(weights) and weights.dtype != dtype):
         return weights
     return _cast_weights(weights, dtype)
 
@@ -142,7 +154,7 @@ class TorchPrimitives(Primitives):
 
     def softmax_and_logsumexp(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         view, dim = _memory_layout(x)
-        if dim == -1 and torch.compiler.is_compiling():
+        if dim == -1 and traced(x):
             # classes contiguous in memory: the compiler fuses the core's one-exp form into its two reductions
             return super().softmax_and_logsumexp(x)
         # The fused softmax kernel keeps its normaliser S to itself, but its largest entry is exp(0) / S, so
@@ -154,28 +166,28 @@ class TorchPrimitives(Primitives):
         return F.softplus(x, 1.0, _SOFTPLUS_THRESHOLD)
 
     def softplus_and_sigmoids(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if torch.compiler.is_compiling():
+        if traced(x):
             return _in_memory_order(_SHARED_EXP.softplus_and_sigmoids, x)
         # torch.sigmoid keeps the relative digits of a tiny sigmoid(+-x), as the generic exp(-softplus) does;
         # sigmoid(-x) is taken in place of -x, our own temporary (one allocation fewer).
         return self.softplus(x), torch.sigmoid(x), torch.neg(x).sigmoid_()
 
     def softplus_and_sigmoids_(self, fresh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if torch.compiler.is_compiling():
+        if traced(fresh):
             return _in_memory_order(_SHARED_EXP.softplus_and_sigmoids, fresh)
         # The caller hands `fresh` over: sigmoid(-x) is taken in place of it once the other two have read it.
         softplus, sigmoid = self.softplus(fresh), torch.sigmoid(fresh)
         return softplus, sigmoid, fresh.neg_().sigmoid_()
 
     def softplus_and_sigmoids_of_negation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if torch.compiler.is_compiling():
+        if traced(x):
             return _in_memory_order(_SHARED_EXP.softplus_and_sigmoids_of_negation, x)
         return super().softplus_and_sigmoids_of_negation(x)
 
     def softplus_pair_and_sigmoids(
         self, x: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        if torch.compiler.is_compiling():
+        if traced(x):
             return _in_memory_order(_SHARED_EXP.softplus_pair_and_sigmoids, x)
         # Four kernels for both sides; sigmoid(-x) is taken in place of -x, our own temporary, once softplus(-x)
         # has read it.
@@ -199,7 +211,7 @@ class TorchPrimitives(Primitives):
         total: bool = False,
     ) -> _Pair:
         block = _BLOCK.get(z.device.type, _DEVICE_BLOCK)
-        if torch.compiler.is_compiling() or z.ndim < 2 or z.numel() <= block:
+        if traced(z) or z.ndim < 2 or z.numel() <= block:
             return evaluate(z, per_element)
         # A block of leading rows at a time (a row too large: one at a time, split further), each block's gradient
         # written into the one result as soon as it is formed, so that only a block's temporaries are ever alive.
@@ -220,7 +232,7 @@ class TorchPrimitives(Primitives):
         return (torch.cat(values) if rows else torch.stack(values)), grad
 
     def softplus_and_sigmoid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if torch.compiler.is_compiling():
+        if traced(x):
             return _in_memory_order(_SHARED_EXP.softplus_and_sigmoid, x)
         return self.softplus(x), torch.sigmoid(x)
 
@@ -235,7 +247,7 @@ class TorchPrimitives(Primitives):
         return step, rest, signed
 
     def class_sum(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        if x.ndim < 2 or x.stride(-1) == 1 or torch.compiler.is_compiling():
+        if x.ndim < 2 or x.stride(-1) == 1 or traced(x):
             return super().class_sum(x, weights)
         # A class-last view of class planes (a dense (N, C, d1, ...) tensor, or a block of one sample's): reduced
         # along the planes, one matrix-vector product per sample, where a product on the view would copy it
@@ -252,7 +264,7 @@ class TorchPrimitives(Primitives):
         return sums.view(x.shape[:-1])
 
     def class_total(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        if torch.compiler.is_compiling():  # one reduction of the products, in x's memory order, fused with x's pass
+        if traced(x):  # one reduction of the products, in x's memory order, fused with x's pass
             return torch.sum(x if weights is None else x * weights)
         return super().class_total(x, weights)
 
@@ -268,7 +280,7 @@ class TorchPrimitives(Primitives):
         return fresh
 
     def take_weights(self, weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if labels.ndim >= 2 and torch.compiler.is_compiling():
+        if labels.ndim >= 2 and traced(labels):
             # Positions over several dims (dense inputs, classes in dim 1): the compiled loops over the logits run
             # along the positions, where a gather inlined into them is a scalar loop per element. As an opaque
             # kernel it runs once into a buffer of the positions' weights, which those loops read as a vector.
@@ -288,12 +300,12 @@ class _SelectAtLabel(TorchPrimitives):
     scatter keeps it saved for the backward (a scatter is no operator the partitioner recomputes)."""
 
     def put_at_label_(self, fresh: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
-        if torch.compiler.is_compiling() and _memory_layout(fresh)[1] == 1:
+        if traced(fresh) and _memory_layout(fresh)[1] == 1:
             return _select_at_label(fresh, labels, values)
         return super().put_at_label_(fresh, labels, values)
 
     def class_sum_with_label_(self, fresh: torch.Tensor, labels: torch.Tensor, values: Any) -> torch.Tensor:
-        if not torch.compiler.is_compiling():
+        if not traced(fresh):
             return super().class_sum_with_label_(fresh, labels, values)
         return torch.sum(_select_at_label(fresh, labels, values), dim=-1)
 

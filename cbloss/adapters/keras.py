@@ -86,9 +86,9 @@ def _concrete(x: Any) -> bool:
         import jax
 
         return not isinstance(x, jax.core.Tracer)
-    import torch
+    from ._torch_kernels import traced
 
-    return not torch.compiler.is_compiling()
+    return not traced(x)
 
 
 def _current(variable: keras.Variable, like: Any) -> Any:

@@ -35,6 +35,7 @@ from ._torch_kernels import (
     constant,
     cross_entropy,
     ops_for,
+    traced,
 )
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class _CoreGradient(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output, grad_of_grad):
         # Dynamo traces this with every gradient present; AOTAutograd rejects double backward itself.
-        if grad_of_grad is not None and not torch.compiler.is_compiling():
+        if grad_of_grad is not None and not traced(grad_of_grad):
             raise RuntimeError(_DOUBLE_BACKWARD)
         if grad_output is None:
             return None, None, None, None, None
@@ -114,8 +115,8 @@ def _loss(input, target, weight, sample_weight, opts, validate, global_normalize
             flags = (validate, global_normalizer, group, from_counts, names)
             return _loss(input, target, weight, sample_weight, opts, *flags)
     class_dim = 1 if input.ndim >= 2 else 0
-    # Reading values synchronises with a GPU; a compiled graph or the meta device has none to read.
-    check = validate and device != "meta" and not torch.compiler.is_compiling()
+    # Reading values synchronises with a GPU; a traced graph or the meta device has none to read.
+    check = validate and device != "meta" and not traced(input)
     dtype = compute_dtype(xp, input.dtype)
     target, weight = constant(target), constant(weight, host_class_weights, dtype)
     sample_weight = constant(sample_weight, host_sample_weight, dtype)

@@ -480,6 +480,41 @@ def test_exported_program_saves_loads_and_matches_eager(options, target):
     torch.testing.assert_close(program.module()(x, y), crit(x, y))
 
 
+def test_eager_calls_keep_their_checks_while_another_thread_traces():
+    """torch.compiler.is_compiling() is one flag for the whole process, set while any thread compiles or exports:
+    an eager call in another thread must still check its values (a negative weight, soft targets that do not sum
+    to 1), refuse double backward, and give eager's numbers. Here a non-strict torch.export is held inside a
+    module's forward in a second thread while this one calls the losses."""
+    import threading
+
+    inside, release = threading.Event(), threading.Event()
+
+    class Paused(torch.nn.Module):
+        def forward(self, a):
+            inside.set()
+            release.wait(60)
+            return a * 2
+
+    exporter = threading.Thread(target=lambda: torch.export.export(Paused(), (torch.randn(2),), strict=False))
+    exporter.start()
+    try:
+        assert inside.wait(60) and torch.compiler.is_compiling()  # the process-wide flag is set meanwhile
+        x, y = torch.randn(4, 5), torch.tensor([0, 1, 4, 2])
+        with pytest.raises(ValueError, match=r"^weight"):
+            class_balanced_loss(x, y, torch.tensor([1.0, -5.0, 1.0, 1.0, 1.0]))
+        with pytest.raises(ValueError, match=r"^target"):
+            class_balanced_loss(x, torch.full((4, 5), 0.5))
+        crit = ClassBalancedLoss(COUNTS, 0.99, loss="focal")
+        z = x.clone().requires_grad_()
+        (grad,) = torch.autograd.grad(crit(z, y), z, create_graph=True)
+        with pytest.raises(RuntimeError, match="double backward"):
+            grad.sum().backward()
+    finally:
+        release.set()
+        exporter.join()
+    torch.testing.assert_close(grad.detach(), torch.autograd.grad(crit(z, y), z)[0], rtol=0, atol=0)
+
+
 def _write_half(crit):
     with torch.no_grad():
         crit.weight.mul_(0.5)
