@@ -18,11 +18,12 @@ from torch._subclasses.fake_tensor import FakeTensor
 from ..engine import multi_hot_weights
 from ..options import LossOptions
 from ..primitives import Primitives, SharedExpPrimitives
-from ..reductions import hard_shares, reduction_factor, soft_shares
+from ..reductions import hard_shares, reduction_factor, scaled_gradient, soft_shares
 from ..targets import label_weights
 from ..validation import compute_dtype
 
 __all__ = [
+    "DOUBLE_BACKWARD",
     "OPS",
     "TorchPrimitives",
     "binary_cross_entropy",
@@ -31,6 +32,7 @@ __all__ = [
     "constant",
     "cross_entropy",
     "in_compute_dtype",
+    "input_gradient",
     "ops_for",
     "traced",
 ]
@@ -75,6 +77,23 @@ def traced(x: torch.Tensor) -> bool:
     non-strict ``torch.export`` runs this code on). Not ``torch.compiler.is_compiling()``: one thread's compile or
     export sets that for every thread, and an eager call in another would then skip its checks."""
     return torch.compiler.is_dynamo_compiling() or isinstance(x, FakeTensor)
+
+
+DOUBLE_BACKWARD = "cbloss: double backward is not supported for this loss (its gradient is analytic, not traced)"
+
+
+def input_gradient(
+    grad: torch.Tensor, grad_output: torch.Tensor, reduction: str, class_dim: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """The input's gradient from the core's (class dim last): back in the input's layout first (a view), so that
+    the product runs along its memory, not across it; a new tensor, never ``grad`` (the caller may change what it
+    receives in place), in the input's dtype."""
+    if class_dim != grad.ndim - 1:
+        grad = grad.movedim(-1, class_dim)
+    if grad_output.dtype != grad.dtype:
+        grad_output = grad_output.to(grad.dtype)
+    scaled = scaled_gradient(xp, grad, grad_output, reduction, class_dim)
+    return scaled if scaled.dtype == dtype else scaled.to(dtype)
 
 
 def in_compute_dtype(input: torch.Tensor) -> torch.Tensor:

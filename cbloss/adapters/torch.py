@@ -1,9 +1,10 @@
 """PyTorch adapter: :class:`ClassBalancedLoss` (a ``torch.nn.Module``) and :func:`class_balanced_loss`.
 
 The class dimension is 1, like ``F.cross_entropy`` (docs/conventions.md §8). The adapter converts, validates (§11),
-registers the core's analytic gradient (:mod:`cbloss.losses`) with a :class:`torch.autograd.Function` (§10) and
-picks PyTorch's kernels where they compute the core's definition (§13, :mod:`cbloss.adapters._torch_kernels`);
-its ``torch.distributed`` bindings are :mod:`cbloss.adapters._torch_distributed`'s."""
+registers the core's analytic gradient (:mod:`cbloss.losses`) with a :class:`torch.autograd.Function` (§10; under
+``torch.export`` with the operator of :mod:`cbloss.adapters._torch_export`) and picks PyTorch's kernels where they
+compute the core's definition (§13, :mod:`cbloss.adapters._torch_kernels`); its ``torch.distributed`` bindings are
+:mod:`cbloss.adapters._torch_distributed`'s."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 
 from ..engine import evaluate
 from ..options import describe, loss_options, split_options, with_options_doc
-from ..reductions import MEANS, scaled_gradient
+from ..reductions import MEANS
 from ..validation import (
     check_choice,
     check_counts_match,
@@ -27,13 +28,16 @@ from ..validation import (
 from ..weights import class_balanced_weights
 from . import _torch_distributed as distributed
 from ._torch_distributed import all_reduce_counts
+from ._torch_export import exported_loss, exporting
 from ._torch_kernels import (
+    DOUBLE_BACKWARD,
     TorchPrimitives,
     binary_cross_entropy,
     cast_weights,
     compute_layout,
     constant,
     cross_entropy,
+    input_gradient,
     ops_for,
     traced,
 )
@@ -44,8 +48,6 @@ if TYPE_CHECKING:
     from ..options import LossKwargs, ModuleKwargs
 
 __all__ = ["ClassBalancedLoss", "TorchPrimitives", "all_reduce_counts", "class_balanced_loss"]
-
-_DOUBLE_BACKWARD = "cbloss: double backward is not supported for this loss (its gradient is analytic, not traced)"
 
 
 class _CoreGradient(torch.autograd.Function):
@@ -73,18 +75,11 @@ class _CoreGradient(torch.autograd.Function):
     def backward(ctx, grad_output, grad_of_grad):
         # Dynamo traces this with every gradient present; AOTAutograd rejects double backward itself.
         if grad_of_grad is not None and not traced(grad_of_grad):
-            raise RuntimeError(_DOUBLE_BACKWARD)
+            raise RuntimeError(DOUBLE_BACKWARD)
         if grad_output is None:
             return None, None, None, None, None
-        # Back in the input's layout first (a view), so that the product runs along its memory, not across it.
-        grad = ctx.saved_tensors[0]
-        if ctx.class_dim != grad.ndim - 1:
-            grad = grad.movedim(-1, ctx.class_dim)
-        if grad_output.dtype != grad.dtype:
-            grad_output = grad_output.to(grad.dtype)
-        # A new tensor, never the saved one: the caller may change what it receives in place.
-        scaled = scaled_gradient(xp, grad, grad_output, ctx.reduction, ctx.class_dim)
-        return (scaled if scaled.dtype == ctx.dtype else scaled.to(ctx.dtype)), None, None, None, None
+        grad = input_gradient(ctx.saved_tensors[0], grad_output, ctx.reduction, ctx.class_dim, ctx.dtype)
+        return grad, None, None, None, None
 
 
 # Function.apply binds its arguments with inspect.signature(forward) at every call, reading __signature__ first.
@@ -134,6 +129,10 @@ def _loss(input, target, weight, sample_weight, opts, validate, global_normalize
         return cross_entropy(input, labels, w, opts, soft, class_dim, sw, global_sum, check)
     if opts.kind == "sigmoid" and opts.multi_label is not None:
         return binary_cross_entropy(input, labels, w, opts, class_dim, sw, global_sum)
+    if exporting(input):
+        if global_sum is not None:
+            raise ValueError("global_normalizer: an exported program cannot hold its all_reduce; export without it")
+        return exported_loss(input, labels, w, sw, opts, soft)
     if torch.is_grad_enabled() and input.requires_grad:
         return _CoreGradient.apply(input, labels, w, sw, (opts, soft, class_dim, global_sum))[0]
     z = compute_layout(input, class_dim)  # no gradient wanted: the value alone

@@ -480,6 +480,66 @@ def test_exported_program_saves_loads_and_matches_eager(options, target):
     torch.testing.assert_close(program.module()(x, y), crit(x, y))
 
 
+class _HeadAndLoss(torch.nn.Module):
+    """A linear head and a cbloss module, as a model exported with its loss for training."""
+
+    def __init__(self, head_init: float | None, **options):
+        super().__init__()
+        self.head = torch.nn.Linear(4, 5, dtype=torch.float64)
+        if head_init is not None:  # a zero-initialised head gives logits exactly 0
+            torch.nn.init.constant_(self.head.weight, head_init)
+            torch.nn.init.constant_(self.head.bias, head_init)
+        self.loss = ClassBalancedLoss(COUNTS, 0.99, **options)
+
+    def forward(self, x, target):
+        return self.loss(self.head(x), target)
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["non-strict", "strict"])
+@pytest.mark.parametrize("head_init", [None, 0.0], ids=["random-head", "zero-head"])
+@pytest.mark.parametrize(
+    "options, target",
+    [
+        ({"loss": "focal", "gamma": 0.5}, "indices"),
+        ({"loss": "focal", "reduction": "none"}, "indices"),
+        ({"loss": "softmax_focal", "gamma": 0.5}, "indices"),
+        ({"loss": "sigmoid", "label_smoothing": 0.1}, "indices"),
+        ({"loss": "softmax_focal"}, "soft"),
+        ({"loss": "focal", "multi_label": "class"}, "multi-hot"),
+    ],
+    ids=["focal", "focal-none", "softmax-focal", "sigmoid-smoothed", "softmax-focal-soft", "focal-multi-hot"],
+)
+def test_exported_program_trains_with_the_analytic_gradient(options, target, head_init, strict):
+    """A model exported with its loss (strict or not) gives eager's loss and eager's analytic gradients for the
+    model's parameters, also at logits exactly 0 (where the formulas' own derivative differs), after a save and
+    load; double backward through it raises, as eagerly."""
+    import io
+
+    torch.manual_seed(0)
+    model = _HeadAndLoss(head_init, **options)
+    x = torch.randn(6, 4, dtype=torch.float64)
+    y = {
+        "indices": torch.randint(0, 5, (6,)),
+        "soft": torch.softmax(torch.randn(6, 5, dtype=torch.float64), -1),
+        "multi-hot": (torch.rand(6, 5) < 0.4).double(),
+    }[target]
+    buffer = io.BytesIO()
+    torch.export.save(torch.export.export(model, (x, y), strict=strict), buffer)
+    buffer.seek(0)
+    exported = torch.export.load(buffer).module()
+    exported.load_state_dict(model.state_dict(), strict=False)
+    params = [model.head.weight, model.head.bias]
+    expected = model(x, y)
+    expected_grads = torch.autograd.grad(expected.sum(), params)
+    value = exported(x, y)
+    grads = torch.autograd.grad(value.sum(), [exported.head.weight, exported.head.bias], create_graph=True)
+    torch.testing.assert_close(value, expected, rtol=1e-13, atol=1e-15)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-15)
+    with pytest.raises(RuntimeError, match="double backward"):
+        grads[0].sum().backward()
+
+
 def test_eager_calls_keep_their_checks_while_another_thread_traces():
     """torch.compiler.is_compiling() is one flag for the whole process, set while any thread compiles or exports:
     an eager call in another thread must still check its values (a negative weight, soft targets that do not sum
