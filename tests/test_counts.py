@@ -85,11 +85,12 @@ def test_counts_beyond_int32_sum_exactly(int32_transport):
     [
         ([np.array([4, -1, 2])], ValueError, r"^samples_per_class: counts must be finite and >= 0; classes \[1\]"),
         ([np.array([4, 1.5, 2])], ValueError, r"^samples_per_class: counts must be whole numbers"),
+        ([np.array([2.0**53, 1.0])], ValueError, r"^samples_per_class: counts must be whole numbers \(below 2\*\*53\)"),
         ([np.ones((3, 2))], ValueError, r"^samples_per_class: must be a non-empty 1-D sequence"),
         ([["a", "b", "c"]], TypeError, r"^samples_per_class: must be real numbers"),
         (ValueError("samples_per_class: 3 per-replica counts were given"), ValueError, r"^samples_per_class: 3 per"),
     ],
-    ids=["negative", "fractional", "2-D", "strings", "local-error"],
+    ids=["negative", "fractional", "2**53", "2-D", "strings", "local-error"],
 )
 def test_invalid_counts_on_one_process_are_an_error_on_every_process(bad, error, message):
     good = [np.array([4, 1, 2])]

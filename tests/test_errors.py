@@ -597,6 +597,23 @@ def test_gamma_beyond_the_compute_dtype_is_named(asarray, loss):
     assert np.all(np.isfinite(np.asarray(grad)))
 
 
-def test_ignore_index_beyond_int64_is_named():
-    with pytest.raises(ValueError, match=names("ignore_index")):
-        cbloss.class_balanced_loss(Z, np.array([0, 1, 2], dtype=np.int8), ignore_index=2**70)
+@pytest.mark.parametrize("ignore_index", [2**70, 2**63, -(2**63) - 1], ids=["2**70", "2**63", "-2**63-1"])
+def test_ignore_index_beyond_int64_is_named(ignore_index):
+    """int64 ends at 2**63 - 1 and starts at -2**63: one past either end is refused, not wrapped."""
+    with pytest.raises(ValueError, match=names("ignore_index") + ": must fit in int64"):
+        cbloss.class_balanced_loss(Z, np.array([0, 1, 2], dtype=np.int8), ignore_index=ignore_index)
+
+
+def test_weights_just_beyond_float32_are_named_where_the_loss_is_float32():
+    """5e38 is beyond float32's largest (3.4e38) by less than 2x: refused for a float32 loss (it would be inf)."""
+    with pytest.raises(ValueError, match=r"^weights: must be at most 3.402823e\+38"):
+        cbloss.class_balanced_loss(np.zeros((2, 2), np.float32), np.array([0, 1]), [1.0, 5e38], reduction="sum")
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_a_module_built_from_too_few_counts_blames_the_counts(axis):
+    """A neutral module built from 4 class counts, called on logits with 5 classes (class axis given as -1 or 1):
+    the error names samples_per_class, what the user passed, not the weights made from it."""
+    loss = cbloss.ClassBalancedLoss([10, 20, 30, 40], 0.9, axis=axis)
+    with pytest.raises(ValueError, match=rf"^samples_per_class: 4 class counts .* class axis \({axis}\) has 5"):
+        loss(np.zeros((2, 5)), np.array([0, 1]))

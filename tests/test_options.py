@@ -167,3 +167,14 @@ def test_the_docs_loss_tables_are_the_registry():
     assert rows == [[name, spec.formula] for name, spec in LOSSES.items()]
     readme = _table_rows("README.md", "| `loss=` | per-position loss")
     assert [row[0].split('"')[0].strip() for row in readme] == list(LOSSES)
+
+
+@pytest.mark.parametrize("build", ["options", "module"])
+def test_an_infinite_gamma_is_refused_when_the_options_are_made(build):
+    """gamma = inf is no focusing strength (q**inf is 0 or NaN): refused where the options are read, not at the
+    first call with a message about the compute dtype."""
+    with pytest.raises(ValueError, match=r"^gamma: must be finite, got inf"):
+        if build == "options":
+            options.loss_options(loss="focal", gamma=math.inf)
+        else:
+            cbloss.ClassBalancedLoss([1, 2], 0.9, loss="focal", gamma=math.inf)

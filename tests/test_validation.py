@@ -51,6 +51,7 @@ SOFT_TARGETS = [
     ([[0.25, 0.75], [1.0, 0.0]], None),
     ([[0.5, 0.75], [1.0, 0.0]], "labels: soft targets must sum to 1 along the class axis, off by up to 0.25"),
     ([[0.5, 0.4], [1.0, 0.0]], "labels: soft targets must sum to 1 along the class axis, off by up to 0.1"),
+    ([[0.5, 0.55], [1.0, 0.0]], "labels: soft targets must sum to 1 along the class axis, off by up to 0.05"),
     ([[-0.5, 1.5], [1.0, 0.0]], "labels: soft targets must be finite probabilities >= 0 (found negative or NaN)"),
     ([[np.nan, 1.0], [1.0, 0.0]], "labels: soft targets must be finite probabilities >= 0 (found negative or NaN)"),
 ]
@@ -216,3 +217,10 @@ def test_validate_labels_checks_its_own_arguments(kwargs, error, message):
     arguments = dict(num_classes=3) | kwargs
     with pytest.raises(error, match=message):
         cbloss.validate_labels(np.array([0, 1]), **arguments)
+
+
+def test_a_float_label_at_2_63_is_out_of_range_not_the_ignored_value():
+    """2.0**63 is beyond int64, whose cast would wrap it to -2**63: with that as ignore_index the label would be
+    ignored silently. It is out of range."""
+    with pytest.raises(ValueError, match=r"^labels: class indices must be in \[0, 3\), got \[9.22"):
+        cbloss.validate_labels(np.array([0.0, 2.0**63]), 3, soft=False, ignore_index=-(2**63))

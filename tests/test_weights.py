@@ -293,3 +293,47 @@ def test_count_reads_a_loaders_targets_at_its_sampled_indices():
     assert want.tolist() != COUNTS.tolist()
     # no sampler: iterated (it yields nothing), not read from the dataset's targets
     _check_counts(cbloss.count_samples_per_class(_Loader(dataset, labels), 5), [0, 0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("normalize", NORMALIZE, ids=str)
+def test_zero_count_zero_needs_one_class_with_samples(normalize):
+    """All classes empty: no weights can be made with zero_count="zero" (all zeros would silence the loss)."""
+    with pytest.raises(ValueError, match=r"^samples_per_class: every class has 0 samples"):
+        cbloss.class_balanced_weights([0, 0], 0.9, zero_count="zero", normalize=normalize)
+
+
+class _StaleTargets:
+    """A dataset whose stored ``targets`` do not match what it yields (one entry too many): it is iterated."""
+
+    def __init__(self):
+        self.targets = [0, 1, 2]
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        if index >= 2:
+            raise IndexError(index)
+        return np.zeros(1), 1
+
+
+def test_count_iterates_a_dataset_whose_stored_targets_do_not_match_its_length():
+    np.testing.assert_array_equal(cbloss.count_samples_per_class(_StaleTargets(), 3), [0, 2, 0])
+
+
+class _TransformedTargets(_StaleTargets):
+    """A dataset whose items pass their stored label through ``target_transform`` (torchvision's): it is iterated,
+    since the stored ``targets`` are not what it yields."""
+
+    def __init__(self):
+        self.targets = [0, 1]
+        self.target_transform = lambda label: 2
+
+    def __getitem__(self, index):
+        if index >= 2:
+            raise IndexError(index)
+        return np.zeros(1), self.target_transform(self.targets[index])
+
+
+def test_count_iterates_a_dataset_with_a_target_transform():
+    np.testing.assert_array_equal(cbloss.count_samples_per_class(_TransformedTargets(), 3), [0, 0, 2])

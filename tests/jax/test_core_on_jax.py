@@ -76,3 +76,17 @@ def test_weights_from_bfloat16_counts():
     counts = jnp.asarray([300.0, 60.0, 12.0, 3.0, 0.5], dtype=jnp.bfloat16)
     expected = cbloss.class_balanced_weights(np.asarray(counts, dtype=np.float64), 0.99)
     np.testing.assert_array_equal(cbloss.class_balanced_weights(counts, 0.99), expected)
+
+
+def test_numpy_bfloat16_weights_and_counts_are_read_as_float32():
+    """NumPy arrays of ml_dtypes' bfloat16 (which JAX installs) as class weights or class counts: read as float32,
+    which holds each of their values exactly (docs/conventions.md §9), as logits and labels of that dtype are."""
+    import ml_dtypes
+
+    z, y = np.array([[2.0, 0.0], [0.0, 1.0]]), np.array([0, 1])
+    weights = np.array([1.0, 0.5], ml_dtypes.bfloat16)
+    value = cbloss.class_balanced_loss(z, y, weights)
+    assert float(value) == float(cbloss.class_balanced_loss(z, y, weights.astype(np.float32)))
+    counts = np.array([10, 100], ml_dtypes.bfloat16)
+    expected = cbloss.class_balanced_weights(counts.astype(np.float32), 0.9)
+    np.testing.assert_array_equal(cbloss.class_balanced_weights(counts, 0.9), expected)

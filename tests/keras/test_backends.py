@@ -238,6 +238,35 @@ def test_an_ignore_index_beyond_int32_is_not_wrapped():
     np.testing.assert_allclose(float(loss(labels, z)), np.sum(ref.value), rtol=1e-6)
 
 
+def test_a_class_index_beyond_the_backends_integers_is_never_the_ignored_value():
+    """A float class index beyond the backend's integers (int32 for JAX without x64) has no defined cast there: it
+    could saturate to an ignore_index at that end. Unchecked, it is out of range as on every backend
+    (docs/keras.md): NaN for JAX, and PyTorch's and TensorFlow's own gathers refuse it."""
+    z = np.zeros((2, 3), np.float32)
+    loss = ClassBalancedLoss(weights=[1.0, 1.0, 1.0], ignore_index=-(2**31), validate=False, reduction="none")
+    labels = np.array([0.0, -3e9], np.float32)
+    if BACKEND != "jax":
+        with pytest.raises(Exception, match="-3000000000"):
+            loss(labels, z)
+        return
+    values = np.asarray(loss(labels, z))
+    np.testing.assert_allclose(values[0], np.log(3.0), rtol=1e-6)
+    assert np.isnan(values[1])
+
+
+@pytest.mark.parametrize("multi_label", [None, "class"])
+@pytest.mark.parametrize("loss", ["sigmoid", "focal"])
+def test_one_class_targets_of_shape_n_1_are_targets_not_class_indices(loss, multi_label):
+    """With one class, (N, 1) targets have the logits' shape: they are targets (soft, which with one class are all
+    1, or multi-hot), not class indices to squeeze (index 1 would be out of range)."""
+    z = np.array([[2.0], [-1.0], [0.5]], np.float32)
+    t = np.array([[1.0], [1.0], [1.0 if multi_label is None else 0.0]], np.float32)
+    options = dict(loss=loss, multi_label=multi_label, reduction="none")
+    loss_fn = ClassBalancedLoss(weights=[1.0], **options, dtype="float64")
+    expected = oracle.loss_and_grad(z, t, np.ones(1), **options).value
+    np.testing.assert_allclose(np.asarray(loss_fn(t, z)), expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize("target", ["index", "soft"])
 @pytest.mark.parametrize("loss", ["softmax", "focal"])
 def test_unbatched_logits(loss, target):
