@@ -147,6 +147,9 @@ def _evaluate(
     rank = logits.shape.rank
     if -rank <= axis < rank and logits.shape[axis] is None:
         raise ValueError(f"logits: the class dimension (axis {axis}) must be known, got shape {logits.shape}")
+    if tf.is_tensor(weights) and weights.shape.rank == 1 and weights.shape[0] is None and -rank <= axis < rank:
+        # (None,) weights (an input_signature): C entries, compared when the graph runs (XLA: when it compiles)
+        weights = tf.ensure_shape(weights, [logits.shape[axis]], name="weights_must_have_one_entry_per_class")
     eager = tf.executing_eagerly()
     check = eager if validate is None else bool(validate)
     inputs = validation.prepare_inputs(xp, logits, given, weights, None, opts, axis, xp.device(logits), check and eager)

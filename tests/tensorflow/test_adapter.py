@@ -303,6 +303,21 @@ def test_errors_are_named():
         unknown_classes.get_concrete_function()
 
 
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_weights_of_unknown_length_are_compared_with_the_classes_when_the_graph_runs(jit_compile):
+    """Weights given a (None,) signature: the class count of the logits fixes their length, checked when the graph
+    runs (XLA: when it compiles); with C entries the loss is eager's."""
+    signature = [tf.TensorSpec([None, 3]), tf.TensorSpec([None], tf.int64), tf.TensorSpec([None])]
+    loss = tf.function(lambda z, y, w: class_balanced_loss(z, y, w, loss="focal"), input_signature=signature,
+                       jit_compile=jit_compile)  # fmt: skip
+    z = tf.constant(np.random.default_rng(0).normal(size=(4, 3)), tf.float32)
+    y, w = tf.constant([0, 1, 2, 1], tf.int64), tf.constant([0.5, 1.0, 2.0])
+    assert float(loss(z, y, w)) == pytest.approx(float(class_balanced_loss(z, y, w, loss="focal")), rel=1e-6)
+    message = "weights_must_have_one_entry_per_class" if not jit_compile else r"\[4\] is not compatible with .*\[3\]"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loss(z, y, tf.ones(4))
+
+
 def test_traced_validation():
     """Traced calls cannot raise on values; validate=True adds graph assertions, validate=None checks nothing."""
     z = tf.constant(np.zeros((2, 3), np.float32))
