@@ -28,6 +28,7 @@ __all__ = [
     "TorchPrimitives",
     "binary_cross_entropy",
     "cast_weights",
+    "class_dim_of",
     "compute_layout",
     "constant",
     "cross_entropy",
@@ -101,6 +102,11 @@ def in_compute_dtype(input: torch.Tensor) -> torch.Tensor:
     same dtype is still an operator call."""
     dtype = compute_dtype(xp, input.dtype)
     return input if input.dtype == dtype else input.to(dtype)
+
+
+def class_dim_of(input: torch.Tensor) -> int:
+    """The class dim of a PyTorch input, as ``F.cross_entropy`` has it: 1, or 0 for an unbatched ``(C,)`` one."""
+    return 1 if input.ndim >= 2 else 0
 
 
 def compute_layout(input: torch.Tensor, class_dim: int) -> torch.Tensor:

@@ -34,6 +34,7 @@ from ._torch_kernels import (
     TorchPrimitives,
     binary_cross_entropy,
     cast_weights,
+    class_dim_of,
     compute_layout,
     constant,
     cross_entropy,
@@ -109,7 +110,7 @@ def _loss(input, target, weight, sample_weight, opts, validate, global_normalize
         with torch.autocast(device, enabled=False):  # it would run the class sums in float16; §9 says float32
             flags = (validate, global_normalizer, group, from_counts, names)
             return _loss(input, target, weight, sample_weight, opts, *flags)
-    class_dim = 1 if input.ndim >= 2 else 0
+    class_dim = class_dim_of(input)
     # Reading values synchronises with a GPU; a traced graph or the meta device has none to read.
     check = validate and device != "meta" and not traced(input)
     dtype = compute_dtype(xp, input.dtype)
@@ -131,7 +132,9 @@ def _loss(input, target, weight, sample_weight, opts, validate, global_normalize
         return binary_cross_entropy(input, labels, w, opts, class_dim, sw, global_sum)
     if exporting(input):
         if global_sum is not None:
-            raise ValueError("global_normalizer: an exported program cannot hold its all_reduce; export without it")
+            raise ValueError(  # the operator that carries the gradient under an export takes no process group
+                "global_normalizer: not supported for this loss in an exported program; export without it"
+            )
         return exported_loss(input, labels, w, sw, opts, soft)
     if torch.is_grad_enabled() and input.requires_grad:
         return _CoreGradient.apply(input, labels, w, sw, (opts, soft, class_dim, global_sum))[0]
@@ -165,8 +168,8 @@ def class_balanced_loss(
         weight: ``(C,)`` class weights (tensor, array or sequence) or None; a constant.
         sample_weight: per-position weights shaped like the class indices, or None; each position's loss is
             multiplied by its weight (``"mean"`` still divides by the counted positions, docs/conventions.md §7).
-        validate: check label values eagerly (a GPU synchronisation); skipped under ``torch.compile`` and on
-            the ``meta`` device.
+        validate: check label values eagerly (a GPU synchronisation); skipped under ``torch.compile`` and
+            ``torch.export`` and on the ``meta`` device.
         global_normalizer: ``"mean"``/``"weighted_mean"`` divide by the denominator all-reduced over
             ``process_group``, over the world size (docs/conventions.md §12).
         **options: the loss options below.

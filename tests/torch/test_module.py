@@ -540,6 +540,36 @@ def test_exported_program_trains_with_the_analytic_gradient(options, target, hea
         grads[0].sum().backward()
 
 
+class _HeadAndFunctionalLoss(torch.nn.Module):
+    """A linear head and the functional loss, its options made inside the traced forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(4, 5, dtype=torch.float64)
+        self.register_buffer("class_weights", torch.tensor(cbloss.class_balanced_weights(COUNTS, 0.99)))
+
+    def forward(self, x, target):
+        return class_balanced_loss(self.head(x), target, self.class_weights, loss="focal", gamma=0.5)
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["non-strict", "strict"])
+def test_exported_functional_loss_trains_under_a_checkpoint(strict):
+    """The functional form exported (its options made while Dynamo traces, for a strict export) and the program run
+    under non-reentrant activation checkpointing: eager's loss and gradients."""
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(1)
+    model, x, y = _HeadAndFunctionalLoss(), torch.randn(6, 4, dtype=torch.float64), torch.randint(0, 5, (6,))
+    exported = torch.export.export(model, (x, y), strict=strict).module()
+    expected = model(x, y)
+    expected_grads = torch.autograd.grad(expected, [model.head.weight, model.head.bias])
+    value = checkpoint(exported, x, y, use_reentrant=False)
+    grads = torch.autograd.grad(value, [exported.head.weight, exported.head.bias])
+    torch.testing.assert_close(value, expected, rtol=1e-13, atol=1e-15)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-15)
+
+
 def test_eager_calls_keep_their_checks_while_another_thread_traces():
     """torch.compiler.is_compiling() is one flag for the whole process, set while any thread compiles or exports:
     an eager call in another thread must still check its values (a negative weight, soft targets that do not sum
