@@ -13,13 +13,14 @@ class Immutable:
     taken of it stays true). Copies and pickles are unaffected."""
 
     __slots__ = ()
+    _instead = ""  # what to do instead, appended to the error for setting a field
 
     def _set(self, **fields: Any) -> None:
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable; cannot set {name!r}")
+        raise AttributeError(f"{type(self).__name__} is immutable; cannot set {name!r}{self._instead}")
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable; cannot delete {name!r}")

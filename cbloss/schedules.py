@@ -40,6 +40,8 @@ class _Schedule(Immutable):
     """A schedule's fields are checked once, in ``__init__`` (a schedule with another beta or start is a new
     schedule); its arrays are read-only."""
 
+    _instead = " (build a new schedule)"
+
     def _set(self, **fields: Any) -> None:
         for value in fields.values():
             if isinstance(value, np.ndarray):  # our own copies

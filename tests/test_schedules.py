@@ -90,7 +90,7 @@ def test_schedules_are_immutable_and_copy_as_they_are(make):
     schedule = make()
     before = schedule(5)
     for name in ("beta", "start", "samples_per_class", "new_field"):
-        with pytest.raises(AttributeError, match=rf"is immutable; cannot set '{name}'"):
+        with pytest.raises(AttributeError, match=rf"is immutable; cannot set '{name}' \(build a new schedule\)"):
             setattr(schedule, name, 0.0)
     with pytest.raises(AttributeError, match="is immutable; cannot delete 'beta'"):
         del schedule.beta
