@@ -123,6 +123,8 @@ def check_real(name: str, value: Any, low: float, high: float) -> float:
     """A Python real in [low, high]; NaN, bools, complex numbers and arrays with axes are rejected."""
     # Python numbers first: under torch.compile(dynamic=True) an option is a symbolic number, whose attributes
     # Dynamo cannot look up
+    if not isinstance(value, (int, float)):
+        check_unmasked(value, name)
     if not isinstance(value, (int, float)) and _has_axes(value):
         raise TypeError(f"{name}: must be a real number (a scalar), got an array of shape {tuple(value.shape)}")
     if _bool_or_complex(value) or (not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
@@ -169,6 +171,8 @@ def check_ignore_index(ignore_index: Any) -> int | None:
     if ignore_index is None:
         return None
     array = not isinstance(ignore_index, (int, float))  # Python numbers first, as in check_real
+    if array:
+        check_unmasked(ignore_index, "ignore_index")
     floating = isinstance(ignore_index, float) or (array and "float" in str(getattr(ignore_index, "dtype", "")))
     if _bool_or_complex(ignore_index) or floating or (array and _has_axes(ignore_index)):  # 2.0 is not truncated
         raise TypeError(f"ignore_index: must be an integer or None, got {ignore_index!r}")

@@ -187,6 +187,23 @@ def test_masked_arrays_are_refused(name, call):
             call(masked)
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "call"),
+    [
+        ("beta", 0.9, lambda option: cbloss.class_balanced_weights([5.0, 3.0, 1.0], option)),
+        ("gamma", 2.0, lambda option: cbloss.class_balanced_loss(Z, Y, loss="focal", gamma=option)),
+        ("label_smoothing", 0.1, lambda option: cbloss.class_balanced_loss(Z, Y, label_smoothing=option)),
+        ("ignore_index", 1, lambda option: cbloss.class_balanced_loss(Z, Y, ignore_index=option)),
+    ],
+)
+@pytest.mark.parametrize("hidden", [False, True], ids=["unmasked", "masked"])
+def test_masked_scalars_are_refused_as_options(name, value, call, hidden):
+    """A 0-d masked array as an option: refused like masked arrays elsewhere, not read as its value (mask False)
+    or as NaN, or NumPy's MaskError for ignore_index (mask True)."""
+    with pytest.raises(TypeError, match=rf"^{name}{_MASKED}"):
+        call(np.ma.array(value, mask=hidden))
+
+
 # ---------------------------------------------------------------------------------------------------- losses
 
 
