@@ -36,7 +36,7 @@ def evaluate_arrays(
     logits, labels = as_array(logits, "logits"), as_array(labels, "labels")
     # NumPy arrays of ml_dtypes' floats (bfloat16, float8), unknown to NumPy's dtype functions, are read as float32,
     # which holds their values exactly; the gradient goes back to their dtype (docs/conventions.md §9)
-    given_dtype = logits.dtype
+    given_dtype, labels_dtype = logits.dtype, labels.dtype
     logits, labels = (
         x.astype(np.float32) if isinstance(x, np.ndarray) and x.dtype.kind == "V" else x for x in (logits, labels)
     )
@@ -44,7 +44,8 @@ def evaluate_arrays(
     if namespace_of(labels) is not xp:  # numbers and lists are NumPy arrays by now
         framework = type(logits).__name__
         raise TypeError(f"labels: must be an array of the logits' framework ({framework}), got {labels_type}")
-    given = prepare_inputs(xp, logits, labels, weights, sample_weight, opts, axis, device_of(logits), validate)
+    device, read_as = device_of(logits), None if labels_dtype == labels.dtype else labels_dtype
+    given = prepare_inputs(xp, logits, labels, weights, sample_weight, opts, axis, device, validate, read_as)
     last = logits.ndim - 1
     z = xp.astype(logits, given.dtype)
     if given.axis != last:

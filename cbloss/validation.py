@@ -794,9 +794,12 @@ def prepare_inputs(
     axis: int,
     device: Any,
     check_values: bool,
+    labels_dtype: Any = None,
 ) -> Inputs:
     """Check shapes, dtypes and (with ``check_values``, eagerly) values, and convert to the engine's layout. The
-    one place the core and the adapters turn user input into :class:`Inputs` (docs/conventions.md §6, §9, §11)."""
+    one place the core and the adapters turn user input into :class:`Inputs` (docs/conventions.md §6, §9, §11).
+    ``labels_dtype``: the dtype the labels were given in where the caller read them in another (NumPy's bfloat16 as
+    float32), which sets their sums' tolerance."""
     multi_label = opts.multi_label is not None
     axis, soft = check_class_axis(xp, logits, labels, axis, multi_label=multi_label)
     num_classes = logits.shape[axis]
@@ -810,7 +813,7 @@ def prepare_inputs(
         check_label_values(xp, labels, num_classes, soft, opts.ignore_index, multi_label=True)
     labels = engine_labels(xp, labels, soft, axis, xp.int64, opts.ignore_index)  # class indices of any integer dtype
     if check_values and not multi_label:  # targets in the dtype given: their sums are checked to its tolerance
-        check_label_values(xp, labels, num_classes, soft, opts.ignore_index)
+        check_label_values(xp, labels, num_classes, soft, opts.ignore_index, labels_dtype)
     if soft:
         labels = xp.astype(labels, dtype, copy=False)  # read only, never written (docs/conventions.md §14)
     return Inputs(labels, w, sw, soft, axis, dtype)

@@ -90,3 +90,17 @@ def test_numpy_bfloat16_weights_and_counts_are_read_as_float32():
     counts = np.array([10, 100], ml_dtypes.bfloat16)
     expected = cbloss.class_balanced_weights(counts.astype(np.float32), 0.9)
     np.testing.assert_array_equal(cbloss.class_balanced_weights(counts, 0.9), expected)
+
+
+def test_numpy_bfloat16_soft_targets_sum_to_1_within_their_own_tolerance():
+    """NumPy bfloat16 soft targets, read as float32, are checked to bfloat16's tolerance (1e-2), as validate_labels
+    and the other frameworks' bfloat16 targets are: thirds rounded to bfloat16 sum to 1 + 0.002."""
+    import ml_dtypes
+
+    thirds = np.full((1, 3), 1 / 3).astype(ml_dtypes.bfloat16)
+    cbloss.validate_labels(thirds, 3, soft=True)
+    value = cbloss.class_balanced_loss(np.zeros((1, 3), np.float32), thirds)
+    assert float(value) == pytest.approx(float(np.log(3.0)) * float(thirds.astype(np.float64).sum()), rel=1e-6)
+    off = np.array([[0.5, 0.55, 0.0]]).astype(ml_dtypes.bfloat16)
+    with pytest.raises(ValueError, match=r"^labels: soft targets must sum to 1"):
+        cbloss.class_balanced_loss(np.zeros((1, 3), np.float32), off)
