@@ -234,10 +234,13 @@ _BOOL_LABELS = (
 )
 
 
-def check_class_axis(xp: Any, logits: Any, labels: Any, axis: int, *, multi_label: bool = False) -> tuple[int, bool]:
+def check_class_axis(
+    xp: Any, logits: Any, labels: Any, axis: int, *, multi_label: bool = False, labels_dtype: Any = None
+) -> tuple[int, bool]:
     """Shapes and dtypes of ``logits`` and ``labels``; returns (the class axis as a non-negative int, whether
     the labels are targets shaped like the logits: soft targets, or multi-hot targets with ``multi_label``, which
-    may be bool, integer or floating). A None (unknown, traced) size matches any size."""
+    may be bool, integer or floating). A None (unknown, traced) size matches any size. ``labels_dtype``: the dtype
+    the labels were given in, for the errors, where the caller read them in another."""
     if not xp.isdtype(logits.dtype, "real floating"):
         raise TypeError(f"logits: must be floating point, got dtype {logits.dtype}")
     if multi_label:
@@ -265,7 +268,8 @@ def check_class_axis(xp: Any, logits: Any, labels: Any, axis: int, *, multi_labe
         len(given) != len(expected) or any(a != b and None not in (a, b) for a, b in zip(given, expected, strict=False))
     )
     if mismatch and soft and not multi_label and given == expected[:axis] + expected[axis + 1 :]:
-        raise TypeError(f"labels: class indices must be integers, got dtype {labels.dtype}")
+        named = labels.dtype if labels_dtype is None else labels_dtype
+        raise TypeError(f"labels: class indices must be integers, got dtype {named}")
     if mismatch:
         hint = "; multi-hot targets need multi_label='class' or 'sample'" if not soft and given == shape else ""
         raise ValueError(f"labels: {label_shape_rule(soft, multi_label)} {expected}, got {given}{hint}")
@@ -799,9 +803,9 @@ def prepare_inputs(
     """Check shapes, dtypes and (with ``check_values``, eagerly) values, and convert to the engine's layout. The
     one place the core and the adapters turn user input into :class:`Inputs` (docs/conventions.md §6, §9, §11).
     ``labels_dtype``: the dtype the labels were given in where the caller read them in another (NumPy's bfloat16 as
-    float32), which sets their sums' tolerance."""
+    float32), which sets their sums' tolerance and is the one errors name."""
     multi_label = opts.multi_label is not None
-    axis, soft = check_class_axis(xp, logits, labels, axis, multi_label=multi_label)
+    axis, soft = check_class_axis(xp, logits, labels, axis, multi_label=multi_label, labels_dtype=labels_dtype)
     num_classes = logits.shape[axis]
     dtype = compute_dtype(xp, logits.dtype)
     check_gamma_within(xp, opts.gamma, dtype)

@@ -104,3 +104,11 @@ def test_numpy_bfloat16_soft_targets_sum_to_1_within_their_own_tolerance():
     off = np.array([[0.5, 0.55, 0.0]]).astype(ml_dtypes.bfloat16)
     with pytest.raises(ValueError, match=r"^labels: soft targets must sum to 1"):
         cbloss.class_balanced_loss(np.zeros((1, 3), np.float32), off)
+
+
+def test_numpy_bfloat16_class_indices_are_named_in_their_own_dtype():
+    """Class indices must be integers: NumPy bfloat16 ones (read as float32) are named bfloat16 in the error."""
+    import ml_dtypes
+
+    with pytest.raises(TypeError, match=r"^labels: class indices must be integers, got dtype bfloat16$"):
+        cbloss.class_balanced_loss(np.zeros((2, 3)), np.array([0, 1], ml_dtypes.bfloat16))
