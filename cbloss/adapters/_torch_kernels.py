@@ -42,10 +42,11 @@ __all__ = [
 # (x > 17 in float32), so 40 keeps every float64 digit; PyTorch's default, 20, loses up to 2.7e5 ulps in float64
 # between 20 and 37 (checked against mpmath).
 _SOFTPLUS_THRESHOLD = 40.0
-# Elements per block of positions (TorchPrimitives.in_position_blocks). On the CPU 256 KiB
-# of float32, a few blocks of which stay in a core's L2 cache; elsewhere each block is a kernel launch, so blocks
-# only bound the memory of very large arrays.
-_BLOCK = {"cpu": 1 << 16}
+# Elements per block of positions (TorchPrimitives.in_position_blocks). On the CPU 128 KiB of float32: small
+# enough that an input of a few blocks is split (its peak is then about what weighted BCE's is), large enough that
+# a block's kernel calls cost little beside its arithmetic, and a block's temporaries stay in a core's L2 cache;
+# elsewhere each block is a kernel launch, so blocks only bound the memory of very large arrays.
+_BLOCK = {"cpu": 1 << 15}
 _DEVICE_BLOCK = 1 << 24
 
 
@@ -240,7 +241,10 @@ class TorchPrimitives(Primitives):
             return evaluate(z, per_element)
         # A block of leading rows at a time (a row too large: one at a time, split further), each block's gradient
         # written into the one result as soon as it is formed, so that only a block's temporaries are ever alive.
-        rows = block // z[0].numel()
+        rows = 0
+        if z[0].numel() <= block:
+            blocks = -(-z.numel() // block)  # as many as the block size needs, of equal rows (the last no larger)
+            rows = -(-len(z) // blocks)
         parts: list[Any] = [slice(i, i + rows) for i in range(0, len(z), rows)] if rows else list(range(len(z)))
         values, grad = [], None
         for part in parts:
@@ -252,6 +256,7 @@ class TorchPrimitives(Primitives):
             if part_grad is not None:
                 grad = torch.empty_like(z) if grad is None else grad  # z's layout, a class-last view included
                 grad[part] = part_grad
+            del part_grad  # not alive while the next block is evaluated
         if total:
             return torch.sum(torch.stack(values)), grad
         return (torch.cat(values) if rows else torch.stack(values)), grad

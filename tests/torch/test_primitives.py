@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
+import weakref
 
 import array_api_compat.torch as xp
 import pytest
 import torch
 
+from cbloss.adapters import _torch_kernels
 from cbloss.adapters.torch import TorchPrimitives
 from cbloss.losses import sigmoid
 from cbloss.primitives import Primitives
@@ -90,6 +93,34 @@ def test_position_blocks_give_the_evaluation_of_the_whole(shape, with_grad):
             continue
         assert got_grad.shape == x.shape and got_grad.stride() == x.stride()
         torch.testing.assert_close(got_grad, want_grad, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(300, 1000), (7000, 10), (2, 6, 150, 160), (1, 3, 40000)], ids=str)
+def test_position_blocks_are_even_and_each_is_released_before_the_next(shape):
+    """TorchPrimitives.in_position_blocks: as many blocks as the block size needs, of equal rows (the last no
+    larger), and a block's gradient, once copied into the result, no longer alive while the next block is
+    evaluated, so that at most one block's temporaries exist at a time."""
+    x = torch.randn(shape, dtype=torch.float64)
+    x = x.movedim(1, -1) if len(shape) > 2 else x
+    block = _torch_kernels._BLOCK["cpu"]
+    earlier: list[weakref.ref] = []
+    rows: list[tuple[int, ...]] = []
+
+    def evaluate(z, t):
+        assert all(gradient() is None for gradient in earlier)
+        rows.append(tuple(z.shape[:-1]))
+        gradient = z * t
+        earlier.append(weakref.ref(gradient))
+        return torch.sum(gradient, dim=-1), gradient
+
+    value, gradient = FUSED.in_position_blocks(evaluate, x, torch.ones_like(x))
+    torch.testing.assert_close(value, x.sum(-1), rtol=0, atol=0)
+    torch.testing.assert_close(gradient, x, rtol=0, atol=0)
+    sizes = [math.prod(r) * x.shape[-1] for r in rows]
+    assert len(rows) > 1 and max(sizes) < 2 * block
+    if x[0].numel() <= block:  # blocks of leading rows
+        assert len(rows) == -(-x.numel() // block)
+        assert all(r == rows[0] for r in rows[:-1]) and rows[-1] <= rows[0]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
