@@ -91,4 +91,14 @@ def real_to_numpy(x: Any) -> np.ndarray:
         if xp.isdtype(x.dtype, "real floating") and x.dtype not in native:  # bfloat16, PyTorch's float8 types
             x = xp.astype(x, xp.float32)
     host = to_numpy(x)
-    return host.astype(np.float32) if host.dtype.kind == "V" else host
+    return host.astype(np.float32) if is_numpy_extension_float(host) else host
+
+
+def is_numpy_extension_float(x: Any) -> bool:
+    """Whether ``x`` is a NumPy array of one of ml_dtypes' floats (bfloat16, float8, ...), which NumPy's own dtype
+    functions do not know as floating: kind 'V' for most of them, 'f' for some (float8_e5m2) that are still no
+    ``np.floating``."""
+    if not isinstance(x, np.ndarray):
+        return False
+    kind = x.dtype.kind
+    return kind == "V" or (kind == "f" and not np.issubdtype(x.dtype, np.floating))

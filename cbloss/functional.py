@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._namespace import as_array, device_of, namespace_of
+from ._namespace import as_array, device_of, is_numpy_extension_float, namespace_of
 from .engine import evaluate
 from .options import LossOptions, loss_options, with_options_doc
 from .primitives import Primitives
@@ -37,9 +37,7 @@ def evaluate_arrays(
     # NumPy arrays of ml_dtypes' floats (bfloat16, float8), unknown to NumPy's dtype functions, are read as float32,
     # which holds their values exactly; the gradient goes back to their dtype (docs/conventions.md §9)
     given_dtype, labels_dtype = logits.dtype, labels.dtype
-    logits, labels = (
-        x.astype(np.float32) if isinstance(x, np.ndarray) and x.dtype.kind == "V" else x for x in (logits, labels)
-    )
+    logits, labels = (x.astype(np.float32) if is_numpy_extension_float(x) else x for x in (logits, labels))
     xp = namespace_of(logits)
     if namespace_of(labels) is not xp:  # numbers and lists are NumPy arrays by now
         framework = type(logits).__name__

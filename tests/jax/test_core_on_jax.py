@@ -112,3 +112,23 @@ def test_numpy_bfloat16_class_indices_are_named_in_their_own_dtype():
 
     with pytest.raises(TypeError, match=r"^labels: class indices must be integers, got dtype bfloat16$"):
         cbloss.class_balanced_loss(np.zeros((2, 3)), np.array([0, 1], ml_dtypes.bfloat16))
+
+
+@pytest.mark.parametrize("name", ["bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e5m2fnuz", "float6_e3m2fn"])
+@pytest.mark.parametrize("loss", ["softmax", "focal"])
+def test_numpy_arrays_of_every_ml_dtypes_float_are_read_as_float32(name, loss):
+    """NumPy arrays of ml_dtypes' floats as logits or soft targets: read as float32, which holds their values
+    exactly, the gradient back in the logits' dtype (docs/conventions.md §9). NumPy knows most of them as kind
+    'V', float8_e5m2 as kind 'f' without being an np.floating: both are read so."""
+    import ml_dtypes
+
+    dtype = getattr(ml_dtypes, name)
+    z = np.array([[1.5, -2.0, 0.5], [0.25, 3.0, -1.0]]).astype(dtype)
+    targets = np.array([[0.25, 0.25, 0.5], [0.0, 0.5, 0.5]]).astype(dtype)
+    value, grad = cbloss.class_balanced_loss_and_grad(z, targets, [1.0, 0.5, 2.0], loss=loss, reduction="sum")
+    want, want_grad = cbloss.class_balanced_loss_and_grad(
+        z.astype(np.float32), targets.astype(np.float32), [1.0, 0.5, 2.0], loss=loss, reduction="sum"
+    )
+    assert value.dtype == np.float32 and float(value) == float(want)
+    assert grad.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(grad, want_grad.astype(dtype))
