@@ -432,6 +432,15 @@ def _out_of_range(num_classes: int) -> str:
     return f"labels: class indices must be in [0, {num_classes})"
 
 
+def _in_a_float_to_check(xp: Any, labels: Any) -> Any:
+    """Floating labels in a type narrower than 16 bits (float8) as float32, which holds their values exactly:
+    TensorFlow has no comparison, sum or NaN test for them. Other labels as they are."""
+    checkable = [getattr(xp, name, None) for name in ("float16", "bfloat16", "float32", "float64")]
+    if xp.isdtype(labels.dtype, "real floating") and not any(labels.dtype == d for d in checkable if d is not None):
+        return xp.astype(labels, xp.float32)
+    return labels
+
+
 def check_label_values(
     xp: Any,
     labels: Any,
@@ -445,6 +454,7 @@ def check_label_values(
     """Eager value checks. Soft targets are checked along the last axis; ``given_dtype``, the targets' dtype as
     the user gave them, sets the tolerance of their sum (:func:`soft_target_tolerance`). Multi-hot targets must
     lie in [0, 1]."""
+    labels = _in_a_float_to_check(xp, labels)
     if multi_label:
         if not xp.isdtype(labels.dtype, "bool") and bool(multi_hot_invalid(xp, labels)):
             raise ValueError(_MULTI_HOT)
@@ -579,6 +589,7 @@ def traced_label_checks(
         >>> bool(rule.valid), rule.message.format(*rule.values)
         (False, 'labels: class indices must be in [0, 3), got 5')
     """
+    labels = _in_a_float_to_check(xp, labels)
     if multi_label:
         if xp.isdtype(labels.dtype, "bool"):
             return []  # every bool is 0 or 1

@@ -496,6 +496,27 @@ def test_soft_targets_are_checked_in_their_own_dtype():
         class_balanced_loss(z, targets * (1 + 1e-6))
 
 
+@pytest.mark.parametrize("mode", ["eager", "tf.function", "xla"])
+@pytest.mark.parametrize("multi_label", [None, "class"])
+def test_float8_targets_are_checked_and_read_through_float32(mode, multi_label):
+    """Soft and multi-hot targets in float8, which TensorFlow has no comparison or sum for: checked (eagerly, or
+    asserted in the graph) and used as the float32 numbers they hold, under XLA too; bad ones named."""
+    float8 = tf.dtypes.experimental.float8_e4m3fn
+    options = dict(loss="sigmoid", multi_label=multi_label) if multi_label else {}
+    call = lambda z, y: class_balanced_loss(z, y, [1.0, 0.5, 2.0], validate=True, **options)  # noqa: E731
+    call = {"eager": call, "tf.function": tf.function(call), "xla": tf.function(call, jit_compile=True)}[mode]
+    z = tf.constant([[1.5, -2.0, 0.5], [0.25, 3.0, -1.0]])
+    targets = np.array([[0.25, 0.25, 0.5], [0.0, 0.5, 0.5]])
+    want = class_balanced_loss(z, tf.constant(targets, tf.float32), [1.0, 0.5, 2.0], **options)
+    assert float(call(z, tf.constant(targets, float8))) == float(want)
+    if mode == "xla":
+        return  # XLA drops graph assertions (docs/tensorflow.md)
+    error = ValueError if mode == "eager" else tf.errors.InvalidArgumentError
+    message = r"multi-hot targets must be in \[0, 1\]" if multi_label else "soft targets must be finite probabilities"
+    with pytest.raises(error, match="labels: " + message):
+        call(z, tf.constant(-targets, float8))
+
+
 def test_docstring_examples_run_as_pasted():
     import cbloss.adapters.tensorflow as tfa
     from cbloss.adapters import _tf_distributed
