@@ -136,6 +136,9 @@ def _logits_from_probabilities(probabilities: Any, loss: str) -> Any:
     ``log p`` for the softmax losses (softmax(log p) = p when p sums to 1), ``log p - log(1 - p)`` for the
     sigmoid ones."""
     ops, eps = keras.ops, keras.config.epsilon()
+    if keras.backend.standardize_dtype(probabilities.dtype) in ("float16", "bfloat16"):
+        # in float32, where the loss is computed (docs/conventions.md §9): 1 - eps rounds to 1 in these dtypes
+        probabilities = ops.cast(probabilities, "float32")
     p = ops.clip(probabilities, eps, 1.0 - eps)
     return ops.log(p) if LOSSES[loss].activation == "softmax" else ops.log(p) - ops.log1p(-p)
 

@@ -164,6 +164,24 @@ def test_probabilities_with_from_logits_false(options):
     assert np.isfinite(float(from_probabilities(np.array([0.0, 1.0], np.float32), saturated)))
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize(
+    "options", [dict(loss="softmax"), dict(loss="focal"), dict(loss="sigmoid", multi_label="class")]
+)
+def test_saturated_probabilities_in_a_low_precision_loss_dtype(dtype, options):
+    """A float16 or bfloat16 loss (``dtype=``) reads probabilities in float32, where it computes: there
+    ``1 - eps`` is below 1, so a saturated probability (0 or 1, as a float16 sigmoid gives at |z| > 11) is clipped
+    to a finite loss, the float32 loss's rounded, as Keras' own float32 losses are."""
+    softmax = options["loss"] == "softmax"
+    p = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]] if softmax else [[1.0, 0.0, 0.5, 1.0]] * 2, dtype)
+    y = np.array([[1, 0, 1, 0], [0, 1, 0, 1]], np.float32) if "multi_label" in options else np.array([0, 2])
+    low = ClassBalancedLoss(COUNTS, BETA, from_logits=False, dtype=dtype, **options)
+    full = ClassBalancedLoss(COUNTS, BETA, from_logits=False, **options)
+    value = float(keras.ops.convert_to_numpy(keras.ops.cast(low(y, p), "float32")))
+    want = float(full(y, p.astype(np.float32)))
+    assert np.isfinite(value) and value == pytest.approx(want, rel=2**-7)
+
+
 def test_non_integral_labels_and_set_weights_are_checked():
     z, y, _ = _case("indices")
     loss = ClassBalancedLoss(COUNTS, BETA)
