@@ -1,13 +1,16 @@
 """`python -m benchmarks [--quick] [--framework torch ...] [--device cpu|cuda|gpu] [--section speed ...]
-[--rows single-label|multi-label] [--repeats N] [--compile-backend NAME] [--out DIR] [--markdown FILE]`."""
+[--rows single-label|multi-label] [--repeats N] [--compile-backend NAME] [--processes K] [--out DIR]
+[--markdown FILE]`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 from pathlib import Path
 
-from .harness import DEVICES, FRAMEWORKS, ROWS, SECTIONS, DeviceUnavailable, run
+from .harness import DEVICES, FRAMEWORKS, ROWS, SECTIONS, DeviceUnavailable, combine, run, write
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,9 +45,21 @@ def main(argv: list[str] | None = None) -> None:
         default="inductor",
         help="torch.compile backend of the compile section (default inductor; aot_eager traces without codegen)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="run the whole measurement in K fresh processes, one after the other, and report each cell's median "
+        "ratio over them with their range (default 1)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--markdown", type=Path, default=None, help="also write the markdown report to this file")
     args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error(f"--processes: at least 1, got {args.processes}")
+    if args.processes > 1:
+        _in_processes(args)
+        return
     repeats = args.repeats or (5 if args.quick else 51)
     try:
         run(
@@ -62,6 +77,27 @@ def main(argv: list[str] | None = None) -> None:
         )
     except DeviceUnavailable as error:
         sys.exit(f"python -m benchmarks: error: {error}")
+
+
+def _in_processes(args: argparse.Namespace) -> None:
+    """The same command in ``args.processes`` fresh processes, each writing to ``out/process-<i>``, combined
+    (:func:`benchmarks.harness.combine`) into ``out``."""
+    words = ["--device", args.device, "--compile-backend", args.compile_backend]
+    words += ["--quick"] if args.quick else []
+    for flag, values in (("--framework", args.framework), ("--section", args.section), ("--rows", args.rows)):
+        for value in values or []:
+            words += [flag, value]
+    for flag, value in (("--repeats", args.repeats), ("--overhead-calls", args.overhead_calls)):
+        words += [flag, str(value)] if value is not None else []
+    reports = []
+    for i in range(args.processes):
+        out = args.out / f"process-{i}"
+        print(f"process {i + 1} of {args.processes}", flush=True)
+        done = subprocess.run([sys.executable, "-m", "benchmarks", *words, "--out", str(out)])
+        if done.returncode:
+            sys.exit(done.returncode)
+        reports.append(json.loads((out / "results.json").read_text()))
+    write(combine(reports), args.out, args.markdown)
 
 
 if __name__ == "__main__":

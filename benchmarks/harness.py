@@ -565,6 +565,14 @@ def run(
                 except Skipped as skip:
                     report["notes"].append(f"{name} {title}: {skip}")
         threads[name] = module.threads(settings) if hasattr(module, "threads") else "framework default"
+    report = {"meta": _meta(frameworks, settings, devices, threads, allocator), **report}
+    write(report, out, markdown)
+    return report
+
+
+def write(report: dict, out: Path, markdown: Path | None = None) -> None:
+    """Prints ``report``'s tables and writes ``out/results.json``, ``out/ratios.png`` and the markdown report
+    to ``markdown`` if given."""
     for key, title, make in (
         ("results", "speed", table),
         ("compiled", "torch.compile", table),
@@ -575,7 +583,6 @@ def run(
             print(f"\n{title}\n{make(report[key])}")
     for note in report["notes"]:
         print(f"note: {note}")
-    report = {"meta": _meta(frameworks, settings, devices, threads, allocator), **report}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(report, indent=2))
     written = [out / "results.json"]
@@ -589,4 +596,31 @@ def run(
         markdown.write_text(render([report], [str(out / "results.json")]))
         written.append(markdown)
     print("wrote " + ", ".join(map(str, written)))
-    return report
+
+
+# What tells a row from the others of its section.
+_ROW_KEY = ("framework", "mode", "loss", "baseline", "shape", "label_smoothing")
+
+
+def combine(reports: list[dict]) -> dict:
+    """One report from the ``reports`` of one command run in separate processes (``--processes``): each cell is
+    the row of the run whose ratio is the median of that cell's ratios (the lower middle one for an even number
+    of runs), with every run's ratio in ``ratio_runs`` (None where it failed), so that a cell's verdict is not
+    one process's luck (the code its compilation got, where its memory lies). Runs in which a cell failed are
+    left out of its median; a cell that failed in every run keeps the first run's error."""
+    first = reports[0]
+    combined = {"meta": {**first["meta"], "processes": len(reports)}, "notes": list(first.get("notes", []))}
+    combined["meta"]["command"] = f"{first['meta']['command']} --processes {len(reports)}"
+    for key in ("results", "compiled", "overhead", "memory"):
+        sections = [report.get(key, []) for report in reports]
+        keys = [[tuple(str(row.get(field)) for field in _ROW_KEY) for row in rows] for rows in sections]
+        if any(k != keys[0] for k in keys):
+            raise ValueError(f"{key}: the runs measured different cells")
+        cells = []
+        for runs in zip(*sections, strict=True):
+            measured = sorted((row for row in runs if row.get("ratio") is not None), key=lambda row: row["ratio"])
+            cell = dict(measured[(len(measured) - 1) // 2] if measured else runs[0])
+            cell["ratio_runs"] = [row.get("ratio") for row in runs]
+            cells.append(cell)
+        combined[key] = cells
+    return combined

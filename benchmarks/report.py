@@ -19,6 +19,10 @@ The JSON a run writes (``benchmarks/results/results.json``):
   candidate_peak_bytes, baseline_peak_bytes, candidate_peak_in_inputs, baseline_peak_in_inputs, ratio, target
   (2.0) and meets_target (or ``error``);
 - ``notes``: sections a framework skipped, and why.
+
+A run repeated in several processes (``--processes K``, :func:`benchmarks.harness.combine`) writes the same
+JSON with ``meta.processes`` (K) and, in every row, ``ratio_runs`` (each process's ratio, None where it failed);
+each row is that of the process whose ratio is the row's median.
 """
 
 from __future__ import annotations
@@ -60,7 +64,11 @@ def _ok(r: dict) -> str:
 
 
 def _ratio(r: dict) -> str:
-    return "error" if r.get("error") else f"{r['ratio']:.2f}"
+    if r.get("error"):
+        return "error"
+    runs = [ratio for ratio in r.get("ratio_runs", []) if ratio is not None]
+    low, high = (f"{min(runs):.2f}", f"{max(runs):.2f}") if runs else ("", "")
+    return f"{r['ratio']:.2f}" + (f" ({low}-{high})" if low != high else "")  # a range only where one shows
 
 
 def _goal(r: dict) -> str:
@@ -122,6 +130,11 @@ def _errors(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _processes(meta: dict) -> str:
+    count = meta.get("processes", 1)
+    return f", in each of {count} processes (each cell: the median process's row)" if count > 1 else ""
+
+
 def _machine(meta: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items())
     devices = "; ".join(f"{k}: {v}" for k, v in meta.get("devices", {}).items())
@@ -130,7 +143,8 @@ def _machine(meta: dict) -> str:
     text = (
         f"{', '.join(meta.get('frameworks', []))}: {kind}, `{meta.get('command', 'python -m benchmarks')}`; "
         f"timed samples per variant: {meta.get('repeats')} (overhead: {meta.get('overhead_calls_per_sample')} "
-        f"calls per sample); sections: {', '.join(meta.get('sections', []))}; device `{meta.get('device')}` "
+        f"calls per sample){_processes(meta)}; sections: {', '.join(meta.get('sections', []))}; "
+        f"device `{meta.get('device')}` "
         f"({devices}); {meta.get('system')} {meta.get('processor')}, {meta.get('cpu_count')} logical CPUs; "
         f"threads: {threads}; allocator: {meta.get('allocator', 'not recorded')}; Python {meta.get('python')}, "
         f"{versions}"
@@ -159,7 +173,9 @@ def markdown(reports: list[dict], sources: list[str] | None = None) -> str:
         "cbloss's class-balanced losses against each framework's own fused loss, forward + backward, float32. "
         "Every number is a ratio of medians, cbloss / the framework's loss, both measured side by side in one "
         "process with their calls interleaved, so that the machine's noise hits both alike. Times are per call "
-        "(median over the timed samples); ratios above 1 mean cbloss is slower or uses more memory.",
+        "(median over the timed samples); ratios above 1 mean cbloss is slower or uses more memory. Where a run "
+        "was repeated in several processes (`--processes`), a cell is the row of the process whose ratio is the "
+        "median of the cell's, with the range over the processes in brackets.",
         "",
     ]
     if quick:
