@@ -84,21 +84,21 @@ def to_numpy(x: Any) -> np.ndarray:
 
 def real_to_numpy(x: Any) -> np.ndarray:
     """:func:`to_numpy`, with the floating dtypes NumPy lacks (bfloat16, float8: PyTorch has no DLPack transfer of
-    them, JAX and TensorFlow hand over ml_dtypes' kind 'V') as float32, which holds every such value exactly."""
+    them, JAX and TensorFlow hand over ml_dtypes' types) as float32, which holds every such value exactly."""
     if is_array(x) and not isinstance(x, np.ndarray):  # NumPy's own ml_dtypes arrays are converted below
         xp = namespace_of(x)
         native = tuple(getattr(xp, name) for name in ("float16", "float32", "float64") if hasattr(xp, name))
         if xp.isdtype(x.dtype, "real floating") and x.dtype not in native:  # bfloat16, PyTorch's float8 types
             x = xp.astype(x, xp.float32)
-    host = to_numpy(x)
-    return host.astype(np.float32) if is_numpy_extension_float(host) else host
+    return numpy_standard(to_numpy(x))
 
 
-def is_numpy_extension_float(x: Any) -> bool:
-    """Whether ``x`` is a NumPy array of one of ml_dtypes' floats (bfloat16, float8, ...), which NumPy's own dtype
-    functions do not know as floating: kind 'V' for most of them, 'f' for some (float8_e5m2) that are still no
-    ``np.floating``."""
-    if not isinstance(x, np.ndarray):
-        return False
-    kind = x.dtype.kind
-    return kind == "V" or (kind == "f" and not np.issubdtype(x.dtype, np.floating))
+def numpy_standard(x: Any) -> Any:
+    """A NumPy array of one of ml_dtypes' types, which NumPy's own dtype functions do not know (bfloat16, float8,
+    int4, ...: kind 'V', or 'f' without being an ``np.floating`` for float8_e5m2), as float32 for a float and
+    int64 for an integer, which hold each of their values exactly; anything else as it is."""
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "Vf" or np.issubdtype(x.dtype, np.number):
+        return x
+    if "float" in x.dtype.name:
+        return x.astype(np.float32)
+    return x.astype(np.int64) if x.dtype.name.startswith(("int", "uint")) else x

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._namespace import as_array, device_of, is_numpy_extension_float, namespace_of
+from ._namespace import as_array, device_of, namespace_of, numpy_standard
 from .engine import evaluate
 from .options import LossOptions, loss_options, with_options_doc
 from .primitives import Primitives
@@ -34,16 +34,19 @@ def evaluate_arrays(
     check_choice("validate", validate, (True, False))
     labels_type = type(labels).__name__
     logits, labels = as_array(logits, "logits"), as_array(labels, "labels")
-    # NumPy arrays of ml_dtypes' floats (bfloat16, float8), unknown to NumPy's dtype functions, are read as float32,
-    # which holds their values exactly; the gradient goes back to their dtype (docs/conventions.md §9)
+    # NumPy arrays of ml_dtypes' types, unknown to NumPy's dtype functions, are read as float32 (bfloat16, float8)
+    # or int64 (int4, ...), which hold their values exactly; the gradient goes back to their dtype
+    # (docs/conventions.md §9)
     given_dtype, labels_dtype = logits.dtype, labels.dtype
-    logits, labels = (x.astype(np.float32) if is_numpy_extension_float(x) else x for x in (logits, labels))
+    logits, labels = numpy_standard(logits), numpy_standard(labels)
     xp = namespace_of(logits)
     if namespace_of(labels) is not xp:  # numbers and lists are NumPy arrays by now
         framework = type(logits).__name__
         raise TypeError(f"labels: must be an array of the logits' framework ({framework}), got {labels_type}")
     device, read_as = device_of(logits), None if labels_dtype == labels.dtype else labels_dtype
-    given = prepare_inputs(xp, logits, labels, weights, sample_weight, opts, axis, device, validate, read_as)
+    given = prepare_inputs(
+        xp, logits, labels, weights, sample_weight, opts, axis, device, validate, read_as, given_dtype
+    )
     last = logits.ndim - 1
     z = xp.astype(logits, given.dtype)
     if given.axis != last:

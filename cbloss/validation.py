@@ -235,14 +235,23 @@ _BOOL_LABELS = (
 
 
 def check_class_axis(
-    xp: Any, logits: Any, labels: Any, axis: int, *, multi_label: bool = False, labels_dtype: Any = None
+    xp: Any,
+    logits: Any,
+    labels: Any,
+    axis: int,
+    *,
+    multi_label: bool = False,
+    labels_dtype: Any = None,
+    logits_dtype: Any = None,
 ) -> tuple[int, bool]:
     """Shapes and dtypes of ``logits`` and ``labels``; returns (the class axis as a non-negative int, whether
     the labels are targets shaped like the logits: soft targets, or multi-hot targets with ``multi_label``, which
-    may be bool, integer or floating). A None (unknown, traced) size matches any size. ``labels_dtype``: the dtype
-    the labels were given in, for the errors, where the caller read them in another."""
+    may be bool, integer or floating). A None (unknown, traced) size matches any size. ``labels_dtype`` and
+    ``logits_dtype``: the dtypes they were given in, for the errors, where the caller read them in others."""
     if not xp.isdtype(logits.dtype, "real floating"):
-        raise TypeError(f"logits: must be floating point, got dtype {logits.dtype}")
+        raise TypeError(
+            f"logits: must be floating point, got dtype {logits.dtype if logits_dtype is None else logits_dtype}"
+        )
     if multi_label:
         if not (xp.isdtype(labels.dtype, "bool") or xp.isdtype(labels.dtype, ("integral", "real floating"))):
             raise TypeError(f"labels: multi-hot targets must be bool, integer or floating, got dtype {labels.dtype}")
@@ -810,13 +819,16 @@ def prepare_inputs(
     device: Any,
     check_values: bool,
     labels_dtype: Any = None,
+    logits_dtype: Any = None,
 ) -> Inputs:
     """Check shapes, dtypes and (with ``check_values``, eagerly) values, and convert to the engine's layout. The
     one place the core and the adapters turn user input into :class:`Inputs` (docs/conventions.md §6, §9, §11).
     ``labels_dtype``: the dtype the labels were given in where the caller read them in another (NumPy's bfloat16 as
-    float32), which sets their sums' tolerance and is the one errors name."""
+    float32), which sets their sums' tolerance and is the one errors name; ``logits_dtype`` likewise for errors."""
     multi_label = opts.multi_label is not None
-    axis, soft = check_class_axis(xp, logits, labels, axis, multi_label=multi_label, labels_dtype=labels_dtype)
+    axis, soft = check_class_axis(
+        xp, logits, labels, axis, multi_label=multi_label, labels_dtype=labels_dtype, logits_dtype=logits_dtype
+    )
     num_classes = logits.shape[axis]
     dtype = compute_dtype(xp, logits.dtype)
     check_gamma_within(xp, opts.gamma, dtype)

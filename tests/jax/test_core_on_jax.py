@@ -132,3 +132,20 @@ def test_numpy_arrays_of_every_ml_dtypes_float_are_read_as_float32(name, loss):
     assert value.dtype == np.float32 and float(value) == float(want)
     assert grad.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(grad, want_grad.astype(dtype))
+
+
+def test_numpy_ml_dtypes_integers_are_read_as_int64():
+    """NumPy arrays of ml_dtypes' integers (int4, uint4, ...; kind 'V' like its floats) are integers: class
+    indices and counts as their int64 values, logits of them refused as the integers they are."""
+    import ml_dtypes
+
+    z = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    for dtype in (ml_dtypes.int4, ml_dtypes.uint4, ml_dtypes.int2):
+        labels = np.array([0, 1]).astype(dtype)
+        assert float(cbloss.class_balanced_loss(z, labels)) == float(cbloss.class_balanced_loss(z, np.array([0, 1])))
+        counts = np.array([1, 1, 1]).astype(dtype)
+        np.testing.assert_array_equal(cbloss.class_balanced_weights(counts, 0.9), [1.0, 1.0, 1.0])
+        with pytest.raises(ValueError, match=r"^labels: class indices must have the logits' shape"):
+            cbloss.class_balanced_loss(z, np.eye(3)[[0, 1]].astype(dtype))  # integers are no soft targets
+    with pytest.raises(TypeError, match=r"^logits: must be floating point, got dtype int4$"):
+        cbloss.class_balanced_loss(z.astype(ml_dtypes.int4), np.array([0, 1]))
