@@ -299,7 +299,7 @@ def label_shape_rule(soft: bool, multi_label: bool) -> str:
 # ----------------------------------------------------------------------------------------------------------
 def soft_target_tolerance(xp: Any, dtype: Any) -> float:
     """How far from 1 the sum of soft targets given in ``dtype`` may be: sqrt(eps) of float32/float64, 1e-2 for
-    float16/bfloat16 (a softmax in float32 sums to 1 within ~C ulps)."""
+    the narrower floats (float16, bfloat16, float8) (a softmax in float32 sums to 1 within ~C ulps)."""
     if dtype == xp.float64:
         return float(np.sqrt(np.finfo(np.float64).eps))
     if dtype == xp.float32:
@@ -463,13 +463,13 @@ def check_label_values(
     """Eager value checks. Soft targets are checked along the last axis; ``given_dtype``, the targets' dtype as
     the user gave them, sets the tolerance of their sum (:func:`soft_target_tolerance`). Multi-hot targets must
     lie in [0, 1]."""
+    tolerance = soft_target_tolerance(xp, labels.dtype if given_dtype is None else given_dtype)  # before the cast
     labels = _in_a_float_to_check(xp, labels)
     if multi_label:
         if not xp.isdtype(labels.dtype, "bool") and bool(multi_hot_invalid(xp, labels)):
             raise ValueError(_MULTI_HOT)
         return
     if soft:
-        tolerance = soft_target_tolerance(xp, labels.dtype if given_dtype is None else given_dtype)
         negative, off = soft_targets_invalid(xp, labels, tolerance)
         if bool(negative):
             raise ValueError(_SOFT_NEGATIVE)
@@ -550,8 +550,11 @@ def validate_labels(
             )
     elif host.dtype.kind == "f":  # class indices as floats (Keras hands labels over so): integers only
         host = _integral(host, num_classes)
-    # the tolerance of soft targets' sums is their given dtype's: float16 and bfloat16 (read as float32) have 1e-2
-    given_dtype = np.dtype(np.float16) if "float16" in str(getattr(labels, "dtype", "")) else host.dtype
+    # the tolerance of soft targets' sums is their given dtype's: floats narrower than float32 (float16, bfloat16,
+    # float8, read as float32 here) have 1e-2
+    name = str(getattr(getattr(labels, "dtype", ""), "name", getattr(labels, "dtype", "")))
+    narrow = "float" in name and not name.endswith(("float32", "float64"))
+    given_dtype = np.dtype(np.float16) if narrow else host.dtype
     if soft:
         host = np.moveaxis(host.astype(np.float64), axis, -1)
     check_label_values(namespace_of(), host, num_classes, soft, ignore_index, given_dtype, multi_label=multi_label)

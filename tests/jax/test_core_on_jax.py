@@ -134,6 +134,41 @@ def test_numpy_arrays_of_every_ml_dtypes_float_are_read_as_float32(name, loss):
     np.testing.assert_array_equal(grad, want_grad.astype(dtype))
 
 
+# Exact in every float8 (sum 1 + 1/256): within the 1e-2 of the floats narrower than float32, beyond float32's.
+FLOAT8_TARGETS = np.array([[0.5, 0.25, 0.125, 0.125, 0.00390625], [0.0, 0.5, 0.5, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("name", ["float8_e4m3fn", "float8_e5m2"])
+def test_float8_soft_targets_sum_to_1_within_one_tolerance_eager_and_traced(name):
+    """Soft targets given in float8 are held to the 1e-2 of the floats narrower than float32 wherever they are
+    checked (docs/conventions.md §6.2): NumPy's ml_dtypes arrays, JAX's eagerly (read on the host as float32) and
+    under checkify, and validate_labels; a sum off by 1/8 is refused."""
+    from jax.experimental import checkify
+
+    from cbloss.adapters.jax import class_balanced_loss
+
+    dtype = getattr(jnp, name)
+    z = np.zeros((2, 5), np.float32)
+    want = float(cbloss.class_balanced_loss(z, FLOAT8_TARGETS.astype(np.float32), validate=False))
+    for logits, targets in (
+        (z, FLOAT8_TARGETS.astype(np.dtype(dtype))),
+        (jnp.asarray(z), jnp.asarray(FLOAT8_TARGETS, dtype)),
+    ):
+        cbloss.validate_labels(targets, 5, soft=True)
+        assert float(cbloss.class_balanced_loss(logits, targets)) == pytest.approx(want, rel=1e-6)
+    targets = jnp.asarray(FLOAT8_TARGETS, dtype)
+    assert float(class_balanced_loss(jnp.asarray(z), targets)) == pytest.approx(want, rel=1e-6)
+    checked = checkify.checkify(jax.jit(lambda z, t: class_balanced_loss(z, t, validate="checkify")))
+    error, value = checked(jnp.asarray(z), targets)
+    error.throw()
+    assert float(value) == pytest.approx(want, rel=1e-6)
+    off = FLOAT8_TARGETS + np.array([[0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.125, 0.0, 0.0]])  # exact in float8
+    with pytest.raises(ValueError, match=r"^labels: soft targets must sum to 1"):
+        class_balanced_loss(jnp.asarray(z), jnp.asarray(off, dtype))
+    with pytest.raises(ValueError, match=r"^labels: soft targets must sum to 1"):
+        cbloss.validate_labels(off.astype(np.dtype(dtype)), 5, soft=True)
+
+
 def test_numpy_ml_dtypes_integers_are_read_as_int64():
     """NumPy arrays of ml_dtypes' integers (int4, uint4, ...; kind 'V' like its floats) are integers: class
     indices and counts as their int64 values, logits of them refused as the integers they are."""

@@ -509,6 +509,10 @@ def test_float8_targets_are_checked_and_read_through_float32(mode, multi_label):
     targets = np.array([[0.25, 0.25, 0.5], [0.0, 0.5, 0.5]])
     want = class_balanced_loss(z, tf.constant(targets, tf.float32), [1.0, 0.5, 2.0], **options)
     assert float(call(z, tf.constant(targets, float8))) == float(want)
+    if not multi_label:  # summing to 1 + 1/256, exact in float8: within the 1e-2 of the floats below float32
+        near = np.array([[0.5, 0.25, 0.125, 0.125, 1 / 256]])
+        checked = class_balanced_loss(tf.zeros((1, 5)), tf.constant(near, float8), validate=True)
+        assert float(checked) == float(class_balanced_loss(tf.zeros((1, 5)), tf.constant(near), validate=False))
     if mode == "xla":
         return  # XLA drops graph assertions (docs/tensorflow.md)
     error = ValueError if mode == "eager" else tf.errors.InvalidArgumentError

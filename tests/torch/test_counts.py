@@ -407,6 +407,13 @@ def test_float8_counts_weights_and_targets_are_read_as_their_numbers():
     logits, labels = np.zeros((2, 3)), np.array([0, 2])
     assert cbloss.class_balanced_loss(logits, labels, as_float8) == cbloss.class_balanced_loss(logits, labels, numbers)
     cbloss.validate_labels(torch.tensor([[0.5, 0.5, 0.0]]).to(torch.float8_e4m3fn), 3)
+    # summing to 1 + 1/256, exact in float8: within the 1e-2 of the floats below float32, eagerly in the adapter too
+    from cbloss.adapters.torch import class_balanced_loss
+
+    near = torch.tensor([[0.5, 0.25, 0.125, 0.125, 1 / 256]])
+    cbloss.validate_labels(near.to(torch.float8_e4m3fn), 5)
+    z = torch.zeros(1, 5)
+    assert class_balanced_loss(z, near.to(torch.float8_e5m2)) == class_balanced_loss(z, near, validate=False)
 
 
 def test_a_sampler_of_keys_that_are_no_indices_is_iterated():
