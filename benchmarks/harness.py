@@ -607,9 +607,11 @@ def combine(reports: list[dict]) -> dict:
     the row of the run whose ratio is the median of that cell's ratios (the lower middle one for an even number
     of runs), with every run's ratio in ``ratio_runs`` (None where it failed), so that a cell's verdict is not
     one process's luck (the code its compilation got, where its memory lies). Runs in which a cell failed are
-    left out of its median; a cell that failed in every run keeps the first run's error."""
+    left out of its median (the report says how many failed); a cell that failed in every run keeps the first run's
+    error. The notes are every run's, each once."""
     first = reports[0]
-    combined = {"meta": {**first["meta"], "processes": len(reports)}, "notes": list(first.get("notes", []))}
+    notes = [note for report in reports for note in report.get("notes", [])]
+    combined = {"meta": {**first["meta"], "processes": len(reports)}, "notes": list(dict.fromkeys(notes))}
     combined["meta"]["command"] = f"{first['meta']['command']} --processes {len(reports)}"
     for key in ("results", "compiled", "overhead", "memory"):
         sections = [report.get(key, []) for report in reports]

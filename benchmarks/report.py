@@ -68,7 +68,10 @@ def _ratio(r: dict) -> str:
         return "error"
     runs = [ratio for ratio in r.get("ratio_runs", []) if ratio is not None]
     low, high = (f"{min(runs):.2f}", f"{max(runs):.2f}") if runs else ("", "")
-    return f"{r['ratio']:.2f}" + (f" ({low}-{high})" if low != high else "")  # a range only where one shows
+    notes = [f"{low}-{high}"] if low != high else []  # a range only where one shows
+    failed = len(r.get("ratio_runs", [])) - len(runs)
+    notes += [f"{failed} of {len(r['ratio_runs'])} failed"] if failed else []
+    return f"{r['ratio']:.2f}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _goal(r: dict) -> str:
@@ -175,7 +178,7 @@ def markdown(reports: list[dict], sources: list[str] | None = None) -> str:
         "process with their calls interleaved, so that the machine's noise hits both alike. Times are per call "
         "(median over the timed samples); ratios above 1 mean cbloss is slower or uses more memory. Where a run "
         "was repeated in several processes (`--processes`), a cell is the row of the process whose ratio is the "
-        "median of the cell's, with the range over the processes in brackets.",
+        "median of the cell's, with the range over the processes in brackets (and how many failed, if any).",
         "",
     ]
     if quick:

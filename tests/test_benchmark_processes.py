@@ -46,6 +46,12 @@ def test_each_cell_is_the_run_of_its_median_ratio():
     assert [r["ratio"] for r in runs[0]["results"]] == [1.30, 1.0, None, None]  # the runs are left as they were
 
 
+def test_every_run_s_notes_are_kept_once():
+    runs = [_report(1.0), _report(1.0), _report(1.0)]
+    runs[0]["notes"], runs[1]["notes"] = ["a skipped", "b skipped"], ["b skipped", "c skipped"]
+    assert combine(runs)["notes"] == ["a skipped", "b skipped", "c skipped"]
+
+
 def test_runs_of_different_cells_are_not_combined():
     other = _report(1.0, 1.0)
     other["results"][1]["loss"] = "CB sigmoid"
@@ -58,6 +64,9 @@ def test_the_report_gives_the_median_and_the_range():
     assert "| 1.240 | 1.000 | 1.24 (1.10-1.30) | <= 1.25 | yes |" in text
     assert "in each of 3 processes" in text
     assert "| 1.240 | 1.000 | 1.24 | <= 1.25 | yes |" in markdown([combine([_report(1.24), _report(1.2449)])])
+    partly = markdown([combine([_report(None), _report(None), _report(5.0)])])
+    assert "| 5.00 (2 of 3 failed) |" in partly
+    assert "| 1.00 (1.00-2.00; 1 of 3 failed) |" in markdown([combine([_report(None), _report(2.0), _report(1.0)])])
     single = markdown([_report(1.30)])
     assert "| 1.300 | 1.000 | 1.30 | <= 1.25 | **no** |" in single and "processes (each cell" not in single
 
