@@ -132,14 +132,11 @@ _BACKENDS = {"tensorflow": _tensorflow_losses, "jax": _jax_losses, "torch": _tor
 
 
 def _logits_from_probabilities(probabilities: Any, loss: str) -> Any:
-    """Logits that reproduce ``probabilities``, clipped to ``[eps, 1 - eps]`` as Keras' own losses clip them:
-    ``log p`` for the softmax losses (softmax(log p) = p when p sums to 1), ``log p - log(1 - p)`` for the
-    sigmoid ones."""
+    """Logits that reproduce ``probabilities`` clipped to ``[eps, 1 - eps]`` as Keras' losses clip them (float16
+    and bfloat16 in float32, where 1 - eps is below 1): ``log p``, softmax losses; ``log p - log(1 - p)``, others."""
     ops, eps = keras.ops, keras.config.epsilon()
-    if keras.backend.standardize_dtype(probabilities.dtype) in ("float16", "bfloat16"):
-        # in float32, where the loss is computed (docs/conventions.md §9): 1 - eps rounds to 1 in these dtypes
-        probabilities = ops.cast(probabilities, "float32")
-    p = ops.clip(probabilities, eps, 1.0 - eps)
+    low = keras.backend.standardize_dtype(probabilities.dtype) in ("float16", "bfloat16")
+    p = ops.clip(ops.cast(probabilities, "float32") if low else probabilities, eps, 1.0 - eps)
     return ops.log(p) if LOSSES[loss].activation == "softmax" else ops.log(p) - ops.log1p(-p)
 
 
