@@ -444,10 +444,10 @@ def _out_of_range(num_classes: int) -> str:
 def _in_a_float_to_check(xp: Any, labels: Any) -> Any:
     """Floating labels in a type narrower than 16 bits (float8) as float32, which holds their values exactly:
     TensorFlow has no comparison, sum or NaN test for them. Other labels as they are."""
+    if not xp.isdtype(labels.dtype, "real floating"):
+        return labels
     checkable = [getattr(xp, name, None) for name in ("float16", "bfloat16", "float32", "float64")]
-    if xp.isdtype(labels.dtype, "real floating") and not any(labels.dtype == d for d in checkable if d is not None):
-        return xp.astype(labels, xp.float32)
-    return labels
+    return labels if any(labels.dtype == d for d in checkable if d is not None) else xp.astype(labels, xp.float32)
 
 
 def check_label_values(
@@ -463,13 +463,13 @@ def check_label_values(
     """Eager value checks. Soft targets are checked along the last axis; ``given_dtype``, the targets' dtype as
     the user gave them, sets the tolerance of their sum (:func:`soft_target_tolerance`). Multi-hot targets must
     lie in [0, 1]."""
-    tolerance = soft_target_tolerance(xp, labels.dtype if given_dtype is None else given_dtype)  # before the cast
-    labels = _in_a_float_to_check(xp, labels)
     if multi_label:
-        if not xp.isdtype(labels.dtype, "bool") and bool(multi_hot_invalid(xp, labels)):
+        if not xp.isdtype(labels.dtype, "bool") and bool(multi_hot_invalid(xp, _in_a_float_to_check(xp, labels))):
             raise ValueError(_MULTI_HOT)
         return
     if soft:
+        tolerance = soft_target_tolerance(xp, labels.dtype if given_dtype is None else given_dtype)
+        labels = _in_a_float_to_check(xp, labels)  # after the tolerance, which is the given dtype's
         negative, off = soft_targets_invalid(xp, labels, tolerance)
         if bool(negative):
             raise ValueError(_SOFT_NEGATIVE)
@@ -552,7 +552,8 @@ def validate_labels(
         host = _integral(host, num_classes)
     # the tolerance of soft targets' sums is their given dtype's: floats narrower than float32 (float16, bfloat16,
     # float8, read as float32 here) have 1e-2
-    name = str(getattr(getattr(labels, "dtype", ""), "name", getattr(labels, "dtype", "")))
+    dtype = getattr(labels, "dtype", None)
+    name = str(getattr(dtype, "name", dtype))  # NumPy, JAX, TensorFlow: "float16"; PyTorch: "torch.float16"
     narrow = "float" in name and not name.endswith(("float32", "float64"))
     given_dtype = np.dtype(np.float16) if narrow else host.dtype
     if soft:
