@@ -48,6 +48,11 @@ class _Schedule(Immutable):
                 value.setflags(write=False)
         super()._set(**fields)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # pickle and deepcopy set the fields of the new schedule: through _set, as NumPy's pickles and deep copies
+        # of arrays are writeable
+        self._set(**state)
+
 
 class DeferredReweighting(_Schedule):
     """Deferred re-weighting (DRW): all-ones weights before epoch ``start``, class-balanced weights from it on.
@@ -83,7 +88,8 @@ class DeferredReweighting(_Schedule):
 
 class BetaWarmup(_Schedule):
     """A beta that moves from 0 at epoch ``start`` to ``beta`` at epoch ``end``, constant after; the weights are
-    :func:`cbloss.class_balanced_weights` at that beta (beta = 0: all ones).
+    :func:`cbloss.class_balanced_weights` at that beta (beta = 0: all ones, an empty class's 0 with
+    ``zero_count="zero"``).
 
     ``shape="linear"``: ``beta(e) = beta * f``; ``"cosine"``: ``beta * (1 - cos(pi * f)) / 2``, with
     ``f = clip((e - start) / (end - start), 0, 1)``.

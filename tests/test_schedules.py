@@ -83,7 +83,8 @@ def test_schedules_say_what_they_are():
 def test_schedules_are_immutable_and_copy_as_they_are(make):
     """A field set after construction would not reach what the schedule hands out (DRW's weights come from its
     beta at construction), or would skip its check: every field, the counts' entries included, is read-only. A
-    copy and a pickle hand out the same weights."""
+    copy and a pickle hand out the same weights and are read-only too (NumPy's pickles and deep copies of arrays
+    are writeable)."""
     import copy
     import pickle
 
@@ -100,3 +101,7 @@ def test_schedules_are_immutable_and_copy_as_they_are(make):
     for twin in (copy.copy(schedule), copy.deepcopy(schedule), pickle.loads(pickle.dumps(schedule))):
         np.testing.assert_array_equal(twin(5), before)
         assert repr(twin) == repr(schedule)
+        arrays = [value for value in vars(twin).values() if isinstance(value, np.ndarray)]
+        assert arrays and not any(array.flags.writeable for array in arrays)
+        with pytest.raises(AttributeError, match="is immutable; cannot set 'beta'"):
+            twin.beta = 0.5
